@@ -1,0 +1,143 @@
+"""Shared plumbing of the OpenStack collectors: credentials, sessions, paging.
+
+Credentials follow the OpenStack service convention (as Ceilometer and Aodh
+do): a ``[service_credentials]`` group loaded with keystoneauth1's own conf
+loading, so every auth plugin keystoneauth knows works (``password``,
+``v3applicationcredential``...), plus ``region_name`` and ``interface``::
+
+    [service_credentials]
+    auth_type = password
+    auth_url = http://keystone:5000/v3
+    username = synchronizer
+    password = ...
+    project_name = service
+    user_domain_id = default
+    project_domain_id = default
+    region_name = RegionOne
+    interface = internal
+    cafile = /etc/ssl/certs/ca.pem
+    timeout = 30
+
+Re-authentication on token expiry is keystoneauth's job.  Every request has
+a timeout (the session's ``timeout`` option, default 30 s here).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from keystoneauth1 import adapter
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import loading as ks_loading
+from keystoneauth1 import session as ks_session
+from oslo_config import cfg
+
+from synchronizer.exceptions import PermanentError, TransientError
+from synchronizer.plugin import CollectorPlugin
+
+LOG = logging.getLogger(__name__)
+
+GROUP = "service_credentials"
+DEFAULT_TIMEOUT = 30
+
+_CLIENT_OPTS = [
+    cfg.StrOpt("region_name", help="Region of the endpoints to use."),
+    cfg.StrOpt(
+        "interface",
+        default="public",
+        choices=("public", "internal", "admin", "publicURL", "internalURL", "adminURL"),
+        help="Catalog interface of the endpoints to use.",
+    ),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register ``[service_credentials]`` (idempotent)."""
+    conf.register_opts(_CLIENT_OPTS, group=GROUP)
+    ks_loading.register_session_conf_options(conf, GROUP)
+    ks_loading.register_auth_conf_options(conf, GROUP)
+
+
+def list_opts() -> list[cfg.Opt]:
+    """Every option of ``[service_credentials]``, for the config generator."""
+    opts = list(_CLIENT_OPTS) + ks_loading.get_session_conf_options()
+    opts += ks_loading.get_auth_common_conf_options()
+    opts += ks_loading.get_auth_plugin_conf_options("password")
+    seen: set[str] = set()
+    return [o for o in opts if not (o.dest in seen or seen.add(o.dest))]
+
+
+def load_session(conf: cfg.ConfigOpts) -> ks_session.Session:
+    """A keystoneauth session from ``[service_credentials]``.
+
+    Raises PermanentError when no auth plugin is configured.
+    """
+    register_opts(conf)
+    auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
+    if auth is None:
+        raise PermanentError("[service_credentials] auth_type is not set")
+    sess = ks_loading.load_session_from_conf_options(conf, GROUP, auth=auth)
+    if sess.timeout is None:
+        sess.timeout = DEFAULT_TIMEOUT
+    return sess
+
+
+def classify(exc: Exception) -> Exception:
+    """Map a keystoneauth error to a transient or permanent project error."""
+    if isinstance(exc, ks_exc.Unauthorized | ks_exc.Forbidden | ks_exc.EndpointNotFound):
+        return PermanentError(f"{type(exc).__name__}: {exc}")
+    return TransientError(f"{type(exc).__name__}: {exc}")
+
+
+class OpenStackCollector(CollectorPlugin):
+    """A collector that talks to one OpenStack service through the catalog.
+
+    Subclasses set ``service_type`` (catalog type) and use :meth:`adapter`
+    or :meth:`paginate`.  One keystoneauth session per worker process,
+    created lazily on first use.
+    """
+
+    service_type: ClassVar[str] = ""
+    _session: ClassVar[ks_session.Session | None] = None
+
+    @classmethod
+    def session(cls, conf: cfg.ConfigOpts) -> ks_session.Session:
+        # One session per worker process, shared by every collector in it.
+        if OpenStackCollector._session is None:
+            OpenStackCollector._session = load_session(conf)
+        return OpenStackCollector._session
+
+    def adapter(self, **kwargs: Any) -> adapter.Adapter:
+        """An adapter on this plugin's service endpoint."""
+        creds = self.conf[GROUP]
+        return adapter.Adapter(
+            self.session(self.conf),
+            service_type=self.service_type,
+            interface=creds.interface,
+            region_name=creds.region_name,
+            **kwargs,
+        )
+
+    def paginate(
+        self, api: adapter.Adapter, url: str, collection: str, links_key: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every record of a collection, following ``next`` links.
+
+        Any failing page raises, so the listing counts as incomplete.
+        """
+        links_key = links_key or f"{collection}_links"
+        while url:
+            body = api.get(url).json()
+            yield from body.get(collection) or ()
+            url = next_link(body.get(links_key) or body.get("links") or (), body.get("next"))
+
+
+def next_link(links: Any, fallback: Any = None) -> str | None:
+    """The ``rel: next`` href of a links list (or an explicit ``next`` URL)."""
+    if isinstance(links, list):
+        for link in links:
+            if isinstance(link, dict) and link.get("rel") == "next":
+                return link.get("href")
+    return fallback if isinstance(fallback, str) else None

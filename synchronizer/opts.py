@@ -1,0 +1,128 @@
+"""Configuration options of the core, and the config generator's entry point.
+
+Plugins add their own options, each plugin in a group named after it; the
+``[service_credentials]`` group of the OpenStack collectors is loaded with
+keystoneauth1's conf loading (see ``plugins.openstack``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from oslo_config import cfg
+from oslo_log import log
+
+LOG = logging.getLogger(__name__)
+
+PROJECT = "synchronizer"
+
+CORE_OPTS = [
+    cfg.ListOpt(
+        "plugins",
+        default=[],
+        help="Plugins to run: entry-point names in the 'synchronizer.plugins' "
+        "namespace (e.g. nova.instance, nova.notifications, static) or class "
+        "paths (package.module:Class). Each plugin's options are in a group "
+        "named after it.",
+    ),
+    cfg.ListOpt(
+        "sinks",
+        default=["log"],
+        help="Where every change goes besides registered subscribers: log, jsonl, message.",
+    ),
+    cfg.StrOpt(
+        "jsonl_path",
+        default="-",
+        help="File the 'jsonl' sink appends JSON lines to ('-' is standard output).",
+    ),
+    cfg.StrOpt(
+        "message_topic",
+        default="synchronizer",
+        help="Notification topic the 'message' sink publishes changes on.",
+    ),
+    cfg.StrOpt(
+        "notification_pool",
+        default="synchronizer",
+        help="Listener pool (queue name suffix) of the notification worker, so it "
+        "does not steal messages from other consumers of the same topics.",
+    ),
+    cfg.IntOpt(
+        "notification_max_bytes",
+        default=1024 * 1024,
+        min=1024,
+        help="Notifications whose payload is larger than this are dropped and counted.",
+    ),
+    cfg.IntOpt(
+        "notification_executor_threads",
+        default=4,
+        min=1,
+        help="Threads of the notification listener's executor.",
+    ),
+    cfg.IntOpt(
+        "chunk_size",
+        default=1000,
+        min=1,
+        help="Changes per chunk sent from a worker process to the dispatcher.",
+    ),
+    cfg.FloatOpt(
+        "worker_restart_delay",
+        default=1.0,
+        min=0.0,
+        help="First delay before a dead worker is restarted (doubles up to the maximum).",
+    ),
+    cfg.FloatOpt(
+        "worker_restart_max_delay",
+        default=60.0,
+        min=0.0,
+        help="Longest delay before a dead worker is restarted.",
+    ),
+    cfg.FloatOpt(
+        "tombstone_ttl",
+        default=3600.0,
+        min=0.0,
+        help="Seconds a delete is remembered, during which a poll still listing the "
+        "deleted entity (a stale read) cannot resurrect it.",
+    ),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the core options and oslo.log's (idempotent)."""
+    conf.register_opts(CORE_OPTS)
+    try:
+        log.register_options(conf)
+    except cfg.ArgsAlreadyParsedError:
+        LOG.debug("oslo.log options already registered")
+
+
+def parse(argv: Sequence[str], *, setup_logging: bool = True) -> cfg.ConfigOpts:
+    """A new ConfigOpts with the core options, parsed from ``argv``."""
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    conf(list(argv), project=PROJECT)
+    if setup_logging:
+        log.setup(conf, PROJECT)
+    return conf
+
+
+def config_args(conf: cfg.ConfigOpts) -> list[str]:
+    """Arguments that make a worker process parse the same configuration."""
+    args: list[str] = []
+    for path in conf.config_file or ():
+        args += ["--config-file", path]
+    dirs = conf.config_dir or []
+    for path in [dirs] if isinstance(dirs, str) else dirs:
+        args += ["--config-dir", path]
+    return args
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Every option, by group, for ``oslo-config-generator``."""
+    from plugins import openstack
+    from synchronizer import loader
+
+    groups = [("DEFAULT", list(CORE_OPTS)), (openstack.GROUP, openstack.list_opts())]
+    for name, cls in loader.shipped_plugins():
+        groups.append((name, cls.all_options()))
+    return groups

@@ -1,0 +1,84 @@
+"""What the daemon knows about itself: plugin states, cycles, readiness.
+
+Readiness (for ``sd_notify READY=1``): every enabled collector that can run
+has delivered one complete snapshot.  Collectors that failed to load, are
+not available, or were disabled by a permanent error do not hold readiness
+back (they are reported loudly instead); a collector whose service is down
+does, since its view is not there yet.
+
+Threading: all methods are thread-safe.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+NOT_RUNNING = frozenset({"failed", "unavailable", "disabled"})
+
+
+class Status:
+    """Plugin states, last cycle per collector, counters; the ``ready`` event."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.ready = threading.Event()
+        self.expected: set[str] = set()
+        self.states: dict[str, tuple[str, str]] = {}
+        self.first_complete: set[str] = set()
+        self.last_cycle: dict[str, dict[str, Any]] = {}
+        self.last_complete_at: dict[str, float] = {}
+        self.cycles: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.restarts: collections.Counter[str] = collections.Counter()
+        self.notifications: dict[str, Any] = {}
+        self.tracked = 0
+
+    def expect(self, collectors: Iterable[str]) -> None:
+        with self._lock:
+            self.expected = set(collectors)
+            self._check_ready()
+
+    def plugin_state(self, plugin: str, state: str, reason: str) -> None:
+        with self._lock:
+            self.states[plugin] = (state, reason)
+            self._check_ready()
+
+    def cycle_done(self, plugin: str, stats: dict[str, Any], tracked: int) -> None:
+        with self._lock:
+            self.last_cycle[plugin] = stats
+            self.tracked = tracked
+            outcome = "complete" if stats["complete"] else "incomplete"
+            self.cycles[(plugin, outcome)] += 1
+            if stats["complete"]:
+                self.last_complete_at[plugin] = time.monotonic()
+                if stats["full"]:
+                    self.first_complete.add(plugin)
+            self._check_ready()
+
+    def worker_restarted(self, name: str) -> None:
+        with self._lock:
+            self.restarts[name] += 1
+
+    def notification_stats(self, stats: dict[str, Any]) -> None:
+        with self._lock:
+            self.notifications = stats
+
+    def _check_ready(self) -> None:
+        running = {p for p in self.expected if self.states.get(p, ("", ""))[0] not in NOT_RUNNING}
+        if running <= self.first_complete:
+            self.ready.set()
+
+    def text(self) -> str:
+        """A one-line summary for systemd's STATUS= and logs."""
+        with self._lock:
+            waiting = sorted(self.expected - self.first_complete)
+            failed = sorted(p for p, (s, _) in self.states.items() if s in NOT_RUNNING)
+        parts = [f"{self.tracked} entities", f"{len(self.expected)} collectors"]
+        if waiting:
+            parts.append("waiting for " + ", ".join(waiting))
+        if failed:
+            parts.append("not running: " + ", ".join(failed))
+        return "; ".join(parts)
