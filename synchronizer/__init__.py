@@ -12,7 +12,7 @@ import warnings
 # import-time deprecation banner would only confuse operators.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from oslo_service import backend as _backend  # noqa: E402
+from oslo_service import backend as _backend
 
 # oslo.messaging imports oslo.service, whose default backend is eventlet:
 # choose the threading backend before anything else imports them.

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 from oslo_log import log
+from oslo_messaging import opts as messaging_opts
 
 LOG = logging.getLogger(__name__)
 
@@ -88,8 +89,10 @@ CORE_OPTS = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    """Register the core options and oslo.log's (idempotent)."""
+    """Register the core options, oslo.messaging's and oslo.log's (idempotent)."""
     conf.register_opts(CORE_OPTS)
+    for group, group_opts in messaging_opts.list_opts():
+        conf.register_opts(group_opts, group=group)
     try:
         log.register_options(conf)
     except cfg.ArgsAlreadyParsedError:

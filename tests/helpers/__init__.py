@@ -1,0 +1,1 @@
+"""Test helpers shipped with the test suite: plugins, daemon runner, waits."""

@@ -1,0 +1,140 @@
+"""The dispatcher: fan-out, isolation, snapshot→synced→live, resyncs."""
+
+import threading
+import time
+
+from synchronizer import fingerprint, timeutil
+from synchronizer.dispatcher import Dispatcher
+from synchronizer.entity import Action, Change, Entity, Source, Synced
+from synchronizer.subscriber import Subscription
+
+SRC = Source("poll", "c")
+
+
+def ch(key, state="s", type_="t", action=Action.UPDATE, ts=None):
+    e = Entity(type_, key, state=state, timestamp=ts or timeutil.now(), source=SRC)
+    return Change(action, e, fingerprint.of(e))
+
+
+def subscribe(d, types=None, snapshot=True, callback=None):
+    got = []
+    sub = Subscription(types, callback or got.append)
+    d.add(sub, snapshot=snapshot)
+    sub.start()
+    return sub, got
+
+
+def test_fan_out_by_type():
+    """Each subscriber receives only the types it asked for."""
+    d = Dispatcher()
+    s1, got1 = subscribe(d, {"a"}, snapshot=False)
+    s2, got2 = subscribe(d, None, snapshot=False)
+    d.dispatch([ch("1", type_="a"), ch("2", type_="b")])
+    s1.wait_idle(2)
+    s2.wait_idle(2)
+    assert [c.key for c in got1] == ["1"]
+    assert [c.key for c in got2] == ["1", "2"]
+
+
+def test_failing_callback_is_isolated():
+    """A raising callback is counted and the subscription goes on."""
+    d = Dispatcher()
+    seen = []
+
+    def bad(item):
+        seen.append(item)
+        raise RuntimeError("consumer bug")
+
+    sub, _ = subscribe(d, snapshot=False, callback=bad)
+    d.dispatch([ch("1"), ch("2")])
+    sub.wait_idle(2)
+    assert sub.failures == 2
+    assert len(seen) == 2
+
+
+def test_slow_subscriber_blocks_nobody():
+    """A stalled callback does not delay another subscriber's deliveries."""
+    d = Dispatcher()
+    release = threading.Event()
+    slow, _ = subscribe(d, snapshot=False, callback=lambda item: release.wait(10))
+    fast, got = subscribe(d, snapshot=False)
+    t0 = time.monotonic()
+    for i in range(100):
+        d.dispatch([ch(str(i % 5), state=str(i))])
+    assert fast.wait_idle(2)
+    assert time.monotonic() - t0 < 2
+    final = {c.key: c.entity.state for c in got}
+    assert final == {str(k): str(95 + k) for k in range(5)}
+    assert slow.backlog <= 5  # coalesced per key
+    release.set()
+    slow.close()
+
+
+def test_snapshot_then_synced_then_live_without_gap_or_duplicate():
+    """A subscriber added while changes flow sees every key's final state exactly once in order."""
+    d = Dispatcher()
+    d.dispatch([ch(f"k{i}", state="0") for i in range(200)])
+    stop = threading.Event()
+    counter = [0]
+
+    def producer():
+        while not stop.is_set():
+            counter[0] += 1
+            d.dispatch([ch(f"k{counter[0] % 200}", state=str(counter[0]))])
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    time.sleep(0.05)
+    sub, got = subscribe(d, snapshot=True)
+    time.sleep(0.1)
+    stop.set()
+    thread.join()
+    assert sub.wait_idle(5)
+    markers = [i for i, item in enumerate(got) if isinstance(item, Synced)]
+    assert len(markers) == 1
+    snap = got[: markers[0]]
+    assert {c.key for c in snap} == {f"k{i}" for i in range(200)}
+    assert all(c.action is Action.SNAPSHOT for c in snap)
+    view = {c.key: c for c in snap}
+    last_seq = {c.key: c.seq for c in snap}
+    for c in got[markers[0] + 1 :]:
+        assert c.seq > last_seq[c.key]  # no duplicate, no reordering per key
+        last_seq[c.key] = c.seq
+        view[c.key] = c
+    truth = {e.key: e.state for e in d.get_all()}
+    assert {k: c.entity.state for k, c in view.items()} == truth
+
+
+def test_resync_deletes_what_it_no_longer_lists():
+    """A completed resync deletes the plugin's entities it did not list, as final state unknown."""
+    d = Dispatcher()
+    d.dispatch([ch("a", ts="2026-01-01T00:00:00Z"), ch("b", ts="2026-01-01T00:00:00Z")])
+    sub, _got = subscribe(d, snapshot=False)
+    d.begin_resync("c", ["t"], "2026-01-01T00:01:00Z")
+    d.dispatch([ch("a", ts="2026-01-01T00:01:00Z")])
+    told = d.end_resync("c", complete=True)
+    sub.wait_idle(2)
+    assert [(c.key, c.action, c.final_state_unknown) for c in told] == [("b", Action.DELETE, True)]
+    assert told[0].entity.state == "s"
+    assert {e.key for e in d.get_all()} == {"a"}
+
+
+def test_incomplete_resync_deletes_nothing():
+    """A resync that did not complete deletes nothing."""
+    d = Dispatcher()
+    d.dispatch([ch("a", ts="2026-01-01T00:00:00Z")])
+    d.begin_resync("c", ["t"], "2026-01-01T00:01:00Z")
+    assert d.end_resync("c", complete=False) == []
+    assert {e.key for e in d.get_all()} == {"a"}
+
+
+def test_resync_keeps_entities_seen_after_it_began():
+    """An entity pushed after the resync began is not deleted by it."""
+    d = Dispatcher()
+    d.begin_resync("c", ["t"], "2026-01-01T00:01:00Z")
+    pushed = Entity(
+        "t", "late", state="s", timestamp="2026-01-01T00:01:30Z", source=Source("push", "n")
+    )
+    d.dispatch([Change(Action.CREATE, pushed, fingerprint.of(pushed))])
+    assert d.end_resync("c", complete=True) == []
+    assert {e.key for e in d.get_all()} == {"late"}

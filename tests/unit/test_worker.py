@@ -1,0 +1,112 @@
+"""The poll loop: only changes leave the worker; failures back off."""
+
+import json
+import logging
+
+import pytest
+from oslo_config import cfg
+
+from synchronizer import loader, opts, protocol
+from synchronizer.entity import Action
+from synchronizer.worker import PollLoop
+
+
+@pytest.fixture
+def loop(tmp_path):
+    path = tmp_path / "things.json"
+    conf = cfg.ConfigOpts()
+    opts.register_opts(conf)
+    conf([], project="synchronizer-test")
+    loader.resolve(conf, "tests.helpers.plugins:FileCollector")
+    conf.set_override("path", str(path), group="filecollector")
+    plugin = loader.instantiate(conf, "tests.helpers.plugins:FileCollector")
+    sent = []
+    return PollLoop(plugin, "files", sent.append, chunk_size=2), path, sent
+
+
+def write(path, data):
+    path.write_text(json.dumps(data))
+
+
+def changes(sent):
+    out = []
+    for kind, _, body in sent:
+        if kind == protocol.CHANGES:
+            out.extend((c.action, c.key) for c in protocol.decode(body))
+    sent.clear()
+    return out
+
+
+def test_first_cycle_creates_then_nothing(loop):
+    """The first cycle sends every entity; an unchanged second cycle sends none."""
+    pl, path, sent = loop
+    write(path, {"a": "up", "b": "up", "c": "up"})
+    assert pl.cycle()
+    assert sorted(changes(sent)) == [(Action.CREATE, k) for k in "abc"]
+    assert pl.cycle()
+    assert changes(sent) == []
+
+
+def test_update_and_delete(loop):
+    """An edited state gives one update and a removed key one delete."""
+    pl, path, sent = loop
+    write(path, {"a": "up", "b": "up"})
+    pl.cycle()
+    sent.clear()
+    write(path, {"a": "down"})
+    pl.cycle()
+    assert set(changes(sent)) == {(Action.UPDATE, "a"), (Action.DELETE, "b")}
+
+
+def test_failed_listing_emits_no_deletes_and_keeps_baseline(loop):
+    """A failing listing deletes nothing; the next good one gives the true delta."""
+    pl, path, sent = loop
+    write(path, {"a": "up", "b": "up"})
+    pl.cycle()
+    sent.clear()
+    write(path, "FAIL")
+    assert not pl.cycle()
+    assert changes(sent) == []
+    write(path, {"a": "up"})
+    assert pl.cycle()
+    assert changes(sent) == [(Action.DELETE, "b")]
+
+
+def test_chunks_are_bounded(loop):
+    """Changes leave the worker in chunks of at most chunk_size."""
+    pl, path, sent = loop
+    write(path, {str(i): "up" for i in range(5)})
+    pl.cycle()
+    sizes = [len(protocol.decode(b)) for k, _, b in sent if k == protocol.CHANGES]
+    assert sizes == [2, 2, 1]
+
+
+def test_cycle_is_framed_and_first_complete_is_a_resync(loop):
+    """Each cycle is framed by begin/end; only the first complete one is a resync."""
+    pl, path, sent = loop
+    write(path, "FAIL")
+    pl.cycle()
+    write(path, {"a": "up"})
+    pl.cycle()
+    pl.cycle()
+    ends = [body for kind, _, body in sent if kind == protocol.END]
+    assert [(e["complete"], e["resync"]) for e in ends] == [
+        (False, False),
+        (True, True),
+        (True, False),
+    ]
+
+
+def test_outage_is_logged_once_per_backoff_step(loop, caplog):
+    """Back-off doubles up to the cap and logs once per step, not per retry."""
+    pl, path, _sent = loop
+    write(path, "FAIL")
+    pl.plugin.conf.set_override("max_backoff", 1.0, group="filecollector")
+    caplog.set_level(logging.WARNING, logger="synchronizer.worker")
+    delays = [pl.step() for _ in range(8)]
+    assert delays[:4] == [0.2, 0.4, 0.8, 1.0]
+    assert set(delays[4:]) == {1.0}
+    warnings = [r for r in caplog.records if "next attempt" in r.getMessage()]
+    assert len(warnings) == 4
+    write(path, {"a": "up"})
+    assert pl.step() == 0.2
