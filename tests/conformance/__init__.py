@@ -1,0 +1,1 @@
+"""Conformance: every real OpenStack sample through the plugins."""
