@@ -163,8 +163,10 @@ def test_message_sink_is_received_by_an_independent_listener(tmp_path, transport
         try:
             listening(sync)
             pub.info({}, "test.thing.update", {"key": "m1", "state": "up"})
-            pub.info({}, "test.thing.delete", {"key": "m1"})
+            # Wait for the create before deleting: a sink that has not sent the
+            # create yet would rightly coalesce create+delete into nothing.
             first = consumer.got.get(timeout=10)
+            pub.info({}, "test.thing.delete", {"key": "m1"})
             second = consumer.got.get(timeout=10)
         finally:
             sync.stop()
