@@ -34,7 +34,7 @@ from keystoneauth1 import loading as ks_loading
 from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 
-from synchronizer.exceptions import PermanentError, TransientError
+from synchronizer.exceptions import IncompleteListing, PermanentError, TransientError
 from synchronizer.plugin import CollectorPlugin
 
 LOG = logging.getLogger(__name__)
@@ -109,6 +109,15 @@ class OpenStackCollector(CollectorPlugin):
             OpenStackCollector._session = load_session(conf)
         return OpenStackCollector._session
 
+    def classify_error(self, exc: Exception) -> Exception:
+        if isinstance(exc, ks_exc.ClientException):
+            return classify(exc)
+        return exc
+
+    def close(self) -> None:
+        # A reload may bring new credentials: the next plugin gets a new session.
+        OpenStackCollector._session = None
+
     def adapter(self, **kwargs: Any) -> adapter.Adapter:
         """An adapter on this plugin's service endpoint."""
         creds = self.conf[GROUP]
@@ -128,7 +137,11 @@ class OpenStackCollector(CollectorPlugin):
         Any failing page raises, so the listing counts as incomplete.
         """
         links_key = links_key or f"{collection}_links"
+        seen: set[str] = set()
         while url:
+            if url in seen:
+                raise IncompleteListing(f"{collection}: the service links back to {url}")
+            seen.add(url)
             body = api.get(url).json()
             yield from body.get(collection) or ()
             url = next_link(body.get(links_key) or body.get("links") or (), body.get("next"))

@@ -30,7 +30,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from synchronizer import listener, loader, opts, protocol, sinks, worker
+from synchronizer import listener, loader, metrics, opts, protocol, sinks, worker
 from synchronizer.dispatcher import Dispatcher
 from synchronizer.entity import Entity
 from synchronizer.exceptions import PluginLoadError
@@ -64,6 +64,7 @@ class Synchronizer:
         self._sink_subs: list[Subscription] = []
         self._thread = threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True)
         self._started = False
+        self.metrics: metrics.MetricsServer | None = None
 
     # -- subscribers --------------------------------------------------------
 
@@ -99,6 +100,10 @@ class Synchronizer:
         self.dispatcher.remove(sub)
         sub.close(drain=False)
 
+    def all_subscriptions(self) -> list[Subscription]:
+        """Every subscription, sinks included (for metrics)."""
+        return self.dispatcher.subscribers
+
     def get_all(self, entity_types: Collection[str] | None = None) -> list[Entity]:
         """The current entities of these types (all types with None)."""
         return self.dispatcher.get_all(entity_types)
@@ -116,6 +121,13 @@ class Synchronizer:
         self._thread.start()
         self._supervisor.start()
         self._supervisor.ensure(self._specs())
+        self._start_metrics()
+
+    def _start_metrics(self) -> None:
+        if not self.conf.metrics_port:
+            return
+        self.metrics = metrics.MetricsServer(self, self.conf.metrics_host, self.conf.metrics_port)
+        self.metrics.start()
 
     def reload(self) -> None:
         """Re-read the plugin list and options; restart only what changed.
@@ -130,6 +142,9 @@ class Synchronizer:
         """Stop workers, then deliver what is pending and stop subscribers."""
         if not self._started:
             return
+        if self.metrics is not None:
+            self.metrics.stop()
+            self.metrics = None
         self._supervisor.stop(timeout)
         self._inbox.put(None)
         self._thread.join(timeout)
@@ -147,7 +162,8 @@ class Synchronizer:
 
     def _specs(self) -> list[WorkerSpec]:
         collectors, pushers = self._classify()
-        self.status.expect(collectors)
+        periods = {name: float(self.conf[group].period) for name, group in collectors.items()}
+        self.status.expect(collectors, periods)
         chunk = self.conf.chunk_size
         specs = [
             WorkerSpec(

@@ -78,6 +78,16 @@ CORE_OPTS = [
         min=0.0,
         help="Longest delay before a dead worker is restarted.",
     ),
+    cfg.PortOpt(
+        "metrics_port",
+        default=0,
+        help="Port of the Prometheus /metrics and /healthz endpoint (0: disabled).",
+    ),
+    cfg.HostAddressOpt(
+        "metrics_host",
+        default="127.0.0.1",
+        help="Address the metrics endpoint binds to (loopback unless you say otherwise).",
+    ),
     cfg.FloatOpt(
         "tombstone_ttl",
         default=3600.0,

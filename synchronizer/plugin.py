@@ -176,6 +176,16 @@ class CollectorPlugin(Plugin):
     def list_all(self) -> Iterable[Entity]:
         """Yield every entity of this plugin's types; raise if incomplete."""
 
+    def classify_error(self, exc: Exception) -> Exception:
+        """Map a listing failure to a project error.
+
+        Return (or raise) :class:`~synchronizer.exceptions.PermanentError`
+        when retrying cannot help (bad credentials, no such endpoint): the
+        worker then disables the plugin until the next reload.  Anything
+        else is transient and retried with back-off.
+        """
+        return exc
+
     def list_changes(self, since: str) -> Delta:
         """Return what changed since ``since`` (normalised UTC ISO 8601)."""
         raise NotImplementedError(f"{type(self).__name__} has no delta listing")

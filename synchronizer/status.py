@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 NOT_RUNNING = frozenset({"failed", "unavailable", "disabled"})
+_ACTION_KEYS = (("create", "created"), ("update", "updated"), ("delete", "deleted"))
 
 
 class Status:
@@ -34,16 +35,24 @@ class Status:
         self.cycles: collections.Counter[tuple[str, str]] = collections.Counter()
         self.restarts: collections.Counter[str] = collections.Counter()
         self.notifications: dict[str, Any] = {}
+        self.changes: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.failures: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.periods: dict[str, float] = {}
+        self.expected_since = time.monotonic()
         self.tracked = 0
 
-    def expect(self, collectors: Iterable[str]) -> None:
+    def expect(self, collectors: Iterable[str], periods: dict[str, float] | None = None) -> None:
         with self._lock:
             self.expected = set(collectors)
+            self.periods = dict(periods or {})
+            self.expected_since = time.monotonic()
             self._check_ready()
 
     def plugin_state(self, plugin: str, state: str, reason: str) -> None:
         with self._lock:
             self.states[plugin] = (state, reason)
+            if state in NOT_RUNNING:
+                self.failures[(plugin, state)] += 1
             self._check_ready()
 
     def cycle_done(self, plugin: str, stats: dict[str, Any], tracked: int) -> None:
@@ -52,6 +61,15 @@ class Status:
             self.tracked = tracked
             outcome = "complete" if stats["complete"] else "incomplete"
             self.cycles[(plugin, outcome)] += 1
+            for action, key in (
+                ("create", "created"),
+                ("update", "updated"),
+                ("delete", "deleted"),
+            ):
+                self.changes[(plugin, action)] += stats.get(key, 0)
+            if not stats["complete"]:
+                kind = str(stats.get("error") or "error").split(":", 1)[0]
+                self.failures[(plugin, kind)] += 1
             if stats["complete"]:
                 self.last_complete_at[plugin] = time.monotonic()
                 if stats["full"]:
@@ -65,6 +83,48 @@ class Status:
     def notification_stats(self, stats: dict[str, Any]) -> None:
         with self._lock:
             self.notifications = stats
+
+    def cycles_snapshot(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self.cycles)
+
+    def changes_snapshot(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self.changes)
+
+    def failures_snapshot(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self.failures)
+
+    def restarts_snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.restarts)
+
+    def last_cycles(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return dict(self.last_cycle)
+
+    def notifications_snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.notifications)
+
+    def health(self) -> dict[str, Any]:
+        """Healthy when every running collector completed a cycle within 3 periods."""
+        now = time.monotonic()
+        with self._lock:
+            plugins = {}
+            for name in sorted(self.expected):
+                state = self.states.get(name, ("starting", ""))[0]
+                period = self.periods.get(name, 60.0)
+                last = self.last_complete_at.get(name, self.expected_since)
+                fresh = now - last <= 3 * period
+                plugins[name] = {
+                    "state": state,
+                    "healthy": fresh and state not in NOT_RUNNING,
+                    "seconds_since_complete_cycle": round(now - last, 3),
+                    "period": period,
+                }
+        return {"healthy": all(p["healthy"] for p in plugins.values()), "plugins": plugins}
 
     def _check_ready(self) -> None:
         running = {p for p in self.expected if self.states.get(p, ("", ""))[0] not in NOT_RUNNING}

@@ -140,10 +140,8 @@ class PollLoop:
         error = None
         try:
             seen.extend(self.plugin.list_all())
-        except PermanentError:
-            raise
         except Exception as exc:  # noqa: BLE001 - any failure makes the listing incomplete
-            error = _describe(exc)
+            error = self._failure(exc)
         result = diff.diff_snapshot(self.baseline, seen, complete=error is None, volatile=volatile)
         return result, error
 
@@ -152,13 +150,18 @@ class PollLoop:
         since = timeutil.normalize(timeutil.to_datetime(self.last_success).timestamp() - overlap)
         try:
             delta = self.plugin.list_changes(since)
-        except PermanentError:
-            raise
         except Exception as exc:  # noqa: BLE001 - any failure makes the listing incomplete
-            return diff.DiffResult([], dict(self.baseline), 0), _describe(exc)
+            return diff.DiffResult([], dict(self.baseline), 0), self._failure(exc)
         return diff.diff_delta(
             self.baseline, delta.entities, delta.deleted, volatile=volatile
         ), None
+
+    def _failure(self, exc: Exception) -> str:
+        """Describe a transient failure; re-raise a permanent one."""
+        classified = self.plugin.classify_error(exc)
+        if isinstance(classified, PermanentError):
+            raise classified from exc
+        return _describe(classified)
 
     def _emit(self, changes: list[Change]) -> None:
         for chunk in protocol.chunked(changes, self.chunk_size):
