@@ -1,0 +1,1 @@
+"""Nagios Core plugins: the ``nagios.service`` collector (``statusjson.cgi``)."""
