@@ -30,7 +30,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from synchronizer import listener, loader, metrics, opts, protocol, sinks, worker
+from synchronizer import listener, loader, metrics, opts, protocol, rpc, sinks, worker
 from synchronizer.dispatcher import Dispatcher
 from synchronizer.entity import Entity
 from synchronizer.exceptions import PluginLoadError
@@ -65,6 +65,7 @@ class Synchronizer:
         self._thread = threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True)
         self._started = False
         self.metrics: metrics.MetricsServer | None = None
+        self.rpc_server: Any = None
 
     # -- subscribers --------------------------------------------------------
 
@@ -122,6 +123,14 @@ class Synchronizer:
         self._supervisor.start()
         self._supervisor.ensure(self._specs())
         self._start_metrics()
+        self._start_rpc()
+
+    def _start_rpc(self) -> None:
+        # Out-of-process consumers use the message sink plus get_all over RPC.
+        if "message" not in self.conf.sinks:
+            return
+        self.rpc_server = rpc.build_server(self.conf, self.dispatcher)
+        self.rpc_server.start()
 
     def _start_metrics(self) -> None:
         if not self.conf.metrics_port:
@@ -145,6 +154,10 @@ class Synchronizer:
         if self.metrics is not None:
             self.metrics.stop()
             self.metrics = None
+        if self.rpc_server is not None:
+            self.rpc_server.stop()
+            self.rpc_server.wait()
+            self.rpc_server = None
         self._supervisor.stop(timeout)
         self._inbox.put(None)
         self._thread.join(timeout)

@@ -43,6 +43,11 @@ CORE_OPTS = [
         help="Notification topic the 'message' sink publishes changes on.",
     ),
     cfg.StrOpt(
+        "rpc_topic",
+        default="synchronizer_view",
+        help="RPC topic on which the daemon answers get_all (when the message sink is on).",
+    ),
+    cfg.StrOpt(
         "notification_pool",
         default="synchronizer",
         help="Listener pool (queue name suffix) of the notification worker, so it "
@@ -103,10 +108,25 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(CORE_OPTS)
     for group, group_opts in messaging_opts.list_opts():
         conf.register_opts(group_opts, group=group)
+    _register_tracing_opts(conf)
     try:
         log.register_options(conf)
     except cfg.ArgsAlreadyParsedError:
         LOG.debug("oslo.log options already registered")
+
+
+def _register_tracing_opts(conf: cfg.ConfigOpts) -> None:
+    # oslo.messaging 18.x reads [oslo_messaging_tracing] and
+    # [oslo_messaging_metrics] from the ConfigOpts an RPC client is given, but
+    # registers them on the global CONF only; a private ConfigOpts (ours)
+    # must register them itself.
+    try:
+        from oslo_messaging._metrics import client as metrics  # noqa: PLC0415
+        from oslo_messaging._tracing import client as tracing  # noqa: PLC0415
+    except ImportError:
+        return
+    conf.register_opts(tracing.oslo_messaging_tracing, group="oslo_messaging_tracing")
+    conf.register_opts(metrics.oslo_messaging_metrics, group="oslo_messaging_metrics")
 
 
 def parse(argv: Sequence[str], *, setup_logging: bool = True) -> cfg.ConfigOpts:

@@ -34,6 +34,7 @@ QUEUE_PATTERNS = (
     "pool-{u}",
     "other-{u}",
     "consumer-{u}",
+    "view_{u}",
     "test_notifications_{u}.info",
     "synchronizer_{u}.info",
 )
