@@ -121,8 +121,8 @@ def _register_tracing_opts(conf: cfg.ConfigOpts) -> None:
     # registers them on the global CONF only; a private ConfigOpts (ours)
     # must register them itself.
     try:
-        from oslo_messaging._metrics import client as metrics  # noqa: PLC0415
-        from oslo_messaging._tracing import client as tracing  # noqa: PLC0415
+        from oslo_messaging._metrics import client as metrics
+        from oslo_messaging._tracing import client as tracing
     except ImportError:
         return
     conf.register_opts(tracing.oslo_messaging_tracing, group="oslo_messaging_tracing")
