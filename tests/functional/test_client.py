@@ -83,3 +83,48 @@ def test_late_consumer_gets_view_then_every_change(tmp_path, transport_url, uniq
     wrong = {k for k in truth if k in world and world[k] != truth[k]}
     assert (len(missing), len(wrong), len(dups)) == (0, 0, 0)
     assert len(world) == N
+
+
+def test_watch_prints_a_change_within_one_period(tmp_path, transport_url, unique):
+    """synchronizer-watch prints the view, then a change within one period of it."""
+    import subprocess
+
+    from tests.helpers.daemon import REPO, script
+
+    things = tmp_path / "things.json"
+    things.write_text(json.dumps({"w1": "up"}))
+    conf_path = tmp_path / "s.conf"
+    conf_path.write_text(
+        "[DEFAULT]\nplugins = tests.helpers.plugins:FileCollector\nsinks = message\n"
+        f"transport_url = {transport_url}\nmessage_topic = synchronizer_{unique}\n"
+        f"rpc_topic = view_{unique}\nnotification_pool = pool-{unique}\n"
+        f"[filecollector]\npath = {things}\nperiod = 1.0\n"
+    )
+    with Daemon(conf_path) as d:
+        d.wait_log("complete", timeout=30)
+        watch = subprocess.Popen(
+            [
+                script("synchronizer-watch"),
+                "--config-file",
+                str(conf_path),
+                "--human",
+                "--pool",
+                f"consumer-{unique}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        try:
+            assert "snapshot" in watch.stdout.readline()
+            assert "synced" in watch.stdout.readline()
+            t0 = time.monotonic()
+            things.write_text(json.dumps({"w1": "down"}))
+            line = watch.stdout.readline()
+            elapsed = time.monotonic() - t0
+        finally:
+            watch.terminate()
+            watch.wait(10)
+    assert "update" in line
+    assert "test.thing/w1 down" in line
+    assert elapsed < 1.0 + 1.0  # one period plus delivery
