@@ -22,6 +22,7 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
+import requests
 from keystoneauth1 import exceptions as ks_exc
 from novaclient import api_versions
 from novaclient import client as nova_client
@@ -47,16 +48,25 @@ PLUGIN_MAX_MICROVERSION = "2.96"
 MIN_MICROVERSION = api_versions.APIVersion("2.1")
 
 # HTTP statuses that retrying cannot fix: the request or the credentials are wrong.
-_PERMANENT_STATUSES = frozenset({400, 401, 403, 406})
+_PERMANENT_STATUSES = frozenset({400, 401, 403})
+# What python-novaclient and keystoneauth raise for a failed request.
+_CLIENT_ERRORS = (
+    nova_exc.ClientException,
+    nova_exc.UnsupportedVersion,
+    ks_exc.ClientException,
+    requests.RequestException,
+)
 
 
 def translate_error(exc: Exception) -> SynchronizerError:
     """Map a novaclient or keystoneauth error to a transient or permanent one.
 
-    Permanent: 400/401/403/406 from Nova (keystoneauth has already retried a
+    Permanent: 400/401/403 from Nova (keystoneauth has already retried a
     401 once with a fresh token), an unsupported microversion, and
     keystoneauth's Unauthorized/Forbidden/EndpointNotFound.  Transient:
-    everything else (5xx, 404, 409, 429, connection failures, timeouts).
+    everything else (5xx, 404, 406 — the server no longer offers the
+    negotiated microversion, so the next cycle negotiates again —, 409, 429,
+    connection failures, timeouts, broken bodies).
     The message holds the error class and text, never a token.
     """
     if isinstance(exc, SynchronizerError):
@@ -155,11 +165,7 @@ class NovaCollector(openstack.OpenStackCollector):
         if self._nova is None:
             try:
                 self._nova = self._new_client(self._negotiate())
-            except (
-                nova_exc.ClientException,
-                nova_exc.UnsupportedVersion,
-                ks_exc.ClientException,
-            ) as exc:
+            except _CLIENT_ERRORS as exc:
                 raise translate_error(exc) from exc
             except (TypeError, ValueError, KeyError, AttributeError) as exc:
                 # python-novaclient chokes on a version document that is not JSON.
@@ -197,9 +203,9 @@ class NovaCollector(openstack.OpenStackCollector):
         url = path + ("?" + urllib.parse.urlencode(params) if params else "")
         try:
             _resp, body = self.nova().client.get(url)
-        except (nova_exc.ClientException, ks_exc.ClientException) as exc:
+        except _CLIENT_ERRORS as exc:
             if isinstance(exc, nova_exc.NotAcceptable):
-                self._nova = None  # renegotiate next time
+                self._nova = None  # negotiate again next time
             raise translate_error(exc) from exc
         if not isinstance(body, dict):
             raise TransientError(f"GET {path}: the response is not a JSON object")

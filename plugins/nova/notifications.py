@@ -184,10 +184,16 @@ def versioned_instance(data: Mapping[str, Any]) -> shapes.Instance:
 
 
 def _legacy_image(payload: Mapping[str, Any]) -> str | None:
-    ref = shapes.text(shapes.mapping(payload, "image_meta"), "base_image_ref")
-    if ref:
-        return ref
-    url = shapes.text(payload, "image_ref_url")  # <glance>/images/<id>, or ".../" without one
+    """The instance's image_ref: image_ref_url is ``<glance>/images/<image_ref>``.
+
+    (Or the bare image_ref when Nova found no image endpoint, or ``.../``
+    when booted from a volume.)  ``image_meta.base_image_ref`` is only a
+    fallback: for an instance booted from a snapshot it names the snapshot's
+    original image, not the one the API shows.
+    """
+    if "image_ref_url" not in payload:
+        return shapes.text(shapes.mapping(payload, "image_meta"), "base_image_ref")
+    url = shapes.text(payload, "image_ref_url")
     if url is None:
         return None
     return url.rsplit("/", 1)[-1] or None

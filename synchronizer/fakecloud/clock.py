@@ -29,21 +29,24 @@ _UTC = datetime.UTC
 class Clock:
     """A thread-safe clock whose readings strictly increase.
 
-    Contract: :meth:`tick` returns ``max(source(), previous + 1 µs)``, so
-    readings are unique and ordered even if the source stalls or steps back.
+    Contract: :meth:`tick` returns a whole number of microseconds (as float
+    seconds), at least one microsecond after the previous reading, even if
+    the source stalls or steps back. Whole microseconds survive a round trip
+    through an ISO 8601 string exactly, so a client that sends back a time it
+    read gets every record stamped at or after it.
     Threading: safe from any thread.
     """
 
     def __init__(self, source: Callable[[], float] = time.time) -> None:
         self._source = source
-        self._last = 0.0
+        self._last_us = 0
         self._lock = threading.Lock()
 
     def tick(self) -> float:
         """Return a new instant, later than every instant returned before."""
         with self._lock:
-            self._last = max(self._source(), self._last + 1e-6)
-            return self._last
+            self._last_us = max(int(self._source() * 1_000_000), self._last_us + 1)
+            return self._last_us / 1_000_000
 
     def peek(self) -> float:
         """Return the source's current time without consuming an instant."""

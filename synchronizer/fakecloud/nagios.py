@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-import time
 import zlib
 from typing import Any
 
@@ -184,7 +183,7 @@ class NagiosService:
         self.state = state
         self._user = user
         self._password = password
-        self._started = time.time()
+        self._started = state.clock.peek()
 
     def public(self, req: Request) -> bool:
         """Nagios does its own (basic) authentication, not Keystone's."""
@@ -222,7 +221,7 @@ class NagiosService:
                 "text/html; charset=iso-8859-1",
             )
         query = req.param("query") or ""
-        now = time.time()
+        now = self.state.clock.peek()
         if query == "servicelist":
             data, code, message = self._servicelist(req, now), 0, ""
         elif query == "service":

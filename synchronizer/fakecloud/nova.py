@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from synchronizer.fakecloud import nova_hosts, nova_servers
+from synchronizer.fakecloud import nova_hosts, nova_server_api
 from synchronizer.fakecloud.state import CloudState
 from synchronizer.fakecloud.web import ApiError, Request, Response, json_response, request_id
 
@@ -63,9 +63,9 @@ Handler = Callable[..., Response]
 _ROUTES: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
     (re.compile(pattern), handler)
     for pattern, handler in (
-        (r"^/servers/detail$", nova_servers.list_detail),
-        (r"^/servers$", nova_servers.list_brief),
-        (r"^/servers/(?P<ident>[^/]+)$", nova_servers.show),
+        (r"^/servers/detail$", nova_server_api.list_detail),
+        (r"^/servers$", nova_server_api.list_brief),
+        (r"^/servers/(?P<ident>[^/]+)$", nova_server_api.show),
         (r"^/os-hypervisors/detail$", nova_hosts.list_detail),
         (r"^/os-hypervisors$", nova_hosts.list_brief),
         (r"^/os-hypervisors/(?P<ident>[^/]+)$", nova_hosts.show),

@@ -335,7 +335,10 @@ def _zones(records: Iterable[Record], verbose: bool) -> list[dict[str, Any]]:
 
 
 def services(call: NovaCall) -> Response:
-    """``GET /os-services``: controller services and one nova-compute per host."""
+    """``GET /os-services``: controller services and one nova-compute per host.
+
+    ``binary`` and ``host`` filter, as in Nova.
+    """
     uuids = call.version >= (2, 53)
     items = [
         _service(call, sid, binary, CONTROLLER, "internal", "up", "enabled", None, None)
@@ -359,6 +362,12 @@ def services(call: NovaCall) -> Response:
                     doc.get("forced_down", False),
                 )
             )
+    binary, host = call.req.param("binary"), call.req.param("host")
+    items = [
+        item
+        for item in items
+        if (binary is None or item["binary"] == binary) and (host is None or item["host"] == host)
+    ]
     return json_response(200, {"services": items})
 
 

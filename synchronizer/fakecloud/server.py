@@ -1,8 +1,8 @@
 """The fake cloud as a real HTTP server on loopback.
 
-:class:`FakeCloud` owns the store, the tokens, the faults and the request
-statistics, and serves every fake API from one ``ThreadingHTTPServer``
-(HTTP/1.1 keep-alive, one thread per connection)::
+:class:`FakeCloud` is a :class:`~synchronizer.fakecloud.cloud.Cloud` (store,
+tokens, faults, statistics, Python control API) served over HTTP by one
+``ThreadingHTTPServer`` (HTTP/1.1 keep-alive, one thread per connection)::
 
     with FakeCloud() as cloud:                       # port 0: ephemeral
         cloud.populate(servers=1000, hosts=10)
@@ -19,7 +19,9 @@ then statistics. The request log prints only method, path and query.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -122,7 +124,10 @@ class FakeCloud(Cloud):
         self._httpd = _Server(self._address, _Handler, self)
         self.state.invalidate_cache()
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="fakecloud-http", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how soon stop() is noticed
+            name="fakecloud-http",
+            daemon=True,
         )
         self._thread.start()
         LOG.info("Fake cloud serving on %s", self.url)
@@ -136,6 +141,7 @@ class FakeCloud(Cloud):
         self.faults.abort()
         httpd.shutdown()
         httpd.server_close()
+        httpd.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
         LOG.info("Fake cloud stopped")
@@ -187,6 +193,8 @@ class FakeCloud(Cloud):
 
 
 class _Server(ThreadingHTTPServer):
+    """Tracks open connections so that stop() can end keep-alive threads."""
+
     daemon_threads = True
     request_queue_size = 256
 
@@ -194,11 +202,32 @@ class _Server(ThreadingHTTPServer):
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], cloud: FakeCloud
     ) -> None:
         self.cloud = cloud
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Shut every open connection down; their threads then finish."""
+        with self._open_lock:
+            connections = list(self._open)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 120  # idle keep-alive connections are closed after this
     server: _Server
 
     def do_GET(self) -> None:

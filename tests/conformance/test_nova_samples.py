@@ -332,9 +332,11 @@ TEMPLATE_PATH = "api/servers/v2.96/servers-details-resp.json"
 
 
 def _legacy_as_versioned(p: dict[str, Any]) -> dict[str, Any]:
-    image = (p.get("image_meta") or {}).get("base_image_ref") or (
-        (p.get("image_ref_url") or "").rsplit("/", 1)[-1]
-    )
+    """The same instance facts in the versioned payload's field names."""
+    if "image_ref_url" in p:  # <glance>/images/<instance.image_ref>
+        image = (p["image_ref_url"] or "").rsplit("/", 1)[-1]
+    else:
+        image = (p.get("image_meta") or {}).get("base_image_ref")
     return {
         "uuid": p["instance_id"],
         "tenant_id": p["tenant_id"],

@@ -21,6 +21,7 @@ from synchronizer.plugin import Notification
 UUID = "178b0921-8f85-4257-88b6-2e743b5a975c"
 PROJECT = "6f70656e737461636b20342065766572"
 TIME = "2024-05-06T07:08:09.000000Z"
+IMAGE = "155d900f-4e14-4e4c-a73d-069cbf4541e6"
 
 
 def make(cls: type, **overrides: Any) -> Any:
@@ -208,19 +209,32 @@ def test_legacy_push_fingerprints_like_the_poll(vm_state, task_state, host):
     assert fingerprint.of(poll) == fingerprint.of(push)
 
 
-def test_legacy_image_falls_back_to_the_image_url():
-    """Without image_meta, the image id is the last segment of image_ref_url."""
+@pytest.mark.parametrize(
+    ("changes", "image"),
+    [
+        ({"image_meta": {"base_image_ref": "original"}}, IMAGE),
+        ({"image_ref_url": IMAGE}, IMAGE),
+        ({"image_ref_url": "http://glance/images/"}, None),
+        ({"image_ref_url": ""}, None),
+        ({"image_ref_url": None, "image_meta": {"base_image_ref": "x"}}, None),
+    ],
+    ids=["url-wins", "bare-id", "boot-from-volume", "empty", "null"],
+)
+def test_legacy_image_is_the_image_ref(changes, image):
+    """The legacy image id comes from image_ref_url, as the API's image.id does."""
     plugin = make(NovaNotifications, format="legacy")
-    payload = legacy_payload(image_meta={})
-    assert (
-        one(plugin, Notification("compute.instance.exists", payload)).entity.properties["image"]
-        == "155d900f-4e14-4e4c-a73d-069cbf4541e6"
-    )
-    payload = legacy_payload(image_meta={"base_image_ref": ""}, image_ref_url="http://g/images/")
-    assert (
-        one(plugin, Notification("compute.instance.exists", payload)).entity.properties["image"]
-        is None
-    )
+    payload = legacy_payload(**changes)
+    change = one(plugin, Notification("compute.instance.exists", payload))
+    assert change.entity.properties["image"] == image
+
+
+def test_legacy_image_falls_back_to_base_image_ref():
+    """Without image_ref_url, image_meta.base_image_ref names the image."""
+    payload = legacy_payload()
+    del payload["image_ref_url"]
+    plugin = make(NovaNotifications, format="legacy")
+    change = one(plugin, Notification("compute.instance.exists", payload))
+    assert change.entity.properties["image"] == IMAGE
 
 
 # -- actions -----------------------------------------------------------------

@@ -316,7 +316,7 @@ def _http_error(code: int) -> Exception:
         (400, PermanentError),
         (401, PermanentError),
         (403, PermanentError),
-        (406, PermanentError),
+        (406, TransientError),
         (404, TransientError),
         (409, TransientError),
         (429, TransientError),
@@ -325,7 +325,7 @@ def _http_error(code: int) -> Exception:
     ],
 )
 def test_nova_http_errors_are_classified(code, kind):
-    """Client-side and credential errors are permanent; the rest is transient."""
+    """Bad requests and refused credentials are permanent; the rest is transient."""
     assert type(translate_error(_http_error(code))) is kind
 
 
