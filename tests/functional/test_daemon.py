@@ -143,7 +143,9 @@ def test_tells_systemd_it_is_ready_after_the_first_snapshot(embedded, tmp_path):
         messages = []
         while not any(m.startswith(b"READY=1") for m in messages):
             messages.append(sock.recv(4096))
-        assert len(d.records) == STATIC_COUNT
+        # READY means the view holds the first snapshot (the jsonl sink prints
+        # it on its own thread, possibly a moment later).
+        assert len(d.wait_records(STATIC_COUNT)) == STATIC_COUNT
     sock.close()
     assert any(m.startswith(b"STATUS=6 entities") for m in messages)
 
