@@ -28,6 +28,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from synchronizer.fakecloud import clock, microversion
 from synchronizer.fakecloud.state import CloudState, Doc, Record
 from synchronizer.fakecloud.web import (
@@ -301,11 +303,10 @@ class CinderService:
                 limit,
                 lambda rec: project is None or rec.doc["os-vol-tenant-attr:tenant_id"] == project,
             )
-            parts = [encoded(rec, key, render) for rec in page] if detail else []
-        if not detail:
-            parts = [
-                json_response(200, {"id": rec.key, "name": rec.doc["name"]}).body for rec in page
-            ]
+            if detail:
+                parts = [encoded(rec, key, render) for rec in page]
+            else:
+                parts = [orjson.dumps({"id": rec.key, "name": rec.doc["name"]}) for rec in page]
         extra = {}
         if page and len(page) == limit:
             extra["volumes_links"] = [{"href": next_href(req, page[-1].key), "rel": "next"}]

@@ -248,35 +248,8 @@ class NeutronService:
     def handle(self, req: Request) -> Response:
         """Route one request."""
         path = req.path.removeprefix("/network").rstrip("/")
-        if path == "":
-            return json_response(
-                200,
-                {
-                    "versions": [
-                        {
-                            "status": "CURRENT",
-                            "id": "v2.0",
-                            "links": [{"href": req.base_url + "/network/v2.0/", "rel": "self"}],
-                        }
-                    ]
-                },
-            )
-        if path == "/v2.0":
-            return json_response(
-                200,
-                {
-                    "resources": [
-                        {
-                            "name": one,
-                            "collection": many,
-                            "links": [
-                                {"href": f"{req.base_url}/network/v2.0/{many}", "rel": "self"}
-                            ],
-                        }
-                        for many, one in _SINGULAR.items()
-                    ]
-                },
-            )
+        if path in ("", "/v2.0"):
+            return json_response(200, _discovery(req.base_url + "/network", path))
         found = self._collection(req) if path.startswith("/v2.0/") else None
         if found is None:
             return error(404, "The resource could not be found.")
@@ -318,6 +291,18 @@ class NeutronService:
             if rec is None:
                 raise ApiError(404, f"{_SINGULAR[kind].title()} {ident} could not be found.")
             return json_response(200, {_SINGULAR[kind]: _fields(None)(rec)})
+
+
+def _discovery(base: str, path: str) -> dict[str, Any]:
+    """The versions list (root) or the resources list (``/v2.0``)."""
+    if path == "":
+        links = [{"href": base + "/v2.0/", "rel": "self"}]
+        return {"versions": [{"status": "CURRENT", "id": "v2.0", "links": links}]}
+    resources = [
+        {"name": one, "collection": many, "links": [{"href": f"{base}/v2.0/{many}", "rel": "self"}]}
+        for many, one in _SINGULAR.items()
+    ]
+    return {"resources": resources}
 
 
 def _error_type(kind: str, status: int) -> str:

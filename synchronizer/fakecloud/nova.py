@@ -128,7 +128,7 @@ def version_doc(base: str, current: bool = True) -> dict:
         ident, href, ver, low, status = "v2.1", "/v2.1/", _text(MAX_VERSION), "2.1", "CURRENT"
         media = "application/vnd.openstack.compute+json;version=2.1"
     else:
-        ident, href, ver, low, status = "v2.0", "/v2/", "", "", "SUPPORTED"
+        ident, href, ver, low, status = "v2.0", "/v2/", "", "", "DEPRECATED"
         media = "application/vnd.openstack.compute+json;version=2"
     return {
         "id": ident,

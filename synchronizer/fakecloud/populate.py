@@ -63,55 +63,74 @@ def populate(
 
     ``nagios_services`` is per host (at most ``len(NAGIOS_CHECKS)``);
     ``volumes`` are attached to the first servers, ``ports`` bind one to
-    each of the first servers. Servers need at least one host.
+    each of the first servers. Servers need at least one host; they are
+    spread over every host the cloud has. Populating again adds new records.
     """
-    rng = seeded_rng(seed)
-    owners = project_ids(state, projects)
     with state.lock:
+        # Seeded by the arguments and what exists, so that populating twice
+        # adds new records instead of colliding with the first ones.
+        sizes = ",".join(str(len(state.table(kind))) for kind in state.kinds)
+        rng = random.Random(f"{seed}:{sizes}")  # noqa: S311 - reproducible test data
+        owners = project_ids(state, projects)
         host_names = _hosts(state, hosts, zones)
         if servers and not host_names:
             raise ValueError("servers need hosts: pass hosts >= 1")
-        counts = {"hypervisors": len(host_names) if hosts else 0}
-        counts["networks"] = state.create_many(
-            "networks",
-            ({"id": _uuid(rng), "project_id": owners[i % len(owners)]} for i in range(networks)),
-        )
-        volume_ids = [_uuid(rng) for _ in range(min(volumes, servers) if servers else 0)]
-        server_ids = [_uuid(rng) for _ in range(servers)]
-        counts["servers"] = state.create_many(
-            "servers", _servers(rng, server_ids, host_names, owners, volume_ids)
-        )
-        counts["volumes"] = state.create_many(
-            "volumes", _volumes(rng, volumes, server_ids, volume_ids, owners)
-        )
-        counts["ports"] = state.create_many(
-            "ports",
-            (
-                {
-                    "id": _uuid(rng),
-                    "server": server_ids[i] if i < servers else None,
-                    "project_id": owners[i % len(owners)],
-                }
-                for i in range(ports)
-            ),
-        )
+        counts = {"hypervisors": hosts}
+        counts["networks"] = state.create_many("networks", _owned(rng, networks, owners, "net"))
+        counts.update(_compute(state, rng, (servers, volumes, ports), host_names, owners))
         counts["nodes"] = state.create_many("nodes", _nodes(rng, nodes))
-        counts["stacks"] = state.create_many(
-            "stacks",
-            (
-                {"id": _uuid(rng), "name": f"stack-{i:05d}", "project_id": owners[i % len(owners)]}
-                for i in range(stacks)
-            ),
-        )
+        counts["stacks"] = state.create_many("stacks", _owned(rng, stacks, owners, "stack"))
         counts["nagios_services"] = state.create_many(
-            "nagios_services",
-            (
-                {"host_name": host, "description": check}
-                for host in host_names
-                for check in NAGIOS_CHECKS[:nagios_services]
-            ),
+            "nagios_services", _checks(state, host_names, nagios_services)
         )
     return counts
+
+
+def _owned(
+    rng: random.Random, count: int, owners: list[str], prefix: str
+) -> Iterator[dict[str, Any]]:
+    """Records spread round-robin over projects."""
+    for i in range(count):
+        yield {"id": _uuid(rng), "name": f"{prefix}-{i:05d}", "project_id": owners[i % len(owners)]}
+
+
+def _compute(
+    state: CloudState,
+    rng: random.Random,
+    sizes: tuple[int, int, int],
+    hosts: list[str],
+    owners: list[str],
+) -> dict[str, int]:
+    """Servers, the volumes attached to them and their ports."""
+    servers, volumes, ports = sizes
+    volume_ids = [_uuid(rng) for _ in range(min(volumes, servers))]
+    server_ids = [_uuid(rng) for _ in range(servers)]
+    port_fields = (
+        {
+            "id": _uuid(rng),
+            "server": server_ids[i] if i < servers else None,
+            "project_id": owners[i % len(owners)],
+        }
+        for i in range(ports)
+    )
+    return {
+        "servers": state.create_many(
+            "servers", _servers(rng, server_ids, hosts, owners, volume_ids)
+        ),
+        "volumes": state.create_many(
+            "volumes", _volumes(rng, volumes, server_ids, volume_ids, owners)
+        ),
+        "ports": state.create_many("ports", port_fields),
+    }
+
+
+def _checks(state: CloudState, hosts: list[str], per_host: int) -> Iterator[dict[str, Any]]:
+    """Nagios services per host, skipping those that exist."""
+    existing = state.table("nagios_services")
+    for host in hosts:
+        for check in NAGIOS_CHECKS[:per_host]:
+            if f"{host};{check}" not in existing:
+                yield {"host_name": host, "description": check}
 
 
 def _hosts(state: CloudState, count: int, zones: int) -> list[str]:
@@ -232,6 +251,14 @@ def _act(state: CloudState, rec: Record, action: str) -> None:
         raise ValueError(f"unknown action {action!r}: expected update, delete or create")
 
 
+def _fresh_id(state: CloudState, kind: str, rng: random.Random) -> str:
+    """A random id not yet used by the kind (the rng may replay populate's)."""
+    key = _uuid(rng)
+    while key in state.table(kind):
+        key = _uuid(rng)
+    return key
+
+
 def _create(state: CloudState, kind: str, count: int, rng: random.Random) -> list[str]:
     with state.lock:
         hosts = [rec.key for rec in state.table("hypervisors").records()]
@@ -239,7 +266,7 @@ def _create(state: CloudState, kind: str, count: int, rng: random.Random) -> lis
         for _ in range(count):
             fields: dict[str, Any] = {}
             if kind == "servers" and hosts:
-                fields = {"id": _uuid(rng), "host": rng.choice(hosts)}
+                fields = {"id": _fresh_id(state, kind, rng), "host": rng.choice(hosts)}
             elif kind == "nagios_services":
                 fields = {
                     "host_name": rng.choice(hosts or ["host"]),

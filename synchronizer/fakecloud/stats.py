@@ -20,7 +20,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
-    """One request as the fake cloud saw it (no headers, no body)."""
+    """One request as the fake cloud saw it (no headers, no body).
+
+    ``status`` is 0 when the connection was dropped without an answer.
+    """
 
     service: str
     method: str
