@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from synchronizer import timeutil
+from plugins import fields
 from synchronizer.entity import Entity
 from synchronizer.plugin import Plugin
 
@@ -54,10 +54,10 @@ _LIVE_ATTACHMENT = frozenset({"attached"})
 
 def from_api(plugin: Plugin, record: Mapping[str, Any]) -> Entity:
     """The entity of one API volume record; raises ValueError if it is unusable."""
-    _require_mapping(record, "volume")
+    fields.mapping(record, "volume")
     return plugin.entity(
         VOLUME,
-        _required_str(record, "id"),
+        fields.required_str(record, "id"),
         state=_text(record.get("status")),
         project=_text(record.get("os-vol-tenant-attr:tenant_id")),
         relations=_attached(record.get("attachments"), "attachments"),
@@ -76,10 +76,10 @@ def from_api(plugin: Plugin, record: Mapping[str, Any]) -> Entity:
 
 def from_payload(plugin: Plugin, payload: Mapping[str, Any], timestamp: str) -> Entity:
     """The entity of one ``volume.*`` notification payload; raises ValueError if malformed."""
-    _require_mapping(payload, "payload")
+    fields.mapping(payload, "payload")
     return plugin.entity(
         VOLUME,
-        _required_str(payload, "volume_id"),
+        fields.required_str(payload, "volume_id"),
         state=_text(payload.get("status")),
         project=_text(payload.get("tenant_id")),
         relations=_attached(payload.get("volume_attachment"), "volume_attachment"),
@@ -100,7 +100,7 @@ def from_payload(plugin: Plugin, payload: Mapping[str, Any], timestamp: str) -> 
 def _properties(**raw: Any) -> dict[str, Any]:
     props = {name: _text(value) for name, value in raw.items()}
     props["size"] = _size(raw["size"])
-    props["created_at"] = seconds(raw["created_at"])
+    props["created_at"] = fields.seconds(raw["created_at"])
     return props
 
 
@@ -139,29 +139,5 @@ def _size(value: Any) -> int | None:
         raise ValueError(f"size must be a number, got {value!r}") from None
 
 
-def seconds(value: Any) -> str | None:
-    """A timestamp normalised to UTC at second precision, or None."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"timestamp must be a string, got {value!r}")
-    try:
-        return timeutil.normalize(value)[:19] + ".000000Z"
-    except ValueError:
-        raise ValueError(f"bad timestamp {value!r}") from None
-
-
 def _text(value: Any) -> Any:
     return None if value == "" else value
-
-
-def _required_str(record: Mapping[str, Any], field: str) -> str:
-    value = record.get(field)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{field} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _require_mapping(value: Any, what: str) -> None:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{what} must be an object, got {type(value).__name__}")

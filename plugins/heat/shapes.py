@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib import parse
 
-from synchronizer import timeutil
+from plugins import fields
 from synchronizer.entity import Entity
 from synchronizer.plugin import Plugin
 
@@ -49,10 +49,10 @@ _LINK_PROJECT = re.compile(r"/v1/(?P<project>[^/]+)/stacks/")
 
 def from_api(plugin: Plugin, record: Any) -> Entity:
     """The entity of one API stack record; raises ValueError if it is unusable."""
-    record = _mapping(record, "stack")
+    record = fields.mapping(record, "stack")
     return _build(
         plugin,
-        key=_required_str(record, "id"),
+        key=fields.required_str(record, "id"),
         state=record.get("stack_status"),
         project=record.get("project") or _link_project(record.get("links")),
         properties={
@@ -68,8 +68,8 @@ def from_api(plugin: Plugin, record: Any) -> Entity:
 
 def from_payload(plugin: Plugin, payload: Any, timestamp: str) -> Entity:
     """The entity of one ``orchestration.stack.*`` payload; raises ValueError if malformed."""
-    payload = _mapping(payload, "payload")
-    identity = _ARN.match(_required_str(payload, "stack_identity"))
+    payload = fields.mapping(payload, "payload")
+    identity = _ARN.match(fields.required_str(payload, "stack_identity"))
     if identity is None:
         raise ValueError(f"stack_identity is not a stack ARN: {payload['stack_identity']!r}")
     return _build(
@@ -101,8 +101,8 @@ def _build(
     if state is not None and not isinstance(state, str):
         raise ValueError(f"stack state must be a string, got {state!r}")
     properties["tags"] = _tags(properties["tags"])
-    properties["created_at"] = seconds(properties["created_at"])
-    properties["updated_at"] = seconds(properties["updated_at"])
+    properties["created_at"] = fields.seconds(properties["created_at"])
+    properties["updated_at"] = fields.seconds(properties["updated_at"])
     return plugin.entity(
         STACK,
         key,
@@ -130,28 +130,3 @@ def _link_project(links: Any) -> str | None:
             if match:
                 return parse.unquote(match.group("project"))
     return None
-
-
-def seconds(value: Any) -> str | None:
-    """A timestamp normalised to UTC at second precision, or None."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"timestamp must be a string, got {value!r}")
-    try:
-        return timeutil.normalize(value)[:19] + ".000000Z"
-    except ValueError:
-        raise ValueError(f"bad timestamp {value!r}") from None
-
-
-def _required_str(record: Mapping[str, Any], field: str) -> str:
-    value = record.get(field)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{field} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _mapping(value: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{what} must be an object, got {type(value).__name__}")
-    return value

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from synchronizer import timeutil
+from plugins import fields
 from synchronizer.entity import Entity
 from synchronizer.plugin import Plugin
 
@@ -75,7 +75,7 @@ def node(plugin: Plugin, record: Any, timestamp: str | None = None) -> Entity:
     instance = record.get("instance_uuid")
     return plugin.entity(
         NODE,
-        _required_str(record, "uuid"),
+        fields.required_str(record, "uuid"),
         state=record.get("provision_state"),
         project=_project(record),
         relations=[(HOSTS, INSTANCE, instance)] if isinstance(instance, str) and instance else [],
@@ -89,9 +89,9 @@ def _properties(record: Mapping[str, Any]) -> dict[str, Any]:
     props.update({flag: bool(record.get(flag)) for flag in _FLAGS})
     props["traits"] = _traits(record.get("traits"))
     props["properties"] = _dict(record.get("properties"), "properties")
-    props["created_at"] = seconds(record.get("created_at"))
-    props["updated_at"] = seconds(record.get("updated_at"))
-    props["provision_updated_at"] = seconds(record.get("provision_updated_at"))
+    props["created_at"] = fields.seconds(record.get("created_at"))
+    props["updated_at"] = fields.seconds(record.get("updated_at"))
+    props["provision_updated_at"] = fields.seconds(record.get("provision_updated_at"))
     return props
 
 
@@ -121,22 +121,3 @@ def _project(record: Mapping[str, Any]) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
-
-
-def seconds(value: Any) -> str | None:
-    """A timestamp normalised to UTC at second precision, or None."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"timestamp must be a string, got {value!r}")
-    try:
-        return timeutil.normalize(value)[:19] + ".000000Z"
-    except ValueError:
-        raise ValueError(f"bad timestamp {value!r}") from None
-
-
-def _required_str(record: Mapping[str, Any], field: str) -> str:
-    value = record.get(field)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{field} must be a non-empty string, got {value!r}")
-    return value

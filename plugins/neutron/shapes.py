@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from synchronizer import timeutil
+from plugins import fields
 from synchronizer.entity import Entity
 from synchronizer.plugin import Plugin
 
@@ -65,13 +65,13 @@ _PORT_FIELDS = (
 
 def network(plugin: Plugin, record: Any, timestamp: str | None = None) -> Entity:
     """The ``neutron.network`` entity of an API record or a notification's ``network``."""
-    record = _mapping(record, "network")
+    record = fields.mapping(record, "network")
     props = {field: record.get(field) for field in _NETWORK_FIELDS}
     props["subnets"] = _sorted_strings(record.get("subnets"), "subnets")
     props.update(_common(record))
     return plugin.entity(
         NETWORK,
-        _required_str(record, "id"),
+        fields.required_str(record, "id"),
         state=record.get("status"),
         project=_project(record),
         properties=props,
@@ -81,7 +81,7 @@ def network(plugin: Plugin, record: Any, timestamp: str | None = None) -> Entity
 
 def port(plugin: Plugin, record: Any, timestamp: str | None = None) -> Entity:
     """The ``neutron.port`` entity of an API record or a notification's ``port``."""
-    record = _mapping(record, "port")
+    record = fields.mapping(record, "port")
     props = {field: record.get(field) for field in _PORT_FIELDS}
     props["fixed_ips"] = _fixed_ips(record.get("fixed_ips"))
     props["security_groups"] = _sorted_strings(record.get("security_groups"), "security_groups")
@@ -89,7 +89,7 @@ def port(plugin: Plugin, record: Any, timestamp: str | None = None) -> Entity:
     network_id = record.get("network_id")
     return plugin.entity(
         PORT,
-        _required_str(record, "id"),
+        fields.required_str(record, "id"),
         state=record.get("status"),
         project=_project(record),
         parent=(NETWORK, network_id) if isinstance(network_id, str) and network_id else None,
@@ -102,8 +102,8 @@ def port(plugin: Plugin, record: Any, timestamp: str | None = None) -> Entity:
 def _common(record: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "tags": _sorted_strings(record.get("tags"), "tags"),
-        "created_at": seconds(record.get("created_at")),
-        "updated_at": seconds(record.get("updated_at")),
+        "created_at": fields.seconds(record.get("created_at")),
+        "updated_at": fields.seconds(record.get("updated_at")),
         "revision_number": record.get("revision_number"),
     }
 
@@ -136,28 +136,3 @@ def _sorted_strings(value: Any, field: str) -> list[str]:
 def _project(record: Mapping[str, Any]) -> str | None:
     project = record.get("project_id") or record.get("tenant_id")
     return project if isinstance(project, str) and project else None
-
-
-def seconds(value: Any) -> str | None:
-    """A timestamp normalised to UTC at second precision, or None."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"timestamp must be a string, got {value!r}")
-    try:
-        return timeutil.normalize(value)[:19] + ".000000Z"
-    except ValueError:
-        raise ValueError(f"bad timestamp {value!r}") from None
-
-
-def _required_str(record: Mapping[str, Any], field: str) -> str:
-    value = record.get(field)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{field} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _mapping(value: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{what} must be an object, got {type(value).__name__}")
-    return value
