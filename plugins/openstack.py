@@ -109,6 +109,11 @@ class OpenStackCollector(CollectorPlugin):
             OpenStackCollector._session = load_session(conf)
         return OpenStackCollector._session
 
+    @classmethod
+    def register_options(cls, conf: cfg.ConfigOpts, group: str) -> None:
+        super().register_options(conf, group)
+        register_opts(conf)
+
     def classify_error(self, exc: Exception) -> Exception:
         if isinstance(exc, ks_exc.ClientException):
             return classify(exc)

@@ -174,6 +174,10 @@ class Supervisor:
         try:
             message = worker.conn.recv()  # type: ignore[union-attr]
         except (EOFError, OSError):
+            message = None
+        if message is None:
+            # Outside the except block: the exit is reported by its exit code,
+            # not as the pipe's EOFError.
             self._on_exit(worker)
             return
         try:
