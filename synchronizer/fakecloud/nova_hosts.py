@@ -283,35 +283,57 @@ def show(call: NovaCall, ident: str) -> Response:
     return json_response(200, {"hypervisor": item})
 
 
+REPORT_INTERVAL = 10.0
+
+
+def heartbeat(state: str, updated: float, now: float) -> float:
+    """A service's ``updated_at``: its last report, as Nova's database keeps it.
+
+    A live service reports every ``report_interval`` (10 s), so the time
+    moves on its own between two listings; a dead one stopped reporting when
+    it went down.  MySQL keeps whole seconds.
+    """
+    if state != "up":
+        return float(int(updated))
+    return float(int(now // REPORT_INTERVAL * REPORT_INTERVAL))
+
+
 def _controller_services() -> list[tuple[int, str]]:
     return [(1, "nova-conductor"), (2, "nova-scheduler")]
 
 
 def zones_detail(call: NovaCall) -> Response:
     """``GET /os-availability-zone/detail``: zones with their hosts."""
+    now = call.state.clock.peek()
     internal = {
         "zoneName": "internal",
         "zoneState": {"available": True},
         "hosts": {
             CONTROLLER: {
-                binary: {"available": True, "active": True, "updated_at": None}
+                binary: {
+                    "available": True,
+                    "active": True,
+                    "updated_at": clock.usage_time(heartbeat("up", now, now)),
+                }
                 for _, binary in _controller_services()
             }
         },
     }
     with call.state.lock:
-        zones = _zones(call.state.table("hypervisors").records(), verbose=True)
+        zones = _zones(call.state.table("hypervisors").records(), verbose=True, now=now)
     return json_response(200, {"availabilityZoneInfo": [internal, *zones]})
 
 
 def zones_brief(call: NovaCall) -> Response:
     """``GET /os-availability-zone``: zones without hosts."""
     with call.state.lock:
-        zones = _zones(call.state.table("hypervisors").records(), verbose=False)
+        zones = _zones(
+            call.state.table("hypervisors").records(), verbose=False, now=call.state.clock.peek()
+        )
     return json_response(200, {"availabilityZoneInfo": zones})
 
 
-def _zones(records: Iterable[Record], verbose: bool) -> list[dict[str, Any]]:
+def _zones(records: Iterable[Record], verbose: bool, now: float) -> list[dict[str, Any]]:
     """Zones of enabled hosts are available; the others are not (hosts null)."""
     hosts: dict[str, dict[str, Any]] = {}
     for rec in records:
@@ -321,7 +343,9 @@ def _zones(records: Iterable[Record], verbose: bool) -> list[dict[str, Any]]:
                 "nova-compute": {
                     "available": rec.doc["state"] == "up",
                     "active": True,
-                    "updated_at": clock.usage_time(rec.meta["service_updated"]),
+                    "updated_at": clock.usage_time(
+                        heartbeat(rec.doc["state"], rec.meta["service_updated"], now)
+                    ),
                 }
             }
     return [
@@ -340,8 +364,19 @@ def services(call: NovaCall) -> Response:
     ``binary`` and ``host`` filter, as in Nova.
     """
     uuids = call.version >= (2, 53)
+    now = call.state.clock.peek()
     items = [
-        _service(call, sid, binary, CONTROLLER, "internal", "up", "enabled", None, None)
+        _service(
+            call,
+            sid,
+            binary,
+            CONTROLLER,
+            "internal",
+            "up",
+            "enabled",
+            None,
+            heartbeat("up", now, now),
+        )
         for sid, binary in _controller_services()
     ]
     with call.state.lock:
@@ -358,7 +393,7 @@ def services(call: NovaCall) -> Response:
                     doc["state"],
                     doc["status"],
                     doc["disabled_reason"],
-                    meta["service_updated"],
+                    heartbeat(doc["state"], meta["service_updated"], now),
                     doc.get("forced_down", False),
                 )
             )
@@ -380,7 +415,7 @@ def _service(
     state: str,
     status: str,
     reason: str | None,
-    updated: float | None,
+    updated: float,
     forced_down: bool = False,
 ) -> dict[str, Any]:
     if isinstance(sid, int) and call.version >= (2, 53):
@@ -393,7 +428,7 @@ def _service(
         "state": state,
         "status": status,
         "disabled_reason": reason,
-        "updated_at": clock.usage_time(updated) if updated else None,
+        "updated_at": clock.usage_time(updated),
     }
     if call.version >= (2, 11):
         item["forced_down"] = forced_down

@@ -275,6 +275,30 @@ def test_os_services_lists_compute_services(populated, session):
     assert by_host["compute-0001"].disabled_reason == "m"
 
 
+def test_services_report_a_heartbeat_like_nova(populated, get, manual_time):
+    """updated_at moves every 10 s while a service is up (whole seconds), and freezes when down.
+
+    As a real Nova's os-services: the time is the service's last report, kept
+    by MySQL without microseconds, for the controller services too.
+    """
+
+    def updated() -> dict[str, str]:
+        services = get("compute", "/os-services").json()["services"]
+        return {f"{s['binary']}@{s['host']}": s["updated_at"] for s in services}
+
+    populated.update("hypervisors", "compute-0002", state="down")
+    before = updated()
+    assert [v for v in before.values() if not v.endswith(".000000")] == []
+    manual_time.advance(10)
+    after = updated()
+    moved = {name for name in before if after[name] != before[name]}
+    assert moved == set(before) - {"nova-compute@compute-0002"}
+    zones = get("compute", "/os-availability-zone/detail").json()["availabilityZoneInfo"]
+    internal = next(z for z in zones if z["zoneName"] == "internal")
+    for binaries in internal["hosts"].values():
+        assert {b["updated_at"] for b in binaries.values()} == {after["nova-conductor@controller"]}
+
+
 def test_changes_since_is_inclusive_at_whole_seconds(populated, get, manual_time):
     """Sending back a server's own 'updated' (whole seconds) as changes-since returns it again."""
     manual_time.advance(30.7)
@@ -291,3 +315,146 @@ def test_legacy_endpoint_with_project_id(populated, session, token):
     resp = requests.get(url, headers={"X-Auth-Token": token}, timeout=5)
     assert len(resp.json()["servers"]) == 2
     assert set(resp.json()["servers"][0]) == {"id", "name", "links"}
+
+
+# -- flavors ------------------------------------------------------------------------
+
+
+def _flavor_pages(get, path, version=None):
+    pages, url = [], path
+    while url:
+        body = get("compute", url, version).json()
+        pages.append(body)
+        links = body.get("flavors_links") or []
+        url = links[0]["href"] if links else None
+    return pages
+
+
+def test_novaclient_lists_and_shows_the_default_flavors(cloud, session):
+    """A fresh cloud has the five m1 flavors, ids 1-5, listed in id order and shown by id."""
+    nova = client.Client("2.96", session=session)
+    flavors = nova.flavors.list()
+    assert [(f.id, f.name) for f in flavors] == [
+        ("1", "m1.tiny"),
+        ("2", "m1.small"),
+        ("3", "m1.medium"),
+        ("4", "m1.large"),
+        ("5", "m1.xlarge"),
+    ]
+    medium = nova.flavors.get("3")
+    assert (medium.vcpus, medium.ram, medium.disk, medium.swap) == (2, 4096, 40, 0)
+    assert medium.links[0]["href"] == f"{cloud.url}/compute/v2.1/flavors/3"
+    cloud.delete("flavors", "1")
+    cloud.reset()
+    assert "1" in cloud.keys("flavors")
+
+
+@pytest.mark.parametrize(
+    ("version", "present", "absent", "swap"),
+    [
+        ("2.1", ["os-flavor-access:is_public", "rxtx_factor"], ["description", "extra_specs"], ""),
+        ("2.54", [], ["description", "extra_specs"], ""),
+        ("2.55", ["description"], ["extra_specs"], ""),
+        ("2.61", ["description", "extra_specs"], [], ""),
+        ("2.74", ["description", "extra_specs"], [], ""),
+        ("2.75", ["description", "extra_specs"], [], 0),
+    ],
+)
+def test_flavor_fields_follow_microversion(cloud, get, version, present, absent, swap):
+    """description (2.55), extra_specs (2.61) and swap 0 instead of "" (2.75), listed and shown."""
+    cloud.create(
+        "flavors",
+        id="7",
+        name="m1.numa",
+        description="two nodes",
+        extra_specs={"hw:numa_nodes": "2"},
+    )
+    listed = get("compute", "/flavors/detail", version).json()["flavors"][-1]
+    shown = get("compute", "/flavors/7", version).json()["flavor"]
+    assert listed == shown
+    assert shown["name"] == "m1.numa"
+    assert set(present) <= set(shown)
+    assert not set(absent) & set(shown)
+    assert shown["swap"] == swap
+    if "extra_specs" in shown:
+        assert shown["extra_specs"] == {"hw:numa_nodes": "2"}
+    brief = get("compute", "/flavors", version).json()["flavors"][-1]
+    assert set(brief) == {"id", "name", "links"} | ({"description"} & set(present))
+
+
+def test_flavor_pages_follow_markers(cloud, get):
+    """Full pages carry a next link whose marker is the last flavor id; an unknown one is 400."""
+    for i in range(7):
+        cloud.create("flavors", id=f"x{i}", name=f"extra-{i}", ram=256 * (i + 1))
+    pages = _flavor_pages(get, "/flavors/detail?limit=5")
+    assert [len(p["flavors"]) for p in pages] == [5, 5, 2]
+    ids = [f["id"] for p in pages for f in p["flavors"]]
+    assert ids == sorted(cloud.keys("flavors"))
+    assert "marker=5" in pages[0]["flavors_links"][0]["href"]
+    assert "flavors_links" not in pages[-1]
+    by_ram = get("compute", "/flavors?sort_key=memory_mb&sort_dir=desc&minRam=4096").json()
+    assert [f["name"] for f in by_ram["flavors"]] == ["m1.xlarge", "m1.large", "m1.medium"]
+    resp = get("compute", "/flavors/detail?marker=nope", raise_exc=False)
+    assert resp.status_code == 400
+    assert resp.json()["badRequest"]["message"] == "marker [nope] not found"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", {"1", "2", "3", "4", "5"}),
+        ("?is_public=None", {"1", "2", "3", "4", "5", "p1"}),
+        ("?is_public=false", {"p1"}),
+        ("?is_public=true", {"1", "2", "3", "4", "5"}),
+    ],
+)
+def test_private_flavors_need_is_public_none(cloud, get, query, expected):
+    """An admin sees public flavors by default, every flavor with is_public=None."""
+    cloud.create("flavors", id="p1", name="private", is_public=False)
+    flavors = get("compute", "/flavors/detail" + query).json()["flavors"]
+    assert {f["id"] for f in flavors} == expected
+
+
+def test_bad_flavor_queries_are_400(cloud, get):
+    """An unclear is_public or a non-integer minRam is a 400, as in Nova."""
+    for query in ("is_public=maybe", "minRam=lots"):
+        resp = get("compute", f"/flavors/detail?{query}", raise_exc=False)
+        assert resp.status_code == 400, query
+
+
+def test_server_flavor_id_resolves_to_its_embedded_flavor(populated, get):
+    """Before 2.47 a server's flavor id shows the flavor that 2.47+ embeds."""
+    for server in get("compute", "/servers/detail?all_tenants=1&limit=20", "2.46").json()[
+        "servers"
+    ]:
+        flavor = get("compute", f"/flavors/{server['flavor']['id']}", "2.75").json()["flavor"]
+        embedded = get("compute", f"/servers/{server['id']}", "2.47").json()["server"]["flavor"]
+        assert embedded["original_name"] == flavor["name"]
+        assert (embedded["vcpus"], embedded["ram"], embedded["disk"]) == (
+            flavor["vcpus"],
+            flavor["ram"],
+            flavor["disk"],
+        )
+
+
+def test_deleted_flavor_stays_embedded_in_its_servers(cloud, get):
+    """Deleting a flavor leaves its servers' copy; the flavor itself then answers 404."""
+    cloud.populate(servers=0, hosts=1)
+    cloud.create("flavors", id="gone", name="m1.gone", vcpus=3, extra_specs={"k": "v"})
+    sid = cloud.create("servers", flavor="m1.gone", host=cloud.keys("hypervisors")[0])
+    cloud.delete("flavors", "gone")
+    assert get("compute", "/flavors/gone", raise_exc=False).status_code == 404
+    assert "gone" not in {f["id"] for f in get("compute", "/flavors/detail").json()["flavors"]}
+    new = get("compute", f"/servers/{sid}", "2.96").json()["server"]["flavor"]
+    old = get("compute", f"/servers/{sid}", "2.46").json()["server"]["flavor"]
+    assert (new["original_name"], new["vcpus"], new["extra_specs"]) == ("m1.gone", 3, {"k": "v"})
+    assert old["id"] == "gone"
+
+
+def test_flavor_fields_are_checked(cloud):
+    """A server with an unknown flavor, or a second flavor of the same name, is refused."""
+    cloud.populate(servers=0, hosts=1)
+    with pytest.raises(ValueError, match="unknown flavor"):
+        cloud.create("servers", flavor="m9.huge")
+    with pytest.raises(ValueError, match="already exists"):
+        cloud.create("flavors", name="m1.small")
