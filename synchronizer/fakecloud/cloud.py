@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from synchronizer.fakecloud import kinds, populate
+from synchronizer.fakecloud import kinds, nova_flavors, populate
 from synchronizer.fakecloud.clock import Clock
 from synchronizer.fakecloud.control import ControlService
 from synchronizer.fakecloud.faults import Faults
@@ -53,7 +53,8 @@ class Cloud:
 
     Contract: entity methods raise KeyError for an unknown kind or key and
     ValueError for invalid fields; fault methods raise ValueError for an
-    unknown service or mode. ``seed`` makes populate/change reproducible.
+    unknown service or mode. ``seed`` makes populate/change reproducible;
+    issued token ids start with ``token_prefix``.
     Threading: every method is safe from any thread.
     """
 
@@ -62,6 +63,7 @@ class Cloud:
         *,
         credentials: Credentials | None = None,
         token_ttl: float = 3600.0,
+        token_prefix: str = "gAAAAA",  # noqa: S107 - Fernet's prefix, not a secret
         nagios_user: str = "nagiosadmin",
         nagios_password: str = "nagios",  # noqa: S107 - the fake's default
         seed: int = 0,
@@ -69,7 +71,7 @@ class Cloud:
     ) -> None:
         self.credentials = credentials or Credentials()
         self.state = CloudState(kinds.registry(), clock)
-        self.tokens = TokenStore(token_ttl)
+        self.tokens = TokenStore(token_ttl, token_prefix)
         self.faults = Faults()
         self.stats = RequestStats()
         self.nagios_user = nagios_user
@@ -81,10 +83,12 @@ class Cloud:
         self._init_context()
 
     def _init_context(self) -> None:
+        """The shared facts and the records every fresh cloud has (its flavors)."""
         self.state.context.clear()
         self.state.context.update(
             project_id=self.credentials.project_id, user_id=self.credentials.user_id
         )
+        nova_flavors.seed(self.state)
 
     # Entities.
 
@@ -180,7 +184,7 @@ class Cloud:
         self.faults.delay(service, seconds)
 
     def corrupt(self, service: str, mode: str = "truncate", times: int | None = 1) -> None:
-        """Break the next bodies of a service (truncate/malformed/empty/disconnect)."""
+        """Break the next bodies of a service (truncate/malformed/empty/disconnect/enormous)."""
         self.faults.corrupt(service, mode, times)
 
     def keystone_down(self, down: bool = True, mode: str = "refuse") -> None:

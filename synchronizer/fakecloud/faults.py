@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from synchronizer.fakecloud.web import Response
 
 SERVICES = ("keystone", "nova", "cinder", "neutron", "ironic", "heat", "nagios")
-CORRUPTIONS = ("truncate", "malformed", "empty", "disconnect")
+CORRUPTIONS = ("truncate", "malformed", "empty", "disconnect", "enormous")
+ENORMOUS_BYTES = 32 * 1024 * 1024
 KEYSTONE_DOWN_MODES = ("refuse", "503")
 
 
@@ -115,7 +116,9 @@ class Faults:
 
         ``truncate``: 200 with the first half of the JSON; ``malformed``: 200
         with an HTML error page; ``empty``: 200 with no body;
-        ``disconnect``: the full length announced, half sent, then closed.
+        ``disconnect``: the full length announced, half sent, then closed;
+        ``enormous``: 200 with :data:`ENORMOUS_BYTES` of a JSON array that
+        never ends (a runaway proxy or a broken server).
         """
         _check_service(service)
         _check_times(times)
@@ -205,4 +208,7 @@ def corrupt_response(resp: Response, mode: str) -> Response:
         return Response(200, page, resp.headers, resp.content_type)
     if mode == "empty":
         return Response(200, b"", resp.headers, resp.content_type)
+    if mode == "enormous":
+        junk = b'{"items": [' + b'"x",' * (ENORMOUS_BYTES // 4)
+        return Response(200, junk, resp.headers, resp.content_type)
     return Response(resp.status, resp.body, resp.headers, resp.content_type, disconnect_after=half)

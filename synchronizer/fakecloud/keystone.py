@@ -84,8 +84,11 @@ class TokenStore:
     Threading: safe from any thread.
     """
 
-    def __init__(self, ttl: float = 3600.0) -> None:
+    def __init__(self, ttl: float = 3600.0, prefix: str = "gAAAAA") -> None:
         self.ttl = ttl
+        # Fernet ids start with gAAAAA; a test may choose a prefix it can
+        # recognise in output that must never show a token.
+        self.prefix = prefix
         self.issued_count = 0
         self._tokens: dict[str, TokenInfo] = {}
         self._lock = threading.Lock()
@@ -96,7 +99,7 @@ class TokenStore:
         """Create a token; return its id and what it stands for."""
         now = time.time()
         info = TokenInfo(user_id, project_id, methods, now, now + self.ttl, app_cred)
-        token = "gAAAAA" + secrets.token_urlsafe(48)
+        token = self.prefix + secrets.token_urlsafe(48)
         with self._lock:
             self._tokens[token] = info
             self.issued_count += 1

@@ -4,6 +4,7 @@
 kind               key                         served by
 =================  ==========================  ====================
 servers            server uuid                 Nova
+flavors            flavor id                   Nova
 hypervisors        compute host name           Nova (also zones,
                                                services)
 volumes            volume uuid                 Cinder
@@ -21,6 +22,7 @@ from synchronizer.fakecloud.heat import StackKind
 from synchronizer.fakecloud.ironic import NodeKind
 from synchronizer.fakecloud.nagios import NagiosServiceKind
 from synchronizer.fakecloud.neutron import NetworkKind, PortKind
+from synchronizer.fakecloud.nova_flavors import FlavorKind
 from synchronizer.fakecloud.nova_hosts import HypervisorKind
 from synchronizer.fakecloud.nova_servers import ServerKind
 from synchronizer.fakecloud.state import KindSpec
@@ -30,6 +32,7 @@ def registry() -> dict[str, KindSpec]:
     """A fresh ``{kind name: spec}`` of every kind."""
     specs: list[KindSpec] = [
         ServerKind(),
+        FlavorKind(),
         HypervisorKind(),
         VolumeKind(),
         NetworkKind(),

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from synchronizer.fakecloud import nova_hosts, nova_server_api
+from synchronizer.fakecloud import nova_flavors, nova_hosts, nova_server_api
 from synchronizer.fakecloud.state import CloudState
 from synchronizer.fakecloud.web import ApiError, Request, Response, json_response, request_id
 
@@ -66,6 +66,9 @@ _ROUTES: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
         (r"^/servers/detail$", nova_server_api.list_detail),
         (r"^/servers$", nova_server_api.list_brief),
         (r"^/servers/(?P<ident>[^/]+)$", nova_server_api.show),
+        (r"^/flavors/detail$", nova_flavors.list_detail),
+        (r"^/flavors$", nova_flavors.list_brief),
+        (r"^/flavors/(?P<ident>[^/]+)$", nova_flavors.show),
         (r"^/os-hypervisors/detail$", nova_hosts.list_detail),
         (r"^/os-hypervisors$", nova_hosts.list_brief),
         (r"^/os-hypervisors/(?P<ident>[^/]+)$", nova_hosts.show),
@@ -74,7 +77,14 @@ _ROUTES: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
         (r"^/os-services$", nova_hosts.services),
     )
 )
-_LISTINGS = {"/servers/detail", "/servers", "/os-hypervisors/detail", "/os-hypervisors"}
+_LISTINGS = {
+    "/servers/detail",
+    "/servers",
+    "/flavors/detail",
+    "/flavors",
+    "/os-hypervisors/detail",
+    "/os-hypervisors",
+}
 
 
 def error(status: int, message: str) -> Response:

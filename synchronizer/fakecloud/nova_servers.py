@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from synchronizer.fakecloud import clock
+from synchronizer.fakecloud import clock, nova_flavors
 from synchronizer.fakecloud.nova_hosts import host_statuses
 from synchronizer.fakecloud.state import CloudState, Doc, Record
 from synchronizer.fakecloud.web import encoded
@@ -43,13 +43,6 @@ if TYPE_CHECKING:
     from synchronizer.fakecloud.nova import NovaCall
 
 IMAGE_ID = "70a599e0-31e7-49b7-b260-868f441e862b"
-FLAVORS = {
-    "m1.tiny": ("1", 1, 512, 1),
-    "m1.small": ("2", 1, 2048, 20),
-    "m1.medium": ("3", 2, 4096, 40),
-    "m1.large": ("4", 4, 8192, 80),
-    "m1.xlarge": ("5", 8, 16384, 160),
-}
 # status -> (vm_state, power_state); power states: 1 running, 3 paused,
 # 4 shutdown, 7 suspended, 0 no state.
 STATUSES = {
@@ -113,23 +106,6 @@ _TEMPLATE: Doc = {
 }
 
 
-def flavor_doc(name: str) -> dict[str, Any]:
-    """The embedded flavor (2.47+) of a flavor name."""
-    _, vcpus, ram, disk = FLAVORS[name]
-    return {
-        "vcpus": vcpus,
-        "ram": ram,
-        "disk": disk,
-        "ephemeral": 0,
-        "swap": 0,
-        "original_name": name,
-        "extra_specs": {},
-    }
-
-
-_FLAVOR_DOCS = {name: flavor_doc(name) for name in FLAVORS}
-
-
 def _address(server_id: str) -> dict[str, Any]:
     n = int(server_id[:6], 16)
     ip = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{(n & 255) or 1}"
@@ -180,13 +156,32 @@ class ServerKind:
     Friendly fields: ``id``, ``name``, ``project_id`` (or ``tenant_id``),
     ``user_id``, ``host`` (a hypervisor's host; sets hypervisor name, zone
     and hostId), ``status`` (sets vm_state and power_state), ``flavor``
-    (name), ``metadata``, ``tags``, ``locked``, ``description``, ``volumes``
-    (ids), ``task_state``; any key of the API document is taken verbatim.
+    (a flavor's name or id; the server keeps a copy, as Nova does),
+    ``metadata``, ``tags``, ``locked``, ``description``, ``volumes`` (ids),
+    ``task_state``; any key of the API document is taken verbatim.
     Deleted servers stay as tombstones with ``status: DELETED``.
     """
 
     name = "servers"
     tombstones = True
+
+    def __init__(self) -> None:
+        # name -> flavor record: bulk creation looks up one of a few flavors
+        # per server; a hit is valid while the record is current and so named.
+        self._flavors: dict[str, Record] = {}
+
+    def _flavor(self, state: CloudState, name: str) -> Record:
+        rec = self._flavors.get(name)
+        if (
+            rec is None
+            or state.table("flavors").get(rec.key) is not rec
+            or name not in (rec.key, rec.doc["name"])
+        ):
+            rec = nova_flavors.find(state, name)
+            if rec is None:
+                raise ValueError(f"unknown flavor {name!r}")
+            self._flavors[name] = rec
+        return rec
 
     def build(self, state: CloudState, fields: Doc, now: float) -> tuple[str, Doc, dict]:
         """A new server document (see class docstring for fields)."""
@@ -197,7 +192,7 @@ class ServerKind:
             or state.context["project_id"]
         )
         name = fields.pop("name", None) or f"server-{server_id[:8]}"
-        flavor = fields.pop("flavor", "m1.small")
+        flavor = self._flavor(state, fields.pop("flavor", "m1.small"))
         created = clock.nova_time(now)
         doc = {
             **_TEMPLATE,
@@ -209,7 +204,7 @@ class ServerKind:
             "updated": created,
             "metadata": {},
             "tags": [],
-            "flavor": _FLAVOR_DOCS[flavor],
+            "flavor": flavor.meta["embedded"],
             "addresses": _address(server_id),
             "OS-SRV-USG:launched_at": clock.usage_time(now),
             "OS-EXT-SRV-ATTR:hostname": name,
@@ -220,7 +215,7 @@ class ServerKind:
             **_status_keys(fields.pop("status", "ACTIVE")),
         }
         doc = self._merge(doc, fields)
-        return server_id, doc, {"flavor_id": FLAVORS[flavor][0], "ports": []}
+        return server_id, doc, {"flavor_id": flavor.key, "ports": []}
 
     def apply(self, state: CloudState, rec: Record, fields: Doc, now: float) -> tuple[Doc, dict]:
         """The document after friendly updates; ``updated`` moves."""
@@ -230,9 +225,9 @@ class ServerKind:
         if "status" in fields:
             doc.update(_status_keys(fields.pop("status")))
         if "flavor" in fields:
-            flavor = fields.pop("flavor")
-            doc["flavor"] = _FLAVOR_DOCS[flavor]
-            meta = {**meta, "flavor_id": FLAVORS[flavor][0]}
+            flavor = self._flavor(state, fields.pop("flavor"))
+            doc["flavor"] = flavor.meta["embedded"]
+            meta = {**meta, "flavor_id": flavor.key}
         doc = self._merge(doc, fields)
         doc["updated"] = clock.nova_time(now)
         return doc, meta

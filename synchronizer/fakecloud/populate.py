@@ -23,6 +23,9 @@ from synchronizer.fakecloud.state import CloudState, Record
 NAGIOS_CHECKS = ("ssh", "nova-compute", "libvirtd", "ovs-vswitchd", "disk", "load", "memory", "ntp")
 _STATUS_MIX = ("ACTIVE",) * 17 + ("SHUTOFF", "ERROR", "PAUSED")
 _FLAVORS = ("m1.tiny", "m1.small", "m1.medium", "m1.large")
+POPULATED = frozenset(
+    ("servers", "hypervisors", "volumes", "networks", "ports", "nodes", "stacks", "nagios_services")
+)
 
 
 def seeded_rng(seed: int) -> random.Random:
@@ -67,9 +70,10 @@ def populate(
     spread over every host the cloud has. Populating again adds new records.
     """
     with state.lock:
-        # Seeded by the arguments and what exists, so that populating twice
-        # adds new records instead of colliding with the first ones.
-        sizes = ",".join(str(len(state.table(kind))) for kind in state.kinds)
+        # Seeded by the arguments and what exists of the kinds populate makes,
+        # so that populating twice adds new records instead of colliding with
+        # the first ones (and the cloud's own flavors change no id).
+        sizes = ",".join(str(len(state.table(kind))) for kind in state.kinds if kind in POPULATED)
         rng = random.Random(f"{seed}:{sizes}")  # noqa: S311 - reproducible test data
         owners = project_ids(state, projects)
         host_names = _hosts(state, hosts, zones)

@@ -35,6 +35,7 @@ QUEUE_PATTERNS = (
     "other-{u}",
     "consumer-{u}",
     "view_{u}",
+    "view_{u}." + socket.gethostname(),  # the daemon's RPC server queue
     "test_notifications_{u}.info",
     "synchronizer_{u}.info",
 )

@@ -347,3 +347,60 @@ def test_worker_runs_delta_cycles_between_snapshots(cloud: FakeCloud, make):
     assert [(str(c.action), c.key, c.entity.state) for c in changes] == [
         ("update", key, "SUSPENDED")
     ]
+
+
+# -- flavor names below microversion 2.47 ---------------------------------------------
+
+
+def flavor_listings(cloud: FakeCloud) -> list[Any]:
+    """The walks over /flavors/detail (their first pages)."""
+    pages = cloud.requests(service="nova", path="/flavors/detail")
+    return [r for r in pages if "marker" not in r.query]
+
+
+@pytest.mark.parametrize("cap", ["2.1", "2.46"])
+def test_flavor_ids_below_247_give_the_same_instances(cloud: FakeCloud, make, cap):
+    """Servers with only a flavor id become the same entities, with one flavor listing."""
+    cloud.populate(servers=12, hosts=2, volumes=3)
+    cloud.create("flavors", id="p1", name="private.numa", is_public=False, extra_specs={"a": "b"})
+    cloud.create("servers", flavor="private.numa", host=cloud.keys("hypervisors")[0])
+    newest = {e.key: fingerprint.of(e) for e in make(InstanceCollector).list_all()}
+    openstack.OpenStackCollector._session = None
+    cloud.reset_stats()
+    capped = make(InstanceCollector, max_microversion=cap)
+    entities = list(capped.list_all())
+    assert capped.api_version.get_string() == cap
+    assert {e.key: fingerprint.of(e) for e in entities} == newest
+    assert "private.numa" in {e.properties["flavor"] for e in entities}
+    walk = flavor_listings(cloud)
+    assert len(walk) == 1
+    assert walk[0].query["is_public"] == ["None"]
+
+
+def test_flavors_are_listed_only_when_an_unknown_id_shows_up(cloud: FakeCloud, make):
+    """Known flavors cost no request; a new flavor costs one listing in that cycle."""
+    cloud.populate(servers=6, hosts=1)
+    plugin = make(InstanceCollector, max_microversion="2.46", page_size=2)
+    _, baseline = poll(plugin, {})
+    assert len(flavor_listings(cloud)) == 1
+    assert len(cloud.requests(service="nova", path="/flavors/detail")) == 3  # 5 by 2
+    cloud.reset_stats()
+    unchanged, baseline = poll(plugin, baseline)
+    assert (unchanged, flavor_listings(cloud)) == (set(), [])
+    cloud.create("flavors", id="42", name="m1.answer")
+    new = cloud.create("servers", flavor="m1.answer", host=cloud.keys("hypervisors")[0])
+    changes, _ = poll(plugin, baseline)
+    assert changes == {("create", new)}
+    assert len(flavor_listings(cloud)) == 1
+    assert {e.key: e.properties["flavor"] for e in plugin.list_all()}[new] == "m1.answer"
+
+
+def test_a_failed_flavor_listing_makes_the_listing_incomplete(cloud: FakeCloud, make):
+    """A 503 on /flavors/detail fails the cycle below 2.47, so no delete can follow."""
+    cloud.populate(servers=3, hosts=1)
+    plugin = make(InstanceCollector, max_microversion="2.46")
+    plugin.api_version  # noqa: B018 - negotiate before arming the fault
+    cloud.fail_page("nova", page=0, status=503, collection="flavors/detail")
+    with pytest.raises(TransientError, match="503"):
+        list(plugin.list_all())
+    assert len(list(plugin.list_all())) == 3
