@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -77,20 +78,20 @@ class Converter:
         if "payload" not in raw:
             raise InvalidNotification("missing 'payload'")
         if size is None:
-            size = len(orjson.dumps(raw["payload"], default=str))
+            size = _encoded_size(raw["payload"])
         if size > self.max_bytes:
             raise InvalidNotification(f"payload of {size} bytes exceeds {self.max_bytes}")
         try:
             timestamp = timeutil.normalize(raw.get("timestamp") or "")
         except (ValueError, TypeError) as exc:
-            raise InvalidNotification(f"bad timestamp {raw.get('timestamp')!r}") from exc
+            raise InvalidNotification(f"bad timestamp {_field(raw, 'timestamp')}") from exc
         return Notification(
             event_type=event_type,
             payload=raw["payload"],
-            publisher_id=str(raw.get("publisher_id") or ""),
-            priority=str(raw.get("priority") or "info").lower(),
+            publisher_id=_text(raw, "publisher_id", ""),
+            priority=_text(raw, "priority", "info").lower(),
             timestamp=timestamp,
-            message_id=str(raw.get("message_id") or ""),
+            message_id=_text(raw, "message_id", ""),
             topic=topic,
         )
 
@@ -122,16 +123,55 @@ class Converter:
         self.by_event[(plugin, event_type[:100], outcome)] += 1
 
 
+def _encoded_size(payload: Any) -> int:
+    """The payload's size as JSON; InvalidNotification when it is not JSON-encodable.
+
+    Python's json (what the bus driver decodes with) accepts what orjson will
+    not encode again: nesting deeper than 254, lone surrogates, integers
+    beyond 64 bits.
+    """
+    try:
+        return len(orjson.dumps(payload, default=str))
+    except orjson.JSONEncodeError as exc:
+        raise InvalidNotification(f"payload cannot be encoded as JSON: {exc}") from exc
+
+
 def _fingerprinted(change: Change, volatile: frozenset[str]) -> Change:
+    """The change, fingerprinted, once it is one the rest of the pipeline can carry.
+
+    The entity's ``state`` and ``project`` must be strings or null, and the
+    whole change must encode (it crosses the process boundary as JSON), or
+    the notification is invalid.
+    """
     if not isinstance(change, Change):
         raise InvalidNotification(f"plugin returned {type(change).__name__}, not a Change")
+    entity = change.entity
+    for field in ("state", "project"):
+        value = getattr(entity, field)
+        if value is not None and not isinstance(value, str):
+            raise InvalidNotification(f"{field} must be a string, got {type(value).__name__}")
+    try:
+        change.to_json()
+    except orjson.JSONEncodeError as exc:
+        raise InvalidNotification(f"the change cannot be encoded as JSON: {exc}") from exc
     if change.fingerprint or str(change.action) == "delete":
         return change
     return change.replace(fingerprint=fingerprint.of(change.entity, volatile))
 
 
+def _text(raw: Mapping[str, Any], name: str, default: str) -> str:
+    """An optional string field of the envelope; InvalidNotification for another type."""
+    value = raw.get(name)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise InvalidNotification(f"{name!r} must be a string, got {type(value).__name__}")
+    return value
+
+
 def _field(raw: Any, name: str) -> str:
-    if isinstance(raw, Mapping):
-        value = raw.get(name)
-        return str(value)[:100] if value is not None else "?"
-    return "?"
+    """An envelope field for the log, short whatever it holds (reprlib bounds nesting)."""
+    value = raw.get(name) if isinstance(raw, Mapping) else None
+    if value is None:
+        return "?"
+    return (value if isinstance(value, str) else reprlib.repr(value))[:100]

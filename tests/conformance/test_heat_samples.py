@@ -23,6 +23,7 @@ from plugins.heat.notifications import HeatNotifications
 from plugins.heat.stacks import StackCollector
 from synchronizer import fingerprint
 from synchronizer.notifications import Converter
+from tests.helpers.samples import heat_notification_body as notification_body
 
 
 def _fixtures_root() -> Path | None:
@@ -50,25 +51,6 @@ def make(cls: type) -> Any:
 def stacks(path: Path) -> list[dict[str, Any]]:
     body = json.loads(path.read_text())
     return body.get("stacks") or ([body["stack"]] if "stack" in body else [])
-
-
-def notification_body(record: dict[str, Any], project: str) -> dict[str, Any]:
-    """What heat.engine.api.format_notification_body sends for this stack state."""
-    return {
-        "tenant_id": project,
-        "user_id": "demo",
-        "username": "demo",
-        "user_identity": "u1",
-        "stack_identity": f"arn:openstack:heat::{project}:stacks/"
-        f"{record['stack_name']}/{record['id']}",
-        "stack_name": record["stack_name"],
-        "state": record["stack_status"],
-        "state_reason": record["stack_status_reason"],
-        "create_at": record["creation_time"].rstrip("Z"),
-        "tags": record["tags"],
-        "updated_at": record["updated_time"],
-        "description": record["description"],
-    }
 
 
 def test_fixtures_are_present():

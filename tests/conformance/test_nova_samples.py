@@ -36,6 +36,7 @@ from plugins.nova.notifications import NovaNotifications
 from synchronizer import fingerprint
 from synchronizer.entity import Action, Change, Entity
 from synchronizer.notifications import Converter
+from tests.helpers.samples import resolve_refs
 
 
 def _fixtures_root() -> Path | None:
@@ -65,34 +66,6 @@ def test_fixtures_are_present():
     assert API_FILES
     assert VERSIONED_FILES
     assert LEGACY_FILES
-
-
-# -- "$ref" resolution (nova/tests/json_ref.py, as the fixtures README says) -------
-
-
-def _merge(base: Any, over: Any) -> Any:
-    if isinstance(base, dict) and isinstance(over, dict):
-        out = dict(base)
-        for key, value in over.items():
-            out[key] = _merge(base[key], value) if key in base else value
-        return out
-    return over
-
-
-def resolve_refs(obj: Any, directory: Path) -> Any:
-    """Replace each ``{"$ref": path#, ...}`` by the file, with the other keys merged over."""
-    if isinstance(obj, list):
-        return [resolve_refs(item, directory) for item in obj]
-    if not isinstance(obj, dict):
-        return obj
-    if "$ref" not in obj:
-        return {key: resolve_refs(value, directory) for key, value in obj.items()}
-    path, _, fragment = obj["$ref"].partition("#")
-    assert not fragment, f"unsupported $ref fragment {fragment!r}"
-    target = directory / path
-    loaded = resolve_refs(json.loads(target.read_text()), target.parent)
-    rest = {k: resolve_refs(v, directory) for k, v in obj.items() if k != "$ref"}
-    return _merge(loaded, rest)
 
 
 def make(cls: type, **overrides: Any) -> Any:
