@@ -1,0 +1,174 @@
+"""What the soak reads from outside the daemon: metrics, memory, sockets, the broker.
+
+* :func:`scrape` parses ``/metrics`` with prometheus-client's own parser
+  into ``{(name, labels...): value}``;
+* :func:`rss_kib` reads ``VmRSS`` of a process from ``/proc``;
+* :func:`listening` lists the TCP sockets a set of processes listens on;
+* :class:`Broker` cuts every connection (``rabbitmqctl close_all_connections``,
+  finding a node name that answers) and reads a queue's depth over AMQP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+
+import kombu
+from prometheus_client.parser import text_string_to_metric_families
+
+Sample = tuple[str, frozenset[tuple[str, str]]]
+
+
+def fetch(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URL
+        return resp.read().decode()
+
+
+def fetch_status(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """``(HTTP status, body)``; an error status is an answer, not an exception."""
+    try:
+        return 200, fetch(url, timeout)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def parse(text: str) -> dict[Sample, float]:
+    """``{(sample name, frozenset(labels)): value}`` of a Prometheus text exposition."""
+    out: dict[Sample, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def total(samples: dict[Sample, float], name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, lab), v in samples.items() if n == name and want <= lab)
+
+
+def by_label(samples: dict[Sample, float], name: str, label: str) -> dict[str, float]:
+    """Sum of ``name`` per value of one label."""
+    out: dict[str, float] = {}
+    for (n, lab), v in samples.items():
+        if n == name:
+            value = dict(lab).get(label, "")
+            out[value] = out.get(value, 0.0) + v
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process in KiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+def _socket_inodes(pids: Iterable[int]) -> set[str]:
+    inodes = set()
+    for pid in pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    return inodes
+
+
+def _address(hex_addr: str) -> str:
+    raw = bytes.fromhex(hex_addr)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+    return str(ipaddress.IPv6Address(words))
+
+
+def listening(pids: Iterable[int]) -> list[tuple[str, int]]:
+    """``(address, port)`` of every TCP socket in LISTEN state owned by ``pids``."""
+    inodes = _socket_inodes(pids)
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    addr, port = fields[1].split(":")
+                    found.append((_address(addr), int(port, 16)))
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address).is_loopback
+
+
+class Broker:
+    """The local RabbitMQ, driven with rabbitmqctl and read over AMQP."""
+
+    NODES = (None, "rabbit@localhost", f"rabbit@{socket.gethostname()}")
+
+    def __init__(self, amqp_url: str = "amqp://guest:guest@127.0.0.1:5672//") -> None:
+        self.amqp_url = amqp_url
+        self.node: str | None = None
+        self.ctl_error = ""
+
+    def _ctl(self, node: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+        cmd = ["rabbitmqctl", *(["-n", node] if node else []), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+    def find_node(self) -> bool:
+        """Find a node name rabbitmqctl can reach; False (with ``ctl_error``) if none."""
+        for node in self.NODES:
+            try:
+                result = self._ctl(node, "-q", "status")
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                self.ctl_error = str(exc)
+                continue
+            if result.returncode == 0:
+                self.node = node
+                return True
+            self.ctl_error = (result.stderr or result.stdout).strip().splitlines()[-1:]
+        return False
+
+    def close_all_connections(self) -> None:
+        """Close every client connection of the broker (clients must reconnect)."""
+        result = self._ctl(self.node, "close_all_connections", "soak: connections cut")
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl close_all_connections failed: {result.stderr}")
+
+    def depth(self, queue: str) -> int:
+        """Messages ready in a queue (0 if it does not exist)."""
+        with kombu.Connection(self.amqp_url) as conn:
+            channel = conn.channel()
+            try:
+                return int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except Exception:  # noqa: BLE001 - a queue that does not exist holds nothing
+                return 0
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+
+    def delete_queues(self, names: Iterable[str]) -> None:
+        """Delete the run's queues (best effort: a missing one is fine)."""
+        with kombu.Connection(self.amqp_url) as conn:
+            for name in names:
+                channel = conn.channel()
+                try:
+                    channel.queue_delete(name)
+                except Exception:  # noqa: BLE001, S110 - a queue that was never declared
+                    pass
+                finally:
+                    with contextlib.suppress(Exception):
+                        channel.close()

@@ -1,0 +1,131 @@
+"""The soak's fixed parts: secrets, names, the daemon's and the consumers' configs.
+
+Recognisable secrets (:data:`SECRETS`) are configured for Keystone, Nagios
+and the fake cloud's token ids, so the run can show that none of them
+reaches any output.  Every topic, pool and queue carries the run's id and
+is deleted at the end (:func:`queues`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from synchronizer.fakecloud.server import FakeCloud
+
+TRANSPORT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
+PASSWORD = "S3cr3t-soak-pw-XYZ"
+NAGIOS_PASSWORD = "N4gios-soak-pw-QRS"
+TOKEN_PREFIX = "gAAAAASoakTok"
+#: Name → text that must appear in no output.  ``:guest@`` is the broker
+#: password as it would appear in a leaked transport URL.
+SECRETS = {
+    "keystone password": PASSWORD,
+    "nagios password": NAGIOS_PASSWORD,
+    "token id": "SoakTok",
+    "transport URL password": ":guest@",
+}
+CLIENT_TIMEOUT = 3.0
+PERIOD = 1.0
+SNAPSHOT_INTERVAL = 5.0
+PAGE_SIZE = 5
+
+
+class Names:
+    """Topics, pools and queues of one run."""
+
+    def __init__(self, run_id: str) -> None:
+        self.message_topic = f"soak_{run_id}"
+        self.rpc_topic = f"soak_view_{run_id}"
+        self.nova_topic = f"soak_versioned_{run_id}"
+        self.pool = f"soak-pool-{run_id}"
+        self.watch_pool = f"soak-watch-{run_id}"
+        self.raise_pool = f"soak-raise-{run_id}"
+        self.stall_pool = f"soak-stall-{run_id}"
+
+    def queues(self, hostname: str) -> list[str]:
+        """Every durable queue the run may have declared."""
+        return [
+            self.pool,
+            self.watch_pool,
+            self.raise_pool,
+            self.stall_pool,
+            f"{self.message_topic}.info",
+            f"{self.nova_topic}.info",
+            self.rpc_topic,
+            f"{self.rpc_topic}.{hostname}",
+        ]
+
+
+def _collector_groups() -> list[str]:
+    lines = []
+    for name in (
+        "nova.instance",
+        "nova.host",
+        "nova.zone",
+        "cinder.volume",
+        "neutron.network",
+        "neutron.port",
+        "ironic.node",
+        "heat.stack",
+    ):
+        lines += [
+            f"[{name}]",
+            f"period = {PERIOD}",
+            "max_backoff = 2",
+            f"page_size = {PAGE_SIZE}",
+            f"snapshot_interval = {SNAPSHOT_INTERVAL}",
+        ]
+    return lines
+
+
+def daemon_config(cloud: FakeCloud, names: Names, metrics_port: int) -> str:
+    """The daemon's config: nine collectors, Nova notifications, the message sink."""
+    lines = [
+        "[DEFAULT]",
+        "plugins = nova.instance, nova.host, nova.zone, cinder.volume, neutron.network, "
+        "neutron.port, ironic.node, heat.stack, nagios.service, nova.notifications",
+        "sinks = message",
+        f"transport_url = {TRANSPORT_URL}",
+        f"message_topic = {names.message_topic}",
+        f"rpc_topic = {names.rpc_topic}",
+        f"notification_pool = {names.pool}",
+        f"metrics_port = {metrics_port}",
+        "worker_restart_delay = 0.5",
+        "worker_restart_max_delay = 2",
+        "[service_credentials]",
+        "auth_type = password",
+        f"auth_url = {cloud.auth_url}",
+        "username = admin",
+        f"password = {PASSWORD}",
+        "project_name = admin",
+        "user_domain_id = default",
+        "project_domain_id = default",
+        "region_name = RegionOne",
+        "interface = public",
+        f"timeout = {CLIENT_TIMEOUT}",
+        *_collector_groups(),
+        "[nagios.service]",
+        f"url = {cloud.nagios_url}",
+        "username = nagiosadmin",
+        f"password = {NAGIOS_PASSWORD}",
+        f"period = {PERIOD}",
+        "max_backoff = 2",
+        f"timeout = {CLIENT_TIMEOUT}",
+        "[nova.notifications]",
+        f"topics = {names.nova_topic}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def consumer_config(names: Names) -> str:
+    """What an out-of-process consumer needs: the bus and the daemon's topics."""
+    return (
+        f"[DEFAULT]\ntransport_url = {TRANSPORT_URL}\n"
+        f"message_topic = {names.message_topic}\nrpc_topic = {names.rpc_topic}\n"
+    )
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
