@@ -205,6 +205,7 @@ class Synchronizer:
         for name in dict.fromkeys(self.conf.plugins):
             try:
                 cls, group = loader.resolve(self.conf, name)
+                _check_group(self.conf, group)
             except PluginLoadError as exc:
                 LOG.error("%s; the other plugins run", exc)
                 self.status.plugin_state(name, "failed", str(exc))
@@ -257,6 +258,14 @@ class Synchronizer:
             self.status.plugin_state(body["plugin"], body["state"], body["reason"])
         elif kind == protocol.STATS:
             self.status.notification_stats(body)
+
+
+def _check_group(conf: cfg.ConfigOpts, group: str) -> None:
+    """Read every option of a plugin's group; a malformed value fails that plugin only."""
+    try:
+        dict(conf[group].items())
+    except cfg.ConfigFileValueError as exc:
+        raise PluginLoadError(f"[{group}] {exc}") from exc
 
 
 def on_ready(sync: Synchronizer, callback: Callable[[], None]) -> threading.Thread:
