@@ -159,8 +159,9 @@ class Synchronizer:
             self.rpc_server.wait()
             self.rpc_server = None
         self._supervisor.stop(timeout)
-        self._inbox.put(None)
-        self._thread.join(timeout)
+        if self._thread.is_alive():  # not when start() failed before it
+            self._inbox.put(None)
+            self._thread.join(timeout)
         for sub in self._sink_subs + self.dispatcher.subscribers:
             sub.close(timeout=timeout / 2)
         for sink in self._sinks:

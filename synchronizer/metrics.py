@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry, exposition
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from synchronizer.exceptions import ConfigError
+
 if TYPE_CHECKING:
     from synchronizer.core import Synchronizer
 
@@ -145,7 +147,12 @@ class MetricsServer(http.server.ThreadingHTTPServer):
         self.sync = sync
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SynchronizerCollector(sync))
-        super().__init__((host, port), _Handler)
+        try:
+            super().__init__((host, port), _Handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"metrics_host/metrics_port: cannot listen on {host}:{port}: {exc.strerror}"
+            ) from exc
         self._thread = threading.Thread(target=self.serve_forever, name="metrics", daemon=True)
 
     @property

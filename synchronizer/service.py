@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from oslo_config import cfg
@@ -52,12 +53,29 @@ def sd_status(text: str) -> None:
 class SynchronizerService(os_service.ServiceBase):
     """oslo.service service around one Synchronizer."""
 
-    def __init__(self, conf: cfg.ConfigOpts, conf_args: list[str]) -> None:
+    def __init__(
+        self,
+        conf: cfg.ConfigOpts,
+        conf_args: list[str],
+        on_fatal: Callable[[], None] = lambda: None,
+    ) -> None:
         self.sync = core.Synchronizer(conf, conf_args)
         self._stopped = threading.Event()
+        self._on_fatal = on_fatal
+        self.failure: Exception | None = None
 
     def start(self) -> None:
-        self.sync.start()
+        try:
+            self.sync.start()
+        except Exception as exc:  # noqa: BLE001 - reported, and the daemon exits 1
+            self.failure = exc
+        if self.failure is not None:
+            # A daemon that cannot start must not stay up doing nothing.
+            # (Logged outside the except block: the reason, without a traceback.)
+            LOG.error("Cannot start: %s", self.failure)
+            self.sync.stop()
+            self._on_fatal()
+            return
         core.on_ready(self.sync, self._ready)
         threading.Thread(target=self._report_status, name="sd-status", daemon=True).start()
 
@@ -83,9 +101,9 @@ class SynchronizerService(os_service.ServiceBase):
 
 def run(conf: cfg.ConfigOpts, conf_args: list[str]) -> int:
     """Run the daemon until SIGTERM/SIGINT; return the exit status."""
-    svc = SynchronizerService(conf, conf_args)
-    launcher = os_service.Launcher(conf, restart_method="mutate")
     done = threading.Event()
+    svc = SynchronizerService(conf, conf_args, on_fatal=done.set)
+    launcher = os_service.Launcher(conf, restart_method="mutate")
 
     def on_stop(signo: int, frame: Any) -> None:
         LOG.info("Caught %s, stopping", signal.Signals(signo).name)
@@ -102,6 +120,8 @@ def run(conf: cfg.ConfigOpts, conf_args: list[str]) -> int:
     while not done.wait(1.0):
         pass
     launcher.stop()
+    if svc.failure is not None:
+        return 1
     LOG.info("Stopped")
     return 0
 

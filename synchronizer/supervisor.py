@@ -122,7 +122,8 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         for worker in workers:
             self._reap(worker, max(0.0, deadline - time.monotonic()))
-        self._thread.join(timeout)
+        if self._thread.is_alive():  # not when the daemon failed before starting it
+            self._thread.join(timeout)
 
     # -- internals --------------------------------------------------------
 

@@ -75,6 +75,36 @@ def test_malformed_core_option_exits_with_a_clear_error(embedded: Path, option, 
     assert "{" not in out.stdout  # nothing was started
 
 
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ("sinks = jsonl, carrier-pigeon\n", "carrier-pigeon"),
+        ("metrics_port = {busy}\n", "{busy}"),
+    ],
+    ids=["unknown-sink", "metrics-port-taken"],
+)
+def test_a_daemon_that_cannot_start_exits_non_zero(embedded: Path, extra: str, named: str):
+    """An unknown sink or a taken metrics port: exit 1 with the reason, not a silent hang."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = str(taken.getsockname()[1])
+        conf = _static_conf(embedded, "static", extra.format(busy=busy))
+        out = subprocess.run(
+            [script("synchronizer"), "--config-file", str(conf)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert out.returncode == 1, out.stderr[-2000:]
+    logs = (out.stdout + out.stderr).splitlines()
+    line = next((line for line in logs if "Cannot start" in line), "no 'Cannot start' line")
+    assert named.format(busy=busy) in line
+
+
 def test_unusable_plugin_classes_are_named_and_others_run(embedded: Path):
     """Not a plugin, a missing module, a missing class: each named; static still runs."""
     bad = {
