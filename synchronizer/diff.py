@@ -1,8 +1,8 @@
 """Pure diffing of a listing against a baseline.
 
-A baseline maps ``(type, key)`` to the fingerprint last emitted for it.
-:func:`diff_snapshot` compares a full listing with it, :func:`diff_delta` a
-delta listing (Nova's ``changes-since``).  Both are pure: they return the
+A :class:`Baseline` maps ``(type, key)`` to the fingerprint last emitted for
+it.  :func:`diff_snapshot` compares a full listing with it, :func:`diff_delta`
+a delta listing (Nova's ``changes-since``).  Both are pure: they return the
 changes and the new baseline and mutate nothing they are given.
 
 The correctness rule they enforce (DESIGN.md rule 1): a delete is inferred
@@ -13,18 +13,75 @@ timeout) yields no deletes and leaves the baseline exactly as it was::
     >>> result = diff_snapshot({}, [Entity("t", "k")], complete=True)
     >>> [str(c.action) for c in result.changes]
     ['create']
+    >>> result.baseline[("t", "k")] == result.changes[0].fingerprint
+    True
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 from synchronizer import fingerprint
 from synchronizer.entity import Action, Change, Entity
 
 BaselineKey = tuple[str, str]
-Baseline = Mapping[BaselineKey, int]
+
+_CREATE = Action.CREATE
+_UPDATE = Action.UPDATE
+
+
+class Baseline(Mapping[BaselineKey, int]):
+    """An immutable mapping ``(type, key)`` → fingerprint.
+
+    Stored as one ``key → fingerprint`` dict per type: a collector tracks
+    up to millions of entities of one or a few types, and this saves the
+    ``(type, key)`` tuple per entity (56 bytes) and its hashing in the diff
+    loop.  Built by the diff functions; any mapping of ``(type, key)`` is
+    accepted as input.
+    """
+
+    __slots__ = ("_by_type",)
+
+    def __init__(self, items: Mapping[BaselineKey, int] | None = None) -> None:
+        self._by_type: dict[str, dict[str, int]] = {}
+        for (type_, key), fp in (items or {}).items():
+            self._by_type.setdefault(type_, {})[key] = fp
+
+    @classmethod
+    def of(cls, baseline: Mapping[BaselineKey, int]) -> Baseline:
+        """``baseline`` itself if it is a Baseline, else a Baseline of its items."""
+        return baseline if isinstance(baseline, Baseline) else cls(baseline)
+
+    @classmethod
+    def _wrap(cls, by_type: dict[str, dict[str, int]]) -> Baseline:
+        new = cls()
+        new._by_type = by_type
+        return new
+
+    def __getitem__(self, item: BaselineKey) -> int:
+        type_, key = item
+        return self._by_type[type_][key]
+
+    def __contains__(self, item: object) -> bool:
+        if not isinstance(item, tuple) or len(item) != 2:
+            return False
+        return item[1] in self._by_type.get(item[0], ())
+
+    def __iter__(self) -> Iterator[BaselineKey]:
+        for type_, keys in self._by_type.items():
+            for key in keys:
+                yield (type_, key)
+
+    def __len__(self) -> int:
+        return sum(len(keys) for keys in self._by_type.values())
+
+    def __repr__(self) -> str:
+        return f"Baseline({len(self)} entities)"
+
+    def copy_by_type(self) -> dict[str, dict[str, int]]:
+        return {type_: dict(keys) for type_, keys in self._by_type.items()}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,36 +89,69 @@ class DiffResult:
     """The changes a listing implies and the baseline after applying them."""
 
     changes: list[Change]
-    baseline: dict[BaselineKey, int]
+    baseline: Baseline
     listed: int
 
 
 def _upserts(
-    baseline: Baseline,
+    old: dict[str, dict[str, int]],
     entities: Iterable[Entity],
     volatile: Collection[str],
-) -> tuple[list[Change], dict[BaselineKey, int], int]:
+    seen: dict[str, dict[str, int]],
+) -> tuple[list[Change], int, set[BaselineKey]]:
+    """Creates and updates of ``entities`` against ``old``; fills ``seen``.
+
+    The hot loop of every poll: one fingerprint, one store and one lookup
+    per entity, with the per-type dicts looked up only when the type changes.
+    """
     changes: list[Change] = []
-    seen: dict[BaselineKey, int] = {}
+    created: set[BaselineKey] = set()
+    fp_of = fingerprint.of
     listed = 0
+    last_type: str | None = None
+    seen_t: dict[str, int] = {}
+    old_t: dict[str, int] = {}
     for entity in entities:
         listed += 1
-        fp = fingerprint.of(entity, volatile)
-        key = (entity.type, entity.key)
-        seen[key] = fp
-        old = baseline.get(key)
-        if old is None:
-            changes.append(Change(Action.CREATE, entity, fp))
-        elif old != fp:
-            changes.append(Change(Action.UPDATE, entity, fp))
-    return changes, seen, listed
+        type_ = entity.type
+        if type_ != last_type:
+            last_type = type_
+            seen_t = seen.setdefault(type_, {})
+            old_t = old.get(type_, {})
+        key = entity.key
+        fp = fp_of(entity, volatile)
+        seen_t[key] = fp
+        was = old_t.get(key)
+        if was is None:
+            created.add((type_, key))
+            changes.append(Change(_CREATE, entity, fp))
+        elif was != fp:
+            changes.append(Change(_UPDATE, entity, fp))
+    return changes, listed, created
+
+
+def _vanished(
+    old: dict[str, dict[str, int]], seen: dict[str, dict[str, int]], created: set[BaselineKey]
+) -> Iterator[BaselineKey]:
+    """Keys of ``old`` that ``seen`` lacks.
+
+    A type's set difference is computed only when counting says some key is
+    missing (seen - created < old), which a steady-state poll never does.
+    """
+    new_by_type = collections.Counter(type_ for type_, _ in created)
+    for type_, old_t in old.items():
+        seen_t = seen.get(type_, {})
+        if len(seen_t) - new_by_type[type_] == len(old_t):
+            continue
+        for key in old_t.keys() - seen_t.keys():
+            yield (type_, key)
 
 
 def diff_snapshot(
-    baseline: Baseline,
+    baseline: Mapping[BaselineKey, int],
     entities: Iterable[Entity],
     *,
-    complete: bool,
+    complete: bool | Callable[[], bool],
     volatile: Collection[str] = (),
     deleted_template: Mapping[BaselineKey, Entity] | None = None,
 ) -> DiffResult:
@@ -70,21 +160,29 @@ def diff_snapshot(
     When ``complete`` is true, keys in the baseline that the listing lacks
     become deletes and the new baseline is exactly the listing.  When false,
     the creates/updates seen are still returned (they are true, if partial),
-    no deletes are, and the returned baseline is ``baseline`` unchanged (a
-    copy), so the next good cycle still produces the true delta; the
-    dispatcher's ledger drops whatever it repeats.
+    no deletes are, and the returned baseline is ``baseline`` unchanged, so
+    the next good cycle still produces the true delta; the dispatcher's
+    ledger drops whatever it repeats.
+
+    ``complete`` may be a callable, asked once ``entities`` is exhausted: a
+    listing can then be streamed (diffed as its pages arrive, never held
+    whole in memory) and still say at its end whether it was complete.
     """
-    changes, seen, listed = _upserts(baseline, entities, volatile)
+    base = Baseline.of(baseline)
+    seen: dict[str, dict[str, int]] = {}
+    changes, listed, created = _upserts(base._by_type, entities, volatile, seen)
+    if callable(complete):
+        complete = complete()
     if not complete:
-        return DiffResult(changes, dict(baseline), listed)
-    for key in baseline.keys() - seen.keys():
+        return DiffResult(changes, base, listed)
+    for key in _vanished(base._by_type, seen, created):
         entity = (deleted_template or {}).get(key) or Entity(key[0], key[1])
         changes.append(Change(Action.DELETE, entity))
-    return DiffResult(changes, seen, listed)
+    return DiffResult(changes, Baseline._wrap(seen), listed)
 
 
 def diff_delta(
-    baseline: Baseline,
+    baseline: Mapping[BaselineKey, int],
     entities: Iterable[Entity],
     deleted: Iterable[Entity],
     *,
@@ -94,11 +192,11 @@ def diff_delta(
 
     Entities absent from a delta listing are unchanged, never deleted.
     """
-    changes, seen, listed = _upserts(baseline, entities, volatile)
-    new = dict(baseline)
-    new.update(seen)
+    base = Baseline.of(baseline)
+    new = base.copy_by_type()
+    changes, listed, _ = _upserts(base._by_type, entities, volatile, new)
     for entity in deleted:
-        key = (entity.type, entity.key)
-        if new.pop(key, None) is not None:
+        keys = new.get(entity.type)
+        if keys is not None and keys.pop(entity.key, None) is not None:
             changes.append(Change(Action.DELETE, entity))
-    return DiffResult(changes, new, listed)
+    return DiffResult(changes, Baseline._wrap(new), listed)

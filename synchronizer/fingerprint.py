@@ -13,6 +13,11 @@ with sorted keys, so dict ordering and the process (unlike Python's salted
     >>> b = Entity("t", "k", properties={"b": 2, "a": 1})
     >>> of(a) == of(b)
     True
+
+This is the innermost loop of every poll (one call per listed entity), so
+it builds as few objects as it can: relations are sorted only when there
+are two or more, and orjson's non-string-key mode (slower) is used only for
+properties that need it, which gives the same bytes for string keys.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import xxhash
 
 from synchronizer.entity import Entity
 
-_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+_SORTED = orjson.OPT_SORT_KEYS
+_SORTED_ANY_KEYS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+_dumps = orjson.dumps
 _xxh3 = xxhash.xxh3_64_intdigest
 
 
@@ -34,19 +41,26 @@ def canonical_bytes(entity: Entity, volatile: Collection[str] = ()) -> bytes:
     props: dict[str, Any] = entity.properties
     if volatile:
         props = {k: v for k, v in props.items() if k not in volatile}
+    relations: Any = entity.relations
+    if len(relations) == 1:
+        r = relations[0]
+        relations = ((r.relation, r.type, r.key),)
+    elif relations:
+        relations = sorted((r.relation, r.type, r.key) for r in relations)
     parent = entity.parent
-    return orjson.dumps(
-        (
-            entity.type,
-            entity.key,
-            entity.state,
-            entity.project,
-            (parent.type, parent.key) if parent else None,
-            sorted((r.relation, r.type, r.key) for r in entity.relations),
-            props,
-        ),
-        option=_OPTIONS,
+    doc = (
+        entity.type,
+        entity.key,
+        entity.state,
+        entity.project,
+        (parent.type, parent.key) if parent is not None else None,
+        relations,
+        props,
     )
+    try:
+        return _dumps(doc, option=_SORTED)
+    except TypeError:  # a non-string property key (YAML allows them)
+        return _dumps(doc, option=_SORTED_ANY_KEYS)
 
 
 def of(entity: Entity, volatile: Collection[str] = ()) -> int:

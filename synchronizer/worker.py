@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -47,7 +47,7 @@ class PollLoop:
         self.name = name
         self.send = send
         self.chunk_size = chunk_size
-        self.baseline: dict[diff.BaselineKey, int] = {}
+        self.baseline = diff.Baseline()
         self.resync_pending = True
         self.last_full: float | None = None
         self.last_success: str | None = None
@@ -136,14 +136,23 @@ class PollLoop:
         volatile = self.plugin.volatile_properties
         if not full:
             return self._list_delta(volatile)
-        seen: list[Entity] = []
-        error = None
+        errors: list[str] = []
+        # Streamed: each entity is diffed as its page arrives and is then
+        # garbage (unless it changed), so a cycle never holds the listing.
+        result = diff.diff_snapshot(
+            self.baseline,
+            self._listing(errors),
+            complete=lambda: not errors,
+            volatile=volatile,
+        )
+        return result, errors[0] if errors else None
+
+    def _listing(self, errors: list[str]) -> Iterator[Entity]:
+        """The plugin's full listing; a failure ends it and lands in ``errors``."""
         try:
-            seen.extend(self.plugin.list_all())
+            yield from self.plugin.list_all()
         except Exception as exc:  # noqa: BLE001 - any failure makes the listing incomplete
-            error = self._failure(exc)
-        result = diff.diff_snapshot(self.baseline, seen, complete=error is None, volatile=volatile)
-        return result, error
+            errors.append(self._failure(exc))
 
     def _list_delta(self, volatile: frozenset[str]) -> tuple[diff.DiffResult, str | None]:
         overlap = 5.0
@@ -151,7 +160,7 @@ class PollLoop:
         try:
             delta = self.plugin.list_changes(since)
         except Exception as exc:  # noqa: BLE001 - any failure makes the listing incomplete
-            return diff.DiffResult([], dict(self.baseline), 0), self._failure(exc)
+            return diff.DiffResult([], self.baseline, 0), self._failure(exc)
         return diff.diff_delta(
             self.baseline, delta.entities, delta.deleted, volatile=volatile
         ), None

@@ -76,3 +76,58 @@ def test_volatile_properties_do_not_cause_updates():
     baseline = {("t", "a"): fingerprint.of(old, {"last_check"})}
     result = diff.diff_snapshot(baseline, [new], complete=True, volatile={"last_check"})
     assert result.changes == []
+
+
+def test_a_listing_swapping_one_key_for_another_deletes_the_old_one():
+    """Same count of keys, one new and one gone: the gone one is still deleted."""
+    result = diff.diff_snapshot(base(E("a"), E("b")), [E("a"), E("c")], complete=True)
+    assert {c.key: c.action for c in result.changes} == {
+        "c": Action.CREATE,
+        "b": Action.DELETE,
+    }
+
+
+def test_a_key_listed_twice_does_not_hide_a_delete():
+    """A duplicate in the listing does not count as another baseline key being present."""
+    result = diff.diff_snapshot(base(E("a"), E("b")), [E("a"), E("a")], complete=True)
+    assert [(c.key, c.action) for c in result.changes] == [("b", Action.DELETE)]
+
+
+def test_types_are_diffed_apart():
+    """The same key under two types is two entities; one type vanishing deletes only it."""
+    x, y = Entity("x", "k"), Entity("y", "k")
+    result = diff.diff_snapshot(base(x, y), [x], complete=True)
+    assert [(c.type, c.key, c.action) for c in result.changes] == [("y", "k", Action.DELETE)]
+    assert dict(result.baseline) == base(x)
+
+
+def test_completeness_can_be_decided_after_a_streamed_listing():
+    """A callable ``complete`` is asked once the listing is consumed, and decides deletes."""
+    seen = []
+
+    def listing():
+        seen.append("listed")
+        yield E("a")
+
+    def complete():
+        seen.append("asked")
+        return False
+
+    result = diff.diff_snapshot(base(E("a"), E("b")), listing(), complete=complete)
+    assert seen == ["listed", "asked"]
+    assert result.changes == []
+    assert dict(result.baseline) == base(E("a"), E("b"))
+
+
+def test_baseline_is_a_read_only_mapping_of_type_and_key():
+    """The diff's baseline reads like the dict it replaces, and comparing them works."""
+    result = diff.diff_snapshot({}, [E("a"), Entity("u", "a")], complete=True)
+    b = result.baseline
+    assert len(b) == 2
+    assert ("t", "a") in b
+    assert ("t", "zz") not in b
+    assert "a" not in b
+    assert sorted(b) == [("t", "a"), ("u", "a")]
+    assert b == {("t", "a"): fingerprint.of(E("a")), ("u", "a"): fingerprint.of(Entity("u", "a"))}
+    assert diff.Baseline(dict(b)) == b
+    assert not hasattr(b, "__setitem__")

@@ -95,3 +95,23 @@ def test_stable_across_processes():
 def test_fingerprint_is_never_zero():
     """Zero is reserved for deletes, so no entity fingerprints to it."""
     assert fingerprint.of(Entity("t", "k")) != 0
+
+
+def test_non_string_property_keys_are_canonical():
+    """Integer property keys (YAML allows them) fingerprint as their string form, any order."""
+    a = _entity(properties={1: "x", "b": 2})
+    b = _entity(properties={"b": 2, 1: "x"})
+    assert fingerprint.of(a) == fingerprint.of(b)
+    assert fingerprint.canonical_bytes(a) == fingerprint.canonical_bytes(b)
+    assert fingerprint.of(a) != fingerprint.of(_entity(properties={1: "y", "b": 2}))
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_relations_are_part_of_the_bytes_whatever_their_number(count):
+    """No, one or several relations: each one's fields move the fingerprint."""
+    rels = tuple(Relation("attached", "cinder.volume", f"v{i}") for i in range(count))
+    base = fingerprint.of(_entity(relations=rels))
+    if count:
+        changed = (*rels[:-1], Relation("attached", "cinder.volume", "other"))
+        assert fingerprint.of(_entity(relations=changed)) != base
+    assert fingerprint.of(_entity(relations=(*rels, Relation("port", "t", "k")))) != base

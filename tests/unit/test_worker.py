@@ -2,13 +2,16 @@
 
 import json
 import logging
+from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 from oslo_config import cfg
 
 from synchronizer import loader, opts, protocol
-from synchronizer.entity import Action
+from synchronizer.entity import Action, Entity
 from synchronizer.worker import PollLoop
+from tests.helpers.plugins import FileCollector
 
 
 @pytest.fixture
@@ -110,3 +113,39 @@ def test_outage_is_logged_once_per_backoff_step(loop, caplog):
     assert len(warnings) == 4
     write(path, {"a": "up"})
     assert pl.step() == 0.2
+
+
+class HalfListing(FileCollector):
+    """Lists the file's first two entities, then fails (a page that did not come)."""
+
+    name: ClassVar[str] = "halflisting"
+
+    def list_all(self) -> Iterator[Entity]:
+        for i, entity in enumerate(super().list_all()):
+            if i == 2:
+                raise ConnectionError("page 2 timed out")
+            yield entity
+
+
+def test_a_listing_failing_part_way_sends_what_it_saw_and_deletes_nothing(tmp_path):
+    """Entities streamed before the failure are sent; nothing is deleted; the baseline stays."""
+    path = tmp_path / "things.json"
+    conf = cfg.ConfigOpts()
+    opts.register_opts(conf)
+    conf([], project="synchronizer-test")
+    name = "tests.unit.test_worker:HalfListing"
+    loader.resolve(conf, name)
+    conf.set_override("path", str(path), group="halflisting")
+    sent = []
+    pl = PollLoop(loader.instantiate(conf, name), "half", sent.append, chunk_size=10)
+    write(path, {"a": "up", "b": "up"})
+    assert pl.cycle()
+    baseline = dict(pl.baseline)
+    sent.clear()
+    write(path, {"a": "down", "b": "up", "c": "up", "d": "up"})
+    assert not pl.cycle()
+    (end,) = [body for kind, _, body in sent if kind == protocol.END]
+    assert (end["complete"], end["listed"], end["deleted"]) == (False, 2, 0)
+    assert "page 2 timed out" in end["error"]
+    assert changes(sent) == [(Action.UPDATE, "a")]
+    assert dict(pl.baseline) == baseline
