@@ -145,9 +145,9 @@ class Dispatcher:
         """Add a subscriber; with ``snapshot``, prefill it with the current view."""
         with self._lock:
             if snapshot:
-                items: list[Change | Synced] = [
-                    c.replace(action=Action.SNAPSHOT) for c in self.ledger.current(sub.types)
-                ]
+                items: list[Change | Synced] = list(
+                    self.ledger.current(sub.types, action=Action.SNAPSHOT)
+                )
                 types = tuple(sorted(sub.types)) if sub.types is not None else None
                 items.append(Synced(types, len(items)))
                 sub.offer_many(items)

@@ -1,9 +1,11 @@
 """The ledger's delivery rules."""
 
+import datetime
+
 import pytest
 
 from synchronizer import fingerprint
-from synchronizer.entity import Action, Change, Entity, Source
+from synchronizer.entity import Action, Change, Entity, Ref, Relation, Source
 from synchronizer.ledger import Ledger
 
 POLL = Source("poll", "c")
@@ -101,3 +103,90 @@ def test_sequence_numbers_are_stamped():
     """Delivered changes carry the sequence number they were admitted with."""
     ledger = Ledger()
     assert ledger.admit(ch(Action.CREATE), seq=7).seq == 7
+
+
+def rich(key="k", ts="2026-01-01T00:00:01Z", **props):
+    e = Entity(
+        "nova.instance",
+        key,
+        state="ACTIVE",
+        project="p1",
+        parent=Ref("nova.host", "h1"),
+        relations=(Relation("attached", "cinder.volume", "v1"), Relation("port", "n.p", "x")),
+        properties={"name": key, "nested": {"a": [1, 2.5, None]}, "pair": (1, 2), **props},
+        timestamp=ts,
+        source=POLL,
+    )
+    return Change(Action.CREATE, e, fingerprint.of(e))
+
+
+def test_the_view_gives_back_every_entity_as_it_was_told():
+    """What the ledger returns equals what it was given, field for field."""
+    ledger = Ledger()
+    told = [ledger.admit(rich(f"k{i}"), seq=i + 1) for i in range(20)]
+    assert ledger.current() == told
+    assert ledger.entities(["nova.instance"]) == [c.entity for c in told]
+    assert ledger.current(["other.type"]) == []
+    assert ledger.get("nova.instance", "k3") == told[3]
+
+
+def test_values_marshal_cannot_keep_are_kept_as_objects():
+    """An entity holding an object of some class (a datetime) still round-trips whole."""
+    ledger = Ledger()
+    odd = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    told = ledger.admit(rich("o", thing=odd))
+    assert ledger.get("nova.instance", "o").entity.properties["thing"] is odd
+    assert ledger.current() == [told]
+    gone = ledger.admit(Change(Action.DELETE, Entity("nova.instance", "o", timestamp="2026-01-02")))
+    assert gone.entity.properties["thing"] is odd
+    assert ledger.current() == []
+
+
+def test_snapshot_action_is_stamped_on_the_view():
+    """current(action=snapshot) gives the same entities and seqs, as snapshot items."""
+    ledger = Ledger()
+    told = ledger.admit(rich(), seq=5)
+    (item,) = ledger.current(action=Action.SNAPSHOT)
+    assert (item.action, item.entity, item.seq, item.fingerprint) == (
+        Action.SNAPSHOT,
+        told.entity,
+        5,
+        told.fingerprint,
+    )
+
+
+def test_confirmed_time_survives_in_the_compact_form():
+    """A repeat's later observation time is what the view and the stale-state rule use."""
+    ledger = Ledger()
+    ledger.admit(rich(ts="2026-01-01T00:00:01Z"))
+    assert ledger.admit(rich(ts="2026-01-01T00:00:09Z")) is None
+    assert ledger.get("nova.instance", "k").entity.timestamp == "2026-01-01T00:00:09.000000Z"
+    older = rich(ts="2026-01-01T00:00:05Z", name="changed")
+    assert ledger.admit(older) is None
+
+
+def test_tombstone_keeps_the_delete_time_and_seq():
+    """A deleted key reads back as a delete at its time; the view leaves it out."""
+    ledger = Ledger()
+    ledger.admit(rich())
+    ledger.admit(Change(Action.DELETE, Entity("nova.instance", "k", timestamp="2026-01-03")), seq=9)
+    stone = ledger.get("nova.instance", "k")
+    assert (stone.action, stone.seq, stone.entity.timestamp) == (
+        Action.DELETE,
+        9,
+        "2026-01-03T00:00:00.000000Z",
+    )
+    assert ledger.current() == []
+    assert len(ledger) == 0
+
+
+@pytest.mark.parametrize("fp", [-5, 2**70])
+def test_a_fingerprint_out_of_the_header_range_is_still_kept(fp):
+    """A plugin-supplied fingerprint that fits no 64-bit header still filters and reads back."""
+    ledger = Ledger()
+    e = rich().entity
+    told = ledger.admit(Change(Action.CREATE, e, fp))
+    assert ledger.current() == [told]
+    assert ledger.admit(Change(Action.UPDATE, e.replace(timestamp="2026-01-02"), fp)) is None
+    gone = ledger.admit(Change(Action.DELETE, Entity("nova.instance", "k", timestamp="2026-01-03")))
+    assert gone.entity.properties == e.properties
