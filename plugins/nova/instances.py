@@ -22,6 +22,19 @@ returns deleted servers.  Deletion rule: a server whose vm_state is
 is still an entity, in that state, since it can be restored.  A full listing
 never shows deleted servers, and skips one if it races with a delete.
 
+Flavor names below microversion 2.47, where a server carries only
+``flavor: {id, links}``: the shape needs the flavor's *name* only, so the
+collector maps ids to names with ``GET /flavors/detail?is_public=None``
+(every flavor, public or private, followed page by page) and keeps the map
+between cycles, since Nova never renames a flavor.  It lists flavors at most
+once per cycle, and only when a server shows an id it does not know (a flavor
+created since): a cloud whose flavors do not change costs no flavor request
+after the first cycle.  A failed flavor listing makes the cycle incomplete,
+like a failed page.  One difference remains: a flavor deleted before the
+collector first saw it has no name any more (Nova answers 404 for it), so
+its instances get flavor None, where 2.47+ shows the name the server was
+built with; negotiate 2.47 or later where that matters.
+
 A listing is incomplete, and raises after yielding what it could, when
 servers come back partial (microversion 2.69+ for a cell that is down: only
 id, status UNKNOWN and a few fields) or unusable: not inferring deletes is
@@ -40,15 +53,18 @@ from oslo_config import cfg
 from plugins.nova import NovaCollector, shapes
 from synchronizer.entity import Entity
 from synchronizer.exceptions import IncompleteListing
-from synchronizer.plugin import Delta
+from synchronizer.plugin import Delta, Plugin
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ["InstanceCollector", "server_instance"]
+__all__ = ["InstanceCollector", "server_entity", "server_instance"]
 
 VOLUMES_ATTACHED = "os-extended-volumes:volumes_attached"
 HOST = "OS-EXT-SRV-ATTR:host"
 VM_STATE = "OS-EXT-STS:vm_state"
+TASK_STATE = "OS-EXT-STS:task_state"
+NODE = "OS-EXT-SRV-ATTR:hypervisor_hostname"
+ZONE = "OS-EXT-AZ:availability_zone"
 
 
 def _image_id(record: Mapping[str, Any]) -> str | None:
@@ -76,11 +92,11 @@ def server_instance(record: Mapping[str, Any], flavor: str | None) -> shapes.Ins
         uuid=str(shapes.text(record, "id", required=True)),
         project=shapes.text(record, "tenant_id"),
         vm_state=str(shapes.text(record, VM_STATE, required=True)),
-        task_state=shapes.text(record, "OS-EXT-STS:task_state"),
+        task_state=shapes.text(record, TASK_STATE),
         name=shapes.text(record, "name"),
         host=shapes.text(record, HOST),
-        node=shapes.text(record, "OS-EXT-SRV-ATTR:hypervisor_hostname"),
-        availability_zone=shapes.text(record, "OS-EXT-AZ:availability_zone"),
+        node=shapes.text(record, NODE),
+        availability_zone=shapes.text(record, ZONE),
         flavor=flavor,
         image=_image_id(record),
         user_id=shapes.text(record, "user_id"),
@@ -88,6 +104,70 @@ def server_instance(record: Mapping[str, Any], flavor: str | None) -> shapes.Ins
         metadata=shapes.mapping(record, "metadata"),
         volumes=_volume_ids(record),
     )
+
+
+def server_entity(
+    record: Mapping[str, Any], flavor: str | None, plugin: Plugin, volume_relations: bool
+) -> Entity:
+    """The entity of one servers-detail record, as ``server_instance(...).entity(...)``.
+
+    The poll's hot path: when every field has its usual type it builds the
+    entity straight from the record, without the intermediate
+    :class:`~plugins.nova.shapes.Instance`; anything unusual goes through
+    :func:`server_instance`, which validates it (and raises ValueError when
+    the record is unusable).  Both end in :func:`shapes.instance_entity`.
+    """
+    get = record.get
+    uuid, vm_state, image, metadata = get("id"), get(VM_STATE), get("image"), get("metadata")
+    # The string (or null) fields, in instance_entity's order.
+    texts = (
+        get("tenant_id"),
+        get("name"),
+        get(HOST),
+        get(NODE),
+        get(ZONE),
+        get(TASK_STATE),
+        get("user_id"),
+    )
+    if not (
+        type(uuid) is str
+        and uuid
+        and type(vm_state) is str
+        and vm_state
+        and (type(image) is dict or image is None)
+        and (type(metadata) is dict or metadata is None)
+        and _plain_texts(texts)
+    ):
+        instance = server_instance(record, flavor)
+        return instance.entity(plugin, volume_relations=volume_relations)
+    project, name, host, node, zone, task_state, user_id = texts
+    return shapes.instance_entity(
+        plugin,
+        volume_relations,
+        None,
+        uuid,
+        project or None,
+        _volume_ids(record) if get(VOLUMES_ATTACHED) else (),
+        name or None,
+        host or None,
+        node or None,
+        zone or None,
+        flavor,
+        shapes.text(image, "id") if image else None,
+        vm_state,
+        task_state or None,
+        user_id or None,
+        shapes.second_precision(get("created")),
+        metadata or {},
+    )
+
+
+def _plain_texts(values: tuple[Any, ...]) -> bool:
+    """Whether every value is a string or None (the usual case)."""
+    for value in values:  # noqa: SIM110 - a plain loop: this runs for every listed server
+        if value is not None and type(value) is not str:
+            return False
+    return True
 
 
 def is_partial(record: Mapping[str, Any]) -> bool:
@@ -140,25 +220,29 @@ class InstanceCollector(NovaCollector):
         self._flavors: dict[str, str] = {}
         self._flavors_fresh = False
         self._warned: set[str] = set()
+        self._volume_relations = True
 
     def list_all(self) -> Iterator[Entity]:
         tally = _Tally()
         self._flavors_fresh = False
+        self._volume_relations = self.options.volume_relations
         for record in self._servers({}):
-            instance = self._convert(record, tally)
-            if instance is not None and not instance.deleted:
-                yield self._entity(instance)
+            entity = self._convert(record, tally)
+            if entity is not None and entity.properties["vm_state"] != shapes.DELETED:
+                yield entity
         tally.check()
 
     def list_changes(self, since: str) -> Delta:
         tally = _Tally()
         self._flavors_fresh = False
+        self._volume_relations = self.options.volume_relations
         entities: list[Entity] = []
         deleted: list[Entity] = []
         for record in self._servers({"changes-since": since}):
-            instance = self._convert(record, tally)
-            if instance is not None:
-                (deleted if instance.deleted else entities).append(self._entity(instance))
+            entity = self._convert(record, tally)
+            if entity is not None:
+                gone = entity.properties["vm_state"] == shapes.DELETED
+                (deleted if gone else entities).append(entity)
         tally.check()
         return Delta(entities, deleted)
 
@@ -166,18 +250,16 @@ class InstanceCollector(NovaCollector):
         query = {"all_tenants": "True", "limit": self.options.page_size, **params}
         return self.pages("/servers/detail", "servers", query)
 
-    def _entity(self, instance: shapes.Instance) -> Entity:
-        return instance.entity(self, volume_relations=self.options.volume_relations)
-
-    def _convert(self, record: Any, tally: _Tally) -> shapes.Instance | None:
-        if not isinstance(record, Mapping):
+    def _convert(self, record: Any, tally: _Tally) -> Entity | None:
+        if type(record) is not dict and not isinstance(record, Mapping):
             tally.invalid += 1
             return None
         if is_partial(record):
             tally.partial += 1
             return None
         try:
-            instance = server_instance(record, self._flavor_name(record.get("flavor")))
+            flavor = self._flavor_name(record.get("flavor"))
+            entity = server_entity(record, flavor, self, self._volume_relations)
         except ValueError as exc:
             tally.invalid += 1
             LOG.warning("%s: skipped server %s: %s", self.group, record.get("id"), exc)
@@ -188,10 +270,14 @@ class InstanceCollector(NovaCollector):
                 "servers have no OS-EXT-SRV-ATTR:host: the credentials "
                 "are not admin, so instances get no host",
             )
-        return instance
+        return entity
 
     def _flavor_name(self, flavor: Any) -> str | None:
         """Microversion 2.47+ embeds the flavor (original_name); before, only its id."""
+        if type(flavor) is dict:
+            name = flavor.get("original_name")
+            if type(name) is str:  # the usual case first
+                return name or None
         if not isinstance(flavor, Mapping):
             return None
         if "original_name" in flavor:

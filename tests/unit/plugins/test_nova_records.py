@@ -11,7 +11,12 @@ from oslo_config import cfg
 from plugins import openstack
 from plugins.nova import next_marker, shapes, translate_error
 from plugins.nova.hosts import HostCollector, host_facts
-from plugins.nova.instances import InstanceCollector, is_partial, server_instance
+from plugins.nova.instances import (
+    InstanceCollector,
+    is_partial,
+    server_entity,
+    server_instance,
+)
 from plugins.nova.zones import zone_facts
 from synchronizer import fingerprint
 from synchronizer.exceptions import ConfigError, PermanentError, TransientError
@@ -152,6 +157,86 @@ def test_unusable_server_records_raise(changes):
     """A record missing its id or vm_state, or with mistyped fields, raises ValueError."""
     with pytest.raises(ValueError):  # noqa: PT011 - the documented error
         server_instance(server(**changes), None)
+
+
+class _Mapping(dict):
+    """A record that is a dict subclass, as some JSON decoders give."""
+
+
+@pytest.mark.parametrize(
+    ("changes", "volume_relations"),
+    [
+        ({}, True),
+        ({}, False),
+        ({"os-extended-volumes:volumes_attached": []}, True),
+        ({"os-extended-volumes:volumes_attached": [{"id": "v1"}, {"id": "v1"}]}, True),
+        ({"image": ""}, True),
+        ({"image": None, "metadata": None}, True),
+        ({"OS-EXT-SRV-ATTR:host": "", "OS-EXT-AZ:availability_zone": None}, True),
+        ({"tenant_id": "", "user_id": "", "name": ""}, True),
+        ({"OS-EXT-STS:task_state": "rebooting"}, True),
+        ({"OS-EXT-STS:vm_state": "deleted"}, True),
+        ({"created": "2013-09-03T04:01:32.123456+00:00"}, True),
+        ({"created": "2013-09-03 06:01:32+02:00"}, True),
+    ],
+    ids=[
+        "2.47",
+        "no-relations",
+        "no-volumes",
+        "repeated-volume",
+        "boot-from-volume",
+        "null-image-metadata",
+        "unscheduled",
+        "blank-ids",
+        "task",
+        "deleted",
+        "fraction",
+        "offset",
+    ],
+)
+def test_fast_conversion_is_the_validated_one(changes, volume_relations):
+    """The poll's direct record->entity path builds exactly what server_instance does."""
+    plugin = make(InstanceCollector)
+    record = server(**changes)
+    fast = server_entity(record, "m1.tiny", plugin, volume_relations)
+    slow = server_instance(record, "m1.tiny").entity(plugin, volume_relations=volume_relations)
+    assert fast == slow
+    assert fingerprint.of(fast) == fingerprint.of(slow)
+    assert server_entity(_Mapping(record), "m1.tiny", plugin, volume_relations) == slow
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"id": None},
+        {"id": ""},
+        {"OS-EXT-STS:vm_state": 3},
+        {"name": 12},
+        {"OS-EXT-STS:task_state": ["x"]},
+        {"metadata": []},
+        {"image": "abc"},
+        {"image": {"id": 5}},
+        {"os-extended-volumes:volumes_attached": {"id": "v"}},
+        {"created": "never"},
+    ],
+    ids=[
+        "no-id",
+        "blank-id",
+        "int-vm-state",
+        "int-name",
+        "list-task",
+        "list-metadata",
+        "string-image",
+        "int-image-id",
+        "volumes-not-a-list",
+        "bad-time",
+    ],
+)
+def test_fast_conversion_rejects_what_the_validated_one_rejects(changes):
+    """A record unusable for server_instance raises ValueError on the fast path too."""
+    plugin = make(InstanceCollector)
+    with pytest.raises(ValueError):  # noqa: PT011 - the documented error
+        server_entity(server(**changes), None, plugin, True)
 
 
 def test_down_cell_stub_is_recognised():
