@@ -66,6 +66,24 @@ CORE_OPTS = [
         help="Threads of the notification listener's executor.",
     ),
     cfg.IntOpt(
+        "notification_batch_size",
+        default=256,
+        min=1,
+        help="Most notifications the notification worker takes from the bus at once "
+        "(oslo.messaging batch listener); their changes reach the dispatcher in one "
+        "hand-off.  1 handles each message as it comes.",
+    ),
+    cfg.FloatOpt(
+        "notification_batch_timeout",
+        default=0.01,
+        min=0.001,
+        help="Seconds the notification worker waits for a batch to fill before it "
+        "handles what it has.  It is what batching can add to a notification's latency, "
+        "and how often the idle listener polls the bus: lower it for latency (0.002 "
+        "adds at most 2 ms but costs about a tenth of a core while idle), raise it for "
+        "less idle work (0.01: a few percent of a core).",
+    ),
+    cfg.IntOpt(
         "chunk_size",
         default=1000,
         min=1,
