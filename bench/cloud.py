@@ -6,20 +6,25 @@ import contextlib
 import cProfile
 import gc
 import io
+import multiprocessing
 import os
 import pstats
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from typing import Any
 
 from oslo_config import cfg
 
 import plugins.openstack
 from bench import common
-from synchronizer import loader, opts, timeutil
+from synchronizer import loader, opts, protocol, timeutil
+from synchronizer.dispatcher import Dispatcher
 from synchronizer.fakecloud import FakeCloud
 from synchronizer.fakecloud.clock import Clock
+from synchronizer.subscriber import Subscription
 from synchronizer.worker import PollLoop
 
 B1_TARGET = 1.10
@@ -51,7 +56,7 @@ snapshot_interval = 3600
 """
 
 
-def _plugin(cloud: FakeCloud) -> Any:
+def _plugin(cloud: _Cloud) -> Any:
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
     plugins.openstack.register_opts(conf)
@@ -66,15 +71,69 @@ def _plugin(cloud: FakeCloud) -> Any:
         os.unlink(path)
 
 
-@contextlib.contextmanager
-def _cloud(servers: int) -> Iterator[tuple[FakeCloud, _Offset]]:
+def cloud_main(servers: int, conn: Connection) -> None:
+    """The FakeCloud in its own process, driven over ``conn``.
+
+    Commands: ``("age", seconds)`` sets the clock offset and answers the
+    shifted time; ``("change", kwargs)`` changes servers; ``("stop", None)``.
+    Apart from the client, as Nova is: in the benchmark's process its server
+    threads would share the interpreter lock, and its 100,000 records the
+    garbage collector's passes, with the client being measured.
+    """
     source = _Offset()
     source.offset = -86400.0
     cloud = FakeCloud(clock=Clock(source))
     cloud.populate(servers=servers, hosts=max(1, servers // 100))
     cloud.start()
     try:
-        yield cloud, source
+        conn.send(cloud.auth_url)
+        while True:
+            command, arg = conn.recv()
+            if command == "stop":
+                break
+            if command == "age":
+                source.offset = arg
+                conn.send(source())
+            elif command == "change":
+                conn.send(len(cloud.change("servers", **arg)))
+    finally:
+        cloud.stop()
+
+
+class _Cloud:
+    """Client side of :func:`cloud_main`."""
+
+    def __init__(self, servers: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=cloud_main, args=(servers, child), daemon=True)
+        self.process.start()
+        child.close()
+        if not self.conn.poll(600):
+            raise RuntimeError("the fake cloud did not start within 600 s")
+        self.auth_url: str = self.conn.recv()
+
+    def _ask(self, command: str, arg: Any) -> Any:
+        self.conn.send((command, arg))
+        return self.conn.recv()
+
+    def age(self, offset: float) -> float:
+        """Shift the cloud's clock by ``offset`` seconds; its time now."""
+        return self._ask("age", offset)
+
+    def change(self, **kwargs: Any) -> int:
+        return self._ask("change", kwargs)
+
+    def stop(self) -> None:
+        self.conn.send(("stop", None))
+        self.process.join(30)
+
+
+@contextlib.contextmanager
+def _cloud(servers: int) -> Iterator[_Cloud]:
+    cloud = _Cloud(servers)
+    try:
+        yield cloud
     finally:
         cloud.stop()
 
@@ -85,60 +144,93 @@ def _fetch_parse(plugin: Any) -> int:
     return sum(1 for _ in plugin.pages("/servers/detail", "servers", query))
 
 
-def _full_cycle(loop: PollLoop) -> float:
+class _Delivery:
+    """The dispatcher and one subscriber: where a cycle's changes end up."""
+
+    def __init__(self) -> None:
+        self.dispatcher = Dispatcher()
+        self.received = 0
+        self.sub = Subscription([PLUGIN], self._count, name="bench-b1")
+        self.dispatcher.add(self.sub, snapshot=False)
+        self.sub.start()
+        self.sent: list[protocol.Message] = []
+
+    def _count(self, item: Any) -> None:
+        self.received += 1
+
+    def send(self, msg: protocol.Message) -> None:
+        self.sent.append(msg)
+        if msg[0] == protocol.CHANGES:
+            self.dispatcher.dispatch(protocol.decode(msg[2]))
+
+    def cycle(self, loop: PollLoop) -> bool:
+        """One poll cycle, until the subscriber has been handed every change."""
+        ok = loop.cycle()
+        if not self.sub.wait_idle(120):
+            raise RuntimeError("the subscriber did not drain within 120 s")
+        return ok
+
+    def close(self) -> None:
+        self.sub.close()
+
+
+def _full_cycle(loop: PollLoop, delivery: _Delivery) -> float:
     loop.last_full = None  # force a full listing
     gc.collect()
-    t, ok = common.timed(loop.cycle)
+    t, ok = common.timed(lambda: delivery.cycle(loop))
     assert ok, "full cycle incomplete"
     return t
 
 
-def _delta_cycle(loop: PollLoop, cloud: FakeCloud, source: _Offset, i: int, n: int) -> float:
+def _delta_cycle(loop: PollLoop, delivery: _Delivery, cloud: _Cloud, i: int, n: int) -> float:
     # Each run's changes sit 100 s after the last run's, in the clock's past,
     # and the loop's "since" is set just before them: the delta lists exactly them.
-    source.offset = -43200.0 + 100.0 * i
-    stamp = source()
-    cloud.change("servers", count=n)
+    stamp = cloud.age(-43200.0 + 100.0 * i)
+    cloud.change(count=n)
     loop.last_success = timeutil.normalize(stamp + 4.0)
     loop.last_full = time.monotonic()
     gc.collect()
-    t, ok = common.timed(loop.cycle)
+    t, ok = common.timed(lambda: delivery.cycle(loop))
     assert ok, "delta cycle incomplete"
     return t
 
 
-def _setup(servers: int, cloud: FakeCloud) -> tuple[Any, PollLoop, list]:
+def _setup(cloud: _Cloud, delivery: _Delivery) -> tuple[Any, PollLoop]:
     plugin = _plugin(cloud)
-    sent: list = []
-    loop = PollLoop(plugin, PLUGIN, sent.append, chunk_size=1000)
-    assert loop.cycle(), "first cycle incomplete"
-    return plugin, loop, sent
+    loop = PollLoop(plugin, PLUGIN, delivery.send, chunk_size=1000)
+    assert delivery.cycle(loop), "first cycle incomplete"
+    return plugin, loop
 
 
 def b1_b5(servers: int, runs: int, delta_changes: int) -> dict[str, dict[str, Any]]:
-    with _cloud(servers) as (cloud, source):
-        plugin, loop, sent = _setup(servers, cloud)
-        full, base, delta = [], [], []
+    delivery = _Delivery()
+    with _cloud(servers) as cloud:
+        plugin, loop = _setup(cloud, delivery)
+        full, base, delta, told = [], [], [], []
         for i in range(runs):
-            source.offset = -80000.0 + i
-            cloud.change("servers", fraction=0.01)
-            full.append(_full_cycle(loop))
+            cloud.age(-80000.0 + i)
+            cloud.change(fraction=0.01)
+            before = delivery.received
+            full.append(_full_cycle(loop, delivery))
+            told.append(delivery.received - before)
             gc.collect()
             t, listed = common.timed(lambda: _fetch_parse(plugin))
             assert listed == servers, listed
             base.append(t)
-        delta.extend(_delta_cycle(loop, cloud, source, i, delta_changes) for i in range(runs))
-        last = sent[-1][2]
+        delta.extend(_delta_cycle(loop, delivery, cloud, i, delta_changes) for i in range(runs))
+        last = delivery.sent[-1][2]
         b1 = _b1(full, base, servers)
+        b1["delivered_per_cycle"] = told
         if not b1["met"]:
-            b1["profile"] = _profile(loop, cloud, source)
+            b1["profile"] = _profile(loop, cloud)
+    delivery.close()
     return {"B1": b1, "B5": _b5(delta, full, last, servers, delta_changes)}
 
 
-def _profile(loop: PollLoop, cloud: FakeCloud, source: _Offset) -> str:
+def _profile(loop: PollLoop, cloud: _Cloud) -> str:
     """Where the client's time goes in one full cycle (cProfile sees this thread only)."""
-    source.offset = -70000.0
-    cloud.change("servers", fraction=0.01)
+    cloud.age(-70000.0)
+    cloud.change(fraction=0.01)
     loop.last_full = None
     prof = cProfile.Profile()
     prof.runcall(loop.cycle)
@@ -152,19 +244,28 @@ def _profile(loop: PollLoop, cloud: FakeCloud, source: _Offset) -> str:
 def _b1(full: list[float], base: list[float], servers: int) -> dict[str, Any]:
     value, spread = common.median_spread(full)
     b, b_spread = common.median_spread(base)
+    # Each run's cycle is timed right before its own baseline listing: the
+    # median of these paired ratios is steadier than a ratio of medians when
+    # the machine's load drifts during the run.
     ratios = [f / x for f, x in zip(full, base, strict=True)]
-    return common.figure(
+    ratio = statistics.median(ratios)
+    rec = common.figure(
         value,
         "s/cycle",
         b,
         f"<= {B1_TARGET}x",
-        value / b <= B1_TARGET,
+        ratio <= B1_TARGET,
         spread=spread,
         baseline_spread=b_spread,
         ratio_spread=[min(ratios), max(ratios)],
+        ratio_of_medians=value / b,
         servers=servers,
-        note="in-process FakeCloud (server threads share the GIL with the client)",
+        note="fetch, parse, convert, fingerprint, diff, dispatch (ledger) and hand-off "
+        "to a subscriber's callback; ratio: median of per-run ratios; FakeCloud in its "
+        "own process",
     )
+    rec["ratio"] = ratio
+    return rec
 
 
 def _b5(
