@@ -6,13 +6,33 @@ targets, in its own **pool** (``[DEFAULT] notification_pool``): the pool is
 the queue name suffix, so the worker gets its own copy of every message and
 steals nothing from other consumers of the same topics.  Each message goes
 through :class:`~synchronizer.notifications.Converter`, alone: a bad one
-is counted and dropped and the others go on.  The listener is oslo.messaging's
-*batch* notification listener: it takes up to ``notification_batch_size``
-messages at a time, waiting at most ``notification_batch_timeout`` for a
-batch to fill, and the changes of a batch cross to the dispatcher in one
-hand-off (chunked), so a backlog drains at the broker's pace while an idle
-bus adds at most the timeout to a notification's latency.  Every message is
+is counted and dropped and the others go on.  Every message is
 acknowledged, bad ones included: nothing is requeued forever.
+
+With ``notification_batch_size = 1`` (the default) the listener is the
+plain one, one message a call (:class:`Endpoint`): nothing waits for a
+batch to fill.  A larger size selects oslo.messaging's *batch* listener
+(:class:`BatchEndpoint`), which waits up to ``notification_batch_timeout``
+for a batch to fill: fewer, larger hand-offs for a very bursty bus, at the
+cost of that wait on every quiet-time notification.
+
+Either way the changes cross to the dispatcher through one
+:class:`Handoff`: the endpoint that finds it idle sends, the others only
+append while that send is in flight.  Batching is therefore natural: a lone
+notification goes out at once on the thread that converted it, and under
+load what arrives during a send goes out with the next chunk.  The
+executor has one thread by default (``notification_executor_threads``):
+conversion is CPU work under the interpreter lock, and more threads only
+add contention.
+
+::
+
+    handoff = Handoff(send_chunk, chunk_size=1000)
+    server = build_listener(conf, plugins, converter, handoff.put)
+    server.start(override_pool_size=conf.notification_executor_threads)
+    ...
+    server.stop()
+    server.wait()     # every consumed message converted and its changes sent
 """
 
 from __future__ import annotations
@@ -38,8 +58,73 @@ WORKER_NAME = "notifications"
 STATS_INTERVAL = 2.0
 
 
+class Handoff:
+    """Hands changes on in chunks; whoever finds it idle sends for everyone.
+
+    ``put()`` appends to a buffer.  If no send is in progress, the calling
+    thread becomes the sender: it sends everything buffered as chunks of at
+    most ``chunk_size`` through ``send_chunk``, then whatever other threads
+    put meanwhile, until the buffer is empty.  A quiet bus therefore sends
+    each change at once, on the thread that converted it (no timer, no
+    thread switch); a busy one pays one encode and one pipe write per chunk
+    instead of per message.  Changes keep their ``put()`` order.
+
+    A ``put()`` that finds a send in progress returns at once, so its
+    message is acknowledged before its changes cross the pipe.  Nothing is
+    lost when the worker stops: the listener's ``wait()`` waits for the
+    executor threads, and the thread that sends does not return before the
+    buffer is empty (:meth:`flush` waits for that too).  A worker killed
+    outright (``SIGKILL``) loses what was acknowledged but not yet sent; the
+    next poll cycle of the matching collector corrects it, as it does any
+    missed notification.
+
+    A ``send_chunk`` that raises is logged and its chunk dropped (the pipe
+    is gone: the worker is on its way out); the others are still tried.
+
+    Threading: ``put()`` and ``flush()`` from any thread.
+    """
+
+    def __init__(self, send_chunk: Callable[[list[Any]], None], chunk_size: int) -> None:
+        self.send_chunk = send_chunk
+        self.chunk_size = chunk_size
+        self._buffer: list[Any] = []
+        self._sending = False
+        self._cond = threading.Condition()
+
+    def put(self, changes: list[Any]) -> None:
+        with self._cond:
+            self._buffer.extend(changes)
+            if self._sending:
+                return
+            self._sending = True
+        self._send_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything put so far has been sent."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._sending, timeout)
+
+    def _send_all(self) -> None:
+        while True:
+            with self._cond:
+                taken, self._buffer = self._buffer, []
+                if not taken:
+                    self._sending = False
+                    self._cond.notify_all()
+                    return
+            for chunk in protocol.chunked(taken, self.chunk_size):
+                try:
+                    self.send_chunk(chunk)
+                except Exception:  # the pipe is gone; the worker is stopping
+                    LOG.exception("Notification worker could not hand %d changes on", len(chunk))
+
+
 class Endpoint:
-    """oslo.messaging endpoint: every priority goes to one handler (one message a call)."""
+    """Endpoint of the plain listener: one message a call, every priority alike.
+
+    The message's changes go to ``emit``; bad input is counted by the
+    converter and gives none.  Threading: called on the executor's threads.
+    """
 
     def __init__(self, converter: Converter, emit: Callable[[list[Any]], None]) -> None:
         self.converter = converter
@@ -61,7 +146,11 @@ class Endpoint:
         return self.converter.convert(raw)
 
     def _handle(self, priority: str, publisher_id: str, event_type: str, payload: Any, md: Any):
-        changes = self.convert(priority, publisher_id, event_type, payload, md)
+        try:
+            changes = self.convert(priority, publisher_id, event_type, payload, md)
+        except Exception:  # the converter counts bad input; this is a bug, not input
+            LOG.exception("Notification worker failed on one message; it goes on")
+            return oslo_messaging.NotificationResult.HANDLED
         if changes:
             self.emit(changes)
         return oslo_messaging.NotificationResult.HANDLED
@@ -94,8 +183,8 @@ class BatchEndpoint:
     oslo.messaging hands over up to ``notification_batch_size`` messages at
     a time; each goes through the :class:`Endpoint` conversion on its own (a
     bad one is counted and dropped, the others go on), and the changes of
-    the whole batch cross to the dispatcher together, in chunks.  Every
-    message of the batch is acknowledged afterwards, whatever it held.
+    the whole batch go to ``emit`` together.  Every message of the batch
+    is acknowledged afterwards, whatever it held.
     """
 
     def __init__(self, converter: Converter, emit: Callable[[list[Any]], None]) -> None:
@@ -171,19 +260,29 @@ def targets_of(plugins: list[NotificationPlugin]) -> list[oslo_messaging.Target]
 
 
 def build_listener(
-    conf: cfg.ConfigOpts, plugins: list[NotificationPlugin], endpoint: BatchEndpoint
+    conf: cfg.ConfigOpts,
+    plugins: list[NotificationPlugin],
+    converter: Converter,
+    emit: Callable[[list[Any]], None],
 ) -> oslo_messaging.MessageHandlingServer:
-    """The batch notification listener of the worker (see the module docstring)."""
+    """The worker's listener: plain, or batch when ``notification_batch_size`` > 1."""
     transport = oslo_messaging.get_notification_transport(conf)
+    common: dict[str, Any] = {
+        "executor": "threading",
+        "pool": conf.notification_pool,
+        "allow_requeue": False,
+    }
+    if conf.notification_batch_size <= 1:
+        return oslo_messaging.get_notification_listener(
+            transport, targets_of(plugins), [Endpoint(converter, emit)], **common
+        )
     return oslo_messaging.get_batch_notification_listener(
         transport,
         targets_of(plugins),
-        [endpoint],
-        executor="threading",
-        pool=conf.notification_pool,
-        allow_requeue=False,
+        [BatchEndpoint(converter, emit)],
         batch_size=conf.notification_batch_size,
         batch_timeout=conf.notification_batch_timeout,
+        **common,
     )
 
 
@@ -192,7 +291,6 @@ def notification_main(
 ) -> None:
     """Entry point of the notification worker process (multiprocessing target)."""
     conf, stop = prepare_child(conf_args)
-    conf.set_override("executor_thread_pool_size", conf.notification_executor_threads)
     lock = threading.Lock()
 
     def send(msg: protocol.Message) -> None:
@@ -207,12 +305,12 @@ def notification_main(
         raise SystemExit(EXIT_PERMANENT)
     converter = Converter(plugins, conf.notification_max_bytes)
 
-    def emit(changes: list[Any]) -> None:
-        for chunk in protocol.chunked(changes, chunk_size):
-            send((protocol.CHANGES, WORKER_NAME, protocol.encode(chunk)))
+    def send_chunk(chunk: list[Any]) -> None:
+        send((protocol.CHANGES, WORKER_NAME, protocol.encode(chunk)))
 
-    listener = build_listener(conf, plugins, BatchEndpoint(converter, emit))
-    listener.start()
+    handoff = Handoff(send_chunk, chunk_size)
+    listener = build_listener(conf, plugins, converter, handoff.put)
+    listener.start(override_pool_size=conf.notification_executor_threads)
     LOG.info(
         "Listening for %s in pool %s",
         ", ".join(f"{t.exchange}/{t.topic}" for t in targets_of(plugins)),
@@ -222,6 +320,7 @@ def notification_main(
         send((protocol.STATS, WORKER_NAME, _stats(converter)))
     listener.stop()
     listener.wait()
+    handoff.flush()  # already empty: the executor threads sent it all before wait() returned
 
 
 def _stats(converter: Converter) -> dict[str, Any]:
