@@ -223,7 +223,12 @@ class Synchronizer:
             for key, value in sorted(self.conf[group].items()):
                 h.update(f"{group}.{key}={value!r};".encode())
         if core:
-            for key in ("notification_pool", "notification_max_bytes", "transport_url"):
+            # Every core option the notification worker reads: a SIGHUP that
+            # changes one of them restarts it.
+            keys = sorted(
+                opt.dest for opt in opts.CORE_OPTS if opt.dest.startswith("notification_")
+            )
+            for key in (*keys, "chunk_size", "transport_url"):
                 h.update(f"{key}={self.conf.get(key, None)!r};".encode())
         return h.hexdigest()
 
