@@ -25,7 +25,7 @@ import pytest
 from synchronizer import client, opts
 from synchronizer.entity import Change, Synced
 from tests.e2e.conftest import RealCloud
-from tests.functional.conftest import _delete_queues
+from tests.functional.conftest import QUEUE_PATTERNS, _delete_queues
 from tests.helpers.daemon import Daemon
 
 TYPES = ("nova.instance", "nova.host", "nova.zone")
@@ -198,8 +198,7 @@ def stack(realcloud: RealCloud, tmp_path_factory) -> Iterator[Stack]:
         if handle is not None:
             handle.stop()
         daemon.stop()
-        _delete_queues([p.format(u=u) for p in ("pool-{u}", "consumer-{u}", "view_{u}")])
-        _delete_queues([f"synchronizer_{u}.info"])
+        _delete_queues([p.format(u=u) for p in QUEUE_PATTERNS])
 
 
 def _of(items: list[Received], key: str, action: str | None = None) -> list[Received]:
