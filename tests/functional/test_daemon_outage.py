@@ -17,6 +17,7 @@ import pytest
 
 from synchronizer.fakecloud.keystone import Credentials
 from synchronizer.fakecloud.server import FakeCloud
+from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import Daemon, settle
 
 PASSWORD = "outage-test-pw-5d1c"  # the fake cloud's password: checked absent from logs
@@ -46,17 +47,7 @@ def config(cloud: FakeCloud, tmp_path: Path) -> Path:
                 "plugins = nova.instance",
                 "sinks = jsonl",
                 "jsonl_path = -",
-                "[service_credentials]",
-                "auth_type = password",
-                f"auth_url = {cloud.auth_url}",
-                "username = admin",
-                f"password = {PASSWORD}",
-                "project_name = admin",
-                "user_domain_id = default",
-                "project_domain_id = default",
-                "region_name = RegionOne",
-                "interface = public",
-                "timeout = 5",
+                *service_credentials(cloud, PASSWORD, timeout=5),
                 "[nova.instance]",
                 f"period = {PERIOD}",
                 f"max_backoff = {MAX_BACKOFF}",

@@ -28,6 +28,7 @@ import pytest
 
 from synchronizer import client, opts
 from synchronizer.fakecloud.server import FakeCloud
+from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import REPO, Daemon
 
 pytestmark = pytest.mark.broker
@@ -183,16 +184,7 @@ def conf_path(cloud: FakeCloud, transport_url: str, unique: str, tmp_path: Path)
         f"message_topic = synchronizer_{unique}",
         f"rpc_topic = view_{unique}",
         f"notification_pool = pool-{unique}",
-        "[service_credentials]",
-        "auth_type = password",
-        f"auth_url = {cloud.auth_url}",
-        "username = admin",
-        "password = secret",
-        "project_name = admin",
-        "user_domain_id = default",
-        "project_domain_id = default",
-        "region_name = RegionOne",
-        "interface = public",
+        *service_credentials(cloud, timeout=None),
     ]
     for plugin in PLUGINS:
         lines += [f"[{plugin}]", f"period = {PERIOD}"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from synchronizer.fakecloud.server import FakeCloud
+from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import REPO, Daemon, script
 
 EMBEDDED = REPO / "etc" / "synchronizer"
@@ -144,15 +145,7 @@ def _cloud_conf(cloud: FakeCloud, folder: Path) -> Path:
         "[DEFAULT]",
         f"plugins = {', '.join(plugins)}",
         "sinks = jsonl",
-        "[service_credentials]",
-        "auth_type = password",
-        f"auth_url = {cloud.auth_url}",
-        "username = admin",
-        "password = secret",
-        "project_name = admin",
-        "user_domain_id = default",
-        "project_domain_id = default",
-        "timeout = 10",
+        *service_credentials(cloud),
     ]
     for plugin in plugins:
         lines += [f"[{plugin}]", "period = 0.5", "max_backoff = 1"]

@@ -28,6 +28,7 @@ from synchronizer.exceptions import IncompleteListing, PermanentError, Transient
 from synchronizer.fakecloud.server import FakeCloud
 from synchronizer.plugin import CollectorPlugin
 from synchronizer.worker import PollLoop
+from tests.helpers.cloudconf import service_credentials
 
 Changes = set[tuple[str, str]]
 
@@ -53,17 +54,7 @@ def make(cloud: FakeCloud, tmp_path: Path) -> Callable[..., Any]:
 
     def build(cls: type[CollectorPlugin], password: str = "secret", **options: Any) -> Any:  # noqa: S107
         lines = [
-            "[service_credentials]",
-            "auth_type = password",
-            f"auth_url = {cloud.auth_url}",
-            "username = admin",
-            f"password = {password}",
-            "project_name = admin",
-            "user_domain_id = default",
-            "project_domain_id = default",
-            "region_name = RegionOne",
-            "interface = public",
-            "timeout = 10",
+            *service_credentials(cloud, password),
             f"[{cls.name}]",
             *(f"{name} = {value}" for name, value in options.items()),
         ]

@@ -17,6 +17,7 @@ import pytest
 
 from synchronizer.fakecloud import Credentials
 from synchronizer.fakecloud.server import FakeCloud
+from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import Daemon
 from tests.soak import probes
 
@@ -47,10 +48,7 @@ def cloud() -> Iterator[FakeCloud]:
 
 
 def _conf(cloud: FakeCloud, folder: Path, port: int) -> Path:
-    creds = (
-        f"auth_type = password\nauth_url = {cloud.auth_url}\nusername = admin\n"
-        "project_name = admin\nuser_domain_id = default\nproject_domain_id = default\n"
-    )
+    creds = "\n".join(service_credentials(cloud, PASSWORD, timeout=None)) + "\n"
     conf = folder / "secrets.conf"
     conf.write_text(
         "[DEFAULT]\ndebug = true\n"
@@ -59,7 +57,7 @@ def _conf(cloud: FakeCloud, folder: Path, port: int) -> Path:
         "oslo_messaging=DEBUG, stevedore=WARN\n"
         "plugins = nova.instance, cinder.volume, nagios.service\nsinks = jsonl, log\n"
         f"metrics_port = {port}\n"
-        f"[service_credentials]\n{creds}password = {PASSWORD}\n"
+        f"{creds}"
         "[nova.instance]\nperiod = 0.5\nmax_backoff = 1\n"
         "[cinder.volume]\nperiod = 0.5\nmax_backoff = 1\n"
         f"[nagios.service]\nurl = {cloud.nagios_url}\nusername = nagiosadmin\n"

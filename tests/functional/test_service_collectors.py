@@ -30,6 +30,7 @@ from synchronizer.entity import Ref
 from synchronizer.exceptions import PermanentError, TransientError
 from synchronizer.fakecloud.server import FakeCloud
 from synchronizer.plugin import CollectorPlugin
+from tests.helpers.cloudconf import service_credentials
 
 NET_ID = "6c1f4a3e-0a5b-4c2d-9e8f-7a6b5c4d3e2f"
 
@@ -105,16 +106,7 @@ def make(cloud: FakeCloud, tmp_path: Path) -> Callable[..., Any]:
     ) -> Any:
         conf_file = tmp_path / "synchronizer.conf"
         lines = [
-            "[service_credentials]",
-            "auth_type = password",
-            f"auth_url = {cloud.auth_url}",
-            "username = admin",
-            "password = secret",
-            "project_name = admin",
-            "user_domain_id = default",
-            "project_domain_id = default",
-            "region_name = RegionOne",
-            "timeout = 10",
+            *service_credentials(cloud),
             f"[{cls.name}]",
             f"url = {cloud.nagios_url}",
             "username = nagiosadmin",

@@ -21,6 +21,7 @@ from synchronizer import fingerprint, timeutil
 from synchronizer.entity import Action
 from synchronizer.fakecloud.server import FakeCloud
 from synchronizer.notifications import Converter
+from tests.helpers.cloudconf import service_credentials
 from tests.soak.nova_events import BAD_PAYLOADS, instance_event
 
 
@@ -35,11 +36,7 @@ def cloud() -> Iterator[FakeCloud]:
 
 def _conf(cloud: FakeCloud, tmp_path: Path) -> cfg.ConfigOpts:
     path = tmp_path / "s.conf"
-    path.write_text(
-        "[service_credentials]\nauth_type = password\n"
-        f"auth_url = {cloud.auth_url}\nusername = admin\npassword = secret\n"
-        "project_name = admin\nuser_domain_id = default\nproject_domain_id = default\n"
-    )
+    path.write_text("\n".join(service_credentials(cloud, timeout=None)) + "\n")
     conf = cfg.ConfigOpts()
     openstack.register_opts(conf)
     InstanceCollector.register_options(conf, InstanceCollector.name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from synchronizer.fakecloud.server import FakeCloud
+from tests.helpers.cloudconf import service_credentials
 
 TRANSPORT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 PASSWORD = "S3cr3t-soak-pw-XYZ"
@@ -92,17 +93,7 @@ def daemon_config(cloud: FakeCloud, names: Names, metrics_port: int) -> str:
         f"metrics_port = {metrics_port}",
         "worker_restart_delay = 0.5",
         "worker_restart_max_delay = 2",
-        "[service_credentials]",
-        "auth_type = password",
-        f"auth_url = {cloud.auth_url}",
-        "username = admin",
-        f"password = {PASSWORD}",
-        "project_name = admin",
-        "user_domain_id = default",
-        "project_domain_id = default",
-        "region_name = RegionOne",
-        "interface = public",
-        f"timeout = {CLIENT_TIMEOUT}",
+        *service_credentials(cloud, PASSWORD, timeout=CLIENT_TIMEOUT),
         *_collector_groups(),
         "[nagios.service]",
         f"url = {cloud.nagios_url}",
