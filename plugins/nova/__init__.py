@@ -216,21 +216,25 @@ class NovaCollector(openstack.OpenStackCollector):
     ) -> Iterator[dict[str, Any]]:
         """Yield every record of a paged collection, page after page.
 
-        Follows ``<collection>_links`` ``next`` markers until a page has none.
-        Any failing page raises, so the listing counts as incomplete.
+        Follows ``<collection>_links`` ``next`` markers until a page has none,
+        reading one page ahead (:func:`plugins.openstack.read_ahead`).  Any
+        failing page raises, so the listing counts as incomplete.
         """
-        query = dict(params)
         seen: set[str] = set()
-        while True:
-            body = self.get(path, query)
-            records = body.get(collection)
-            if not isinstance(records, list):
-                raise IncompleteListing(f"GET {path}: no {collection!r} list in the response")
-            yield from records
-            marker = next_marker(body.get(f"{collection}_links"), records)
-            if marker is None:
-                return
-            if marker in seen:
-                raise IncompleteListing(f"GET {path}: paging loops at marker {marker}")
-            seen.add(marker)
-            query = {**params, "marker": marker}
+        with openstack.read_ahead() as ahead:
+            body = self.get(path, params)
+            while True:
+                records = body.get(collection)
+                if not isinstance(records, list):
+                    raise IncompleteListing(f"GET {path}: no {collection!r} list in the response")
+                marker = next_marker(body.get(f"{collection}_links"), records)
+                pending = None
+                if marker is not None and marker not in seen:
+                    seen.add(marker)
+                    pending = ahead.submit(self.get, path, {**params, "marker": marker})
+                yield from records
+                if marker is None:
+                    return
+                if pending is None:
+                    raise IncompleteListing(f"GET {path}: paging loops at marker {marker}")
+                body = pending.result()

@@ -10,6 +10,7 @@ does, and asserts what the collector asked through the cloud's counters.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -126,6 +127,38 @@ def test_every_page_is_followed(cloud: FakeCloud, make):
     assert len(walk) == 3
     assert [("marker" in r.query) for r in walk] == [False, True, True]
     assert all(r.query["all_tenants"] == ["True"] for r in walk)
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_the_next_page_is_fetched_while_the_caller_converts_this_one(cloud: FakeCloud, make):
+    """Read-ahead: holding the first record of page 1 already brings page 2's request."""
+    cloud.populate(servers=250, hosts=3)
+    listing = make(InstanceCollector, page_size=100).list_all()
+    cloud.reset_stats()
+    first = next(listing)
+    assert first.type == "nova.instance"
+    assert _wait_for(lambda: len(listings(cloud)) == 2), listings(cloud)
+    time.sleep(0.2)
+    assert len(listings(cloud)) == 2, "more than one page was read ahead"
+    assert len([first, *listing]) == 250
+    assert len(listings(cloud)) == 3
+
+
+def test_an_abandoned_listing_leaves_no_thread(cloud: FakeCloud, make):
+    """Closing a listing mid-way waits for the page in flight and ends its thread."""
+    cloud.populate(servers=300, hosts=3)
+    listing = make(InstanceCollector, page_size=100).list_all()
+    next(listing)
+    listing.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("read-ahead")]
 
 
 def test_a_failed_page_makes_the_listing_raise(cloud: FakeCloud, make):

@@ -166,6 +166,26 @@ def test_every_page_is_followed(cloud, make, case):
 
 
 @pytest.mark.parametrize("case", PAGED, ids=str)
+def test_the_next_page_is_read_ahead(cloud, make, case):
+    """Holding the first record of a listing already brings the second page's request."""
+    for i in range(10):
+        cloud.create(case.kind, **case.create(i))
+    listing = make(case.plugin, page_size=4).list_all()
+    cloud.reset_stats()
+    first = next(listing)
+
+    def pages() -> int:
+        return len([r for r in cloud.requests(service=case.service) if "limit" in r.query])
+
+    deadline = time.monotonic() + 10
+    while pages() < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert pages() == 2
+    assert len([first, *listing]) == 10
+
+
+@pytest.mark.parametrize("case", PAGED, ids=str)
 def test_a_failing_middle_page_makes_the_listing_raise(cloud, make, case):
     """A 5xx on the third page makes list_all raise, so no delete can be inferred."""
     for i in range(12):
