@@ -30,7 +30,7 @@ from collections.abc import Collection, Iterable
 
 from synchronizer import timeutil
 from synchronizer.entity import Action, Change, Entity, Source, Synced
-from synchronizer.ledger import Ledger
+from synchronizer.ledger import Ledger, gc_paused
 from synchronizer.subscriber import Subscription
 
 LOG = logging.getLogger(__name__)
@@ -145,12 +145,10 @@ class Dispatcher:
         """Add a subscriber; with ``snapshot``, prefill it with the current view."""
         with self._lock:
             if snapshot:
-                items: list[Change | Synced] = list(
-                    self.ledger.current(sub.types, action=Action.SNAPSHOT)
-                )
-                types = tuple(sorted(sub.types)) if sub.types is not None else None
-                items.append(Synced(types, len(items)))
-                sub.offer_many(items)
+                with gc_paused():
+                    items = self.ledger.current(sub.types, action=Action.SNAPSHOT)
+                    types = tuple(sorted(sub.types)) if sub.types is not None else None
+                    sub.prefill(items, Synced(types, len(items)))
             self._subscribers.append(sub)
 
     def remove(self, sub: Subscription) -> None:

@@ -80,6 +80,10 @@ class Subscription:
         if items:
             self._queue.put_many(items)
 
+    def prefill(self, snapshot: list[Change], synced: Synced) -> None:
+        """Queue a new subscriber's snapshot items and its ``synced`` marker."""
+        self._queue.prefill(snapshot, synced)
+
     def start(self) -> None:
         self._thread.start()
 

@@ -56,6 +56,41 @@ def test_snapshot_items_stay_before_the_synced_marker():
     assert items[0].entity.state == "new"
 
 
+def test_a_prefilled_snapshot_coalesces_with_later_changes():
+    """A snapshot prefilled in one pass behaves as if put item by item."""
+    q = CoalescingQueue()
+    q.prefill([ch(A.SNAPSHOT, "a"), ch(A.SNAPSHOT, "b"), ch(A.SNAPSHOT, "c")], Synced(None, 3))
+    q.put(ch(A.UPDATE, "b", state="new"))
+    q.put(ch(A.DELETE, "c"))
+    q.put(ch(A.CREATE, "d"))
+    items = q.get_batch(10)
+    assert [getattr(i, "key", "synced") for i in items] == ["a", "b", "synced", "d"]
+    assert items[1].action is A.SNAPSHOT
+    assert items[1].entity.state == "new"
+    assert q.coalesced == 2
+
+
+def test_prefill_on_a_busy_queue_is_put_many():
+    """Prefilling a queue that already holds changes merges as put_many would."""
+    snapshot = [ch(A.SNAPSHOT, "a", state="snap"), ch(A.SNAPSHOT, "b")]
+    queues = CoalescingQueue(), CoalescingQueue()
+    for q in queues:
+        q.put(ch(A.UPDATE, "a", state="pending"))
+        q.put(ch(A.UPDATE, "c"))
+    queues[0].prefill(snapshot, Synced(None, 2))
+    queues[1].put_many([*snapshot, Synced(None, 2)])
+    first, second = ([(i.action, getattr(i, "key", None)) for i in q.get_batch(10)] for q in queues)
+    assert first == second
+    assert first[-1] == ("synced", None)
+
+
+def test_a_snapshot_listing_an_entity_twice_is_refused():
+    """Two snapshot items of one key are a caller's bug, not something to merge."""
+    q = CoalescingQueue()
+    with pytest.raises(ValueError, match="twice"):
+        q.prefill([ch(A.SNAPSHOT, "a"), ch(A.SNAPSHOT, "a")], Synced(None, 2))
+
+
 def test_get_batch_times_out_empty():
     """An empty queue returns an empty batch after the timeout."""
     assert CoalescingQueue().get_batch(10, timeout=0.01) == []
