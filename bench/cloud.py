@@ -29,6 +29,7 @@ from synchronizer.worker import PollLoop
 
 B1_TARGET = 1.10
 B5_TARGET = 0.05
+API_LATENCY = 0.1  # seconds per Nova request in the with_api_latency variant
 PLUGIN = "nova.instance"
 
 
@@ -75,7 +76,8 @@ def cloud_main(servers: int, conn: Connection) -> None:
     """The FakeCloud in its own process, driven over ``conn``.
 
     Commands: ``("age", seconds)`` sets the clock offset and answers the
-    shifted time; ``("change", kwargs)`` changes servers; ``("stop", None)``.
+    shifted time; ``("change", kwargs)`` changes servers; ``("delay",
+    seconds)`` holds every Nova request that long; ``("stop", None)``.
     Apart from the client, as Nova is: in the benchmark's process its server
     threads would share the interpreter lock, and its 100,000 records the
     garbage collector's passes, with the client being measured.
@@ -96,6 +98,9 @@ def cloud_main(servers: int, conn: Connection) -> None:
                 conn.send(source())
             elif command == "change":
                 conn.send(len(cloud.change("servers", **arg)))
+            elif command == "delay":
+                cloud.delay("nova", arg)
+                conn.send(arg)
     finally:
         cloud.stop()
 
@@ -123,6 +128,10 @@ class _Cloud:
 
     def change(self, **kwargs: Any) -> int:
         return self._ask("change", kwargs)
+
+    def delay(self, seconds: float) -> None:
+        """Make Nova take ``seconds`` longer to answer each request."""
+        self._ask("delay", seconds)
 
     def stop(self) -> None:
         self.conn.send(("stop", None))
@@ -221,10 +230,47 @@ def b1_b5(servers: int, runs: int, delta_changes: int) -> dict[str, dict[str, An
         last = delivery.sent[-1][2]
         b1 = _b1(full, base, servers)
         b1["delivered_per_cycle"] = told
+        b1["with_api_latency"] = _with_latency(loop, delivery, cloud, plugin, runs, servers)
         if not b1["met"]:
             b1["profile"] = _profile(loop, cloud)
     delivery.close()
     return {"B1": b1, "B5": _b5(delta, full, last, servers, delta_changes)}
+
+
+def _with_latency(
+    loop: PollLoop, delivery: _Delivery, cloud: _Cloud, plugin: Any, runs: int, servers: int
+) -> dict[str, Any]:
+    """B1 again with Nova answering each page ``API_LATENCY`` seconds later.
+
+    The fake cloud builds a page of 1,000 servers in about 10 ms; a real
+    Nova takes far longer (the database, the cells, the view builder).
+    With that time in the listing, reading ahead overlaps the collector's
+    work with it: this shows what the ratio becomes when the API, not the
+    client, is the slow part.  Reported beside B1, not instead of it.
+    """
+    cloud.delay(API_LATENCY)
+    try:
+        full, base = [], []
+        for i in range(runs):
+            cloud.age(-60000.0 + i)
+            cloud.change(fraction=0.01)
+            full.append(_full_cycle(loop, delivery))
+            gc.collect()
+            t, listed = common.timed(lambda: _fetch_parse(plugin))
+            assert listed == servers, listed
+            base.append(t)
+    finally:
+        cloud.delay(0.0)
+    value, spread = common.median_spread(full)
+    b, b_spread = common.median_spread(base)
+    return {
+        "api_latency_s": API_LATENCY,
+        "value": value,
+        "baseline": b,
+        "ratio": statistics.median(f / x for f, x in zip(full, base, strict=True)),
+        "spread": spread,
+        "baseline_spread": b_spread,
+    }
 
 
 def _profile(loop: PollLoop, cloud: _Cloud) -> str:
