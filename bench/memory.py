@@ -60,7 +60,7 @@ def _build_ledger(n: int) -> tuple[Any, dict[str, float]]:
         "key strings": sum(sys.getsizeof(k) for k in entries),
         "bytes objects (header)": sum(sys.getsizeof(b"") for _ in sizes),
         "entry header (fp, seq, flags, time)": sum(sizes) - sum(_body_sizes(entries)),
-        "entry content (deflated marshal)": sum(_body_sizes(entries)),
+        "entry content (compressed marshal)": sum(_body_sizes(entries)),
         "dict table": sys.getsizeof(entries),
     }
     return ledger, parts
