@@ -190,13 +190,12 @@ class Synchronizer:
         ]
         if pushers:
             names = sorted(pushers)
-            specs.append(
+            digest = self._digest(list(pushers.values()), core=True)
+            specs.extend(
                 WorkerSpec(
-                    listener.WORKER_NAME,
-                    listener.notification_main,
-                    (self.conf_args, names, chunk),
-                    self._digest(list(pushers.values()), core=True),
+                    worker_name, listener.notification_main, (self.conf_args, names, chunk), digest
                 )
+                for worker_name in listener.worker_names(self.conf.notification_workers)
             )
         return specs
 
@@ -263,7 +262,7 @@ class Synchronizer:
         elif kind == protocol.STATUS:
             self.status.plugin_state(body["plugin"], body["state"], body["reason"])
         elif kind == protocol.STATS:
-            self.status.notification_stats(body)
+            self.status.notification_stats(name, body)
 
 
 def _check_group(conf: cfg.ConfigOpts, group: str) -> None:

@@ -4,7 +4,10 @@ All notification plugins share one worker process running one notification
 listener (threading executor) on the union of their ``(exchange, topic)``
 targets, in its own **pool** (``[DEFAULT] notification_pool``): the pool is
 the queue name suffix, so the worker gets its own copy of every message and
-steals nothing from other consumers of the same topics.  Each message goes
+steals nothing from other consumers of the same topics.  With
+``notification_workers`` > 1 there are that many such processes, all in the
+same pool: the broker shares the pool's queues between them, and the
+dispatcher's ledger puts each entity's changes back in timestamp order.  Each message goes
 through :class:`~synchronizer.notifications.Converter`, alone: a bad one
 is counted and dropped and the others go on.  Every message is
 acknowledged, bad ones included: nothing is requeued forever.
@@ -55,6 +58,15 @@ from synchronizer.worker import EXIT_PERMANENT, prepare_child
 LOG = logging.getLogger(__name__)
 
 WORKER_NAME = "notifications"
+
+
+def worker_names(count: int) -> list[str]:
+    """The supervisor's names of ``count`` notification workers."""
+    if count == 1:
+        return [WORKER_NAME]
+    return [f"{WORKER_NAME}-{i}" for i in range(1, count + 1)]
+
+
 STATS_INTERVAL = 2.0
 
 

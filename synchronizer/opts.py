@@ -60,6 +60,20 @@ CORE_OPTS = [
         help="Notifications whose payload is larger than this are dropped and counted.",
     ),
     cfg.IntOpt(
+        "notification_workers",
+        default=1,
+        min=1,
+        max=64,
+        help="Notification worker processes.  Each runs its own oslo.messaging "
+        "listener in the same pool, so the broker shares the pool's queues between "
+        "them (as ceilometer's notification agent scales with its workers).  One "
+        "worker is bound by one core (the AMQP consumer costs more than the "
+        "conversion); add workers on a machine with cores to spare when notifications "
+        "arrive faster than one drains them.  With more than one, changes of an "
+        "entity may reach the dispatcher out of bus order: the ledger's timestamp "
+        "rule settles that (an older state is dropped, never delivered after a newer).",
+    ),
+    cfg.IntOpt(
         "notification_executor_threads",
         default=1,
         min=1,

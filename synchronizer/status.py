@@ -34,7 +34,7 @@ class Status:
         self.last_complete_at: dict[str, float] = {}
         self.cycles: collections.Counter[tuple[str, str]] = collections.Counter()
         self.restarts: collections.Counter[str] = collections.Counter()
-        self.notifications: dict[str, Any] = {}
+        self.notifications: dict[str, dict[str, Any]] = {}
         self.changes: collections.Counter[tuple[str, str]] = collections.Counter()
         self.failures: collections.Counter[tuple[str, str]] = collections.Counter()
         self.periods: dict[str, float] = {}
@@ -80,9 +80,10 @@ class Status:
         with self._lock:
             self.restarts[name] += 1
 
-    def notification_stats(self, stats: dict[str, Any]) -> None:
+    def notification_stats(self, worker: str, stats: dict[str, Any]) -> None:
+        """The cumulative counters one notification worker last reported."""
         with self._lock:
-            self.notifications = stats
+            self.notifications[worker] = stats
 
     def cycles_snapshot(self) -> dict[tuple[str, str], int]:
         with self._lock:
@@ -105,8 +106,16 @@ class Status:
             return dict(self.last_cycle)
 
     def notifications_snapshot(self) -> dict[str, Any]:
+        """Every notification worker's counters, summed: ``counts`` and ``by_event``."""
+        counts: collections.Counter[str] = collections.Counter()
+        by_event: collections.Counter[tuple[str, ...]] = collections.Counter()
         with self._lock:
-            return dict(self.notifications)
+            reports = list(self.notifications.values())
+        for report in reports:
+            counts.update(report.get("counts", {}))
+            for *key, n in report.get("by_event", ()):
+                by_event[tuple(key)] += n
+        return {"counts": dict(counts), "by_event": [[*k, n] for k, n in by_event.items()]}
 
     def health(self) -> dict[str, Any]:
         """Healthy when every running collector completed a cycle within 3 periods."""

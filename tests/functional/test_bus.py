@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import time
 from pathlib import Path
@@ -23,7 +24,8 @@ def write_conf(path: Path, transport_url: str, pool: str, topic: str, **extra: s
         f"transport_url = {transport_url}",
         f"notification_pool = {pool}",
         f"sinks = {extra.get('sinks', 'log')}",
-        f"message_topic = {extra.get('message_topic', 'synchronizer')}",
+        f"message_topic = {extra.pop('message_topic', 'synchronizer')}",
+        *(f"{name} = {value}" for name, value in extra.items() if name != "sinks"),
         "[thingnotifications]",
         "exchange = testexchange",
         f"topics = {topic}",
@@ -205,3 +207,60 @@ def test_repeated_notification_is_delivered_once(tmp_path, transport_url, unique
         ("create", "up"),
         ("update", "down"),
     ]
+
+
+def test_workers_share_the_pool_and_keep_each_entity_in_order(tmp_path, transport_url, unique):
+    """Two notification workers split the pool's queue; per entity, no older state follows
+    a newer one, the last state arrives, and no state is told twice."""
+    topic = f"test_notifications_{unique}"
+    path = write_conf(
+        tmp_path / "s.conf", transport_url, f"pool-{unique}", topic, notification_workers="2"
+    )
+    sync = start_sync(path)
+    got: queue.Queue = queue.Queue()
+    sync.register(["test.thing"], got.put, snapshot=False)
+    sync.start()
+    pub, transport = notifier(transport_url, topic)
+    try:
+        listening(sync)
+        workers = {n: p for n, p in sync._supervisor.pids().items() if n.startswith("notif")}
+        assert sorted(workers) == ["notifications-1", "notifications-2"]
+        assert all(workers.values())
+        # Each worker reports its counters once its listener runs.
+        deadline = time.monotonic() + 20
+        while len(sync.status.notifications) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        keys, rounds = 20, 30
+        for state in range(rounds):
+            for k in range(keys):
+                pub.info({}, "test.thing.update", {"key": f"k{k}", "state": str(state)})
+        seen: dict[str, list[int]] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if all(v and v[-1] == rounds - 1 for v in seen.values()) and len(seen) == keys:
+                break
+            with contextlib.suppress(queue.Empty):
+                change = got.get(timeout=0.5)
+                seen.setdefault(change.key, []).append(int(change.entity.state))
+        time.sleep(1.0)
+        while not got.empty():
+            change = got.get()
+            seen.setdefault(change.key, []).append(int(change.entity.state))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            received = [r["counts"].get("received", 0) for r in sync.status.notifications.values()]
+            if len(received) == 2 and sum(received) == keys * rounds:
+                break
+            time.sleep(0.2)
+    finally:
+        sync.stop()
+        transport.cleanup()
+    assert len(seen) == keys
+    for key, states in seen.items():
+        assert states == sorted(set(states)), f"{key}: out of order or repeated: {states}"
+        assert states[-1] == rounds - 1, key
+    assert len(received) == 2, received
+    assert sum(received) == keys * rounds, received
+    assert min(received) > 0, f"one worker took every message: {received}"
+    total = sync.status.notifications_snapshot()["counts"]["received"]
+    assert total == keys * rounds
