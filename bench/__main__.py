@@ -24,6 +24,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "runs": 3,
             "mem": [10_000],
             "servers": 10_000,
+            "latency_runs": 1,
             "bus": (3.0, 1000.0, 5_000),
         }
     return {
@@ -44,7 +45,7 @@ def _plan(quick: bool) -> dict[str, Callable[[], dict[str, dict[str, Any]]]]:
         "B2": lambda: {"B2": diffing.b2(s["n"], s["runs"])},
         "B4": lambda: {"B4": diffing.b4(s["n"], s["runs"])},
         "B3": lambda: {"B3": memory.b3(s["mem"])},
-        "B1": lambda: cloud.b1_b5(s["servers"], 3, 100),
+        "B1": lambda: cloud.b1_b5(s["servers"], 3, 100, s["latency_runs"]),
         "B8": lambda: {"B8": memory.b8(s["n"], s["runs"])},
         "B6": lambda: bus.b6_b7(*s["bus"]),
     }
