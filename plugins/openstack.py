@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Iterator
-from typing import Any, ClassVar
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, ClassVar, TypeVar
 
 from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ks_exc
@@ -46,6 +46,7 @@ from synchronizer.plugin import CollectorPlugin
 LOG = logging.getLogger(__name__)
 
 GROUP = "service_credentials"
+_Next = TypeVar("_Next", bound=Hashable)
 DEFAULT_TIMEOUT = 30
 
 _CLIENT_OPTS = [
@@ -148,33 +149,50 @@ class OpenStackCollector(CollectorPlugin):
         Any failing page raises, so the listing counts as incomplete.
         """
         links_key = links_key or f"{collection}_links"
-        seen: set[str] = {url}
-        with read_ahead() as ahead:
-            body = api.get(url).json()
-            while True:
-                url = next_link(body.get(links_key) or body.get("links") or (), body.get("next"))
-                pending = None
-                if url and url not in seen:
-                    seen.add(url)
-                    pending = ahead.submit(lambda u: api.get(u).json(), url)
-                yield from body.get(collection) or ()
-                if not url:
-                    return
-                if pending is None:
-                    raise IncompleteListing(f"{collection}: the service links back to {url}")
-                body = pending.result()
+        pages = read_ahead(
+            lambda link: api.get(link).json(),
+            url,
+            lambda body: next_link(
+                body.get(links_key) or body.get("links") or (), body.get("next")
+            ),
+            lambda link: IncompleteListing(f"{collection}: the service links back to {link}"),
+        )
+        for body in pages:
+            yield from body.get(collection) or ()
 
 
-def read_ahead() -> concurrent.futures.ThreadPoolExecutor:
-    """The helper thread of one paged listing: it fetches the next page
-    while the caller handles the current one, never more than one ahead.
+def read_ahead(
+    fetch: Callable[[_Next], Any],
+    first: _Next,
+    follow: Callable[[Any], _Next | None],
+    looping: Callable[[_Next], Exception],
+) -> Iterator[Any]:
+    """Every page of a listing, fetching the next one while the caller has this one.
 
-    Leaving the ``with`` block (the listing ends, fails or is abandoned)
-    waits for a request still in flight, which the session's timeout bounds.
-    A page that failed raises when the caller asks for it, after every
-    record of the pages before it, as a listing without read-ahead would.
+    ``fetch(first)`` gives the first page; ``follow(page)`` what to fetch for
+    the page after it (a URL, a marker), or None at the end.  A helper
+    thread fetches that while the caller handles the current page, never
+    more than one ahead.  A page that failed raises when the caller asks
+    for it, after every page before it, as a plain loop would; a ``follow``
+    seen before raises ``looping(it)`` there too.  Leaving the listing (it
+    ends, fails or is abandoned) waits for a request still in flight, which
+    the session's timeout bounds.
     """
-    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+    seen = {first}
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as ahead:
+        page = fetch(first)
+        while True:
+            following = follow(page)
+            pending = None
+            if following is not None and following not in seen:
+                seen.add(following)
+                pending = ahead.submit(fetch, following)
+            yield page
+            if following is None:
+                return
+            if pending is None:
+                raise looping(following)
+            page = pending.result()
 
 
 def next_link(links: Any, fallback: Any = None) -> str | None:

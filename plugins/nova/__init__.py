@@ -220,21 +220,18 @@ class NovaCollector(openstack.OpenStackCollector):
         reading one page ahead (:func:`plugins.openstack.read_ahead`).  Any
         failing page raises, so the listing counts as incomplete.
         """
-        seen: set[str] = set()
-        with openstack.read_ahead() as ahead:
-            body = self.get(path, params)
-            while True:
-                records = body.get(collection)
-                if not isinstance(records, list):
-                    raise IncompleteListing(f"GET {path}: no {collection!r} list in the response")
-                marker = next_marker(body.get(f"{collection}_links"), records)
-                pending = None
-                if marker is not None and marker not in seen:
-                    seen.add(marker)
-                    pending = ahead.submit(self.get, path, {**params, "marker": marker})
-                yield from records
-                if marker is None:
-                    return
-                if pending is None:
-                    raise IncompleteListing(f"GET {path}: paging loops at marker {marker}")
-                body = pending.result()
+
+        def fetch(marker: str | None) -> dict[str, Any]:
+            body = self.get(path, params if marker is None else {**params, "marker": marker})
+            if not isinstance(body.get(collection), list):
+                raise IncompleteListing(f"GET {path}: no {collection!r} list in the response")
+            return body
+
+        pages = openstack.read_ahead(
+            fetch,
+            None,
+            lambda body: next_marker(body.get(f"{collection}_links"), body[collection]),
+            lambda marker: IncompleteListing(f"GET {path}: paging loops at marker {marker}"),
+        )
+        for body in pages:
+            yield from body[collection]
