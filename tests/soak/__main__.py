@@ -1,4 +1,4 @@
-"""``python -m tests.soak [--quick] [--minutes N] [--seed S] [--json FILE]``.
+"""``python -m tests.soak [--quick] [--minutes N] [--seed S] [--set K=V] [--json FILE]``.
 
 Prints the seed first (``--seed`` replays the scenario and the fault plan),
 then progress, a summary table and every check; exits 1 if a check failed,
@@ -28,6 +28,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=None, help="run length (default 10)")
     parser.add_argument("--seed", type=int, default=None, help="replay a run's seed")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    parser.add_argument(
+        "--set",
+        metavar="OPTION=VALUE",
+        action="append",
+        default=[],
+        help="a [DEFAULT] option for the daemon, to soak a setting "
+        "(e.g. --set notification_workers=2); repeatable",
+    )
     return parser.parse_args(argv)
 
 
@@ -44,6 +52,7 @@ def summary(f: dict[str, Any], checks: list[Any]) -> tuple[list[tuple[str, str]]
     faults = f["chaos"].counts()
     rows = [
         ("seed", str(f["seed"])),
+        ("daemon options", json.dumps(f.get("options") or {})),
         ("minutes", f"{f['minutes']:.2f}"),
         ("cloud changes by action", json.dumps(dict(sorted(scenario.items())))),
         ("stream items by action", json.dumps(dict(sorted(stream.items())))),
@@ -103,7 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     # Imported late: the broker check above should not wait for oslo.
     from tests.soak import checks, runner
 
-    run = runner.Run(seed, minutes, args.quick, lambda text: print("soak:", text, flush=True))
+    options = dict(item.split("=", 1) for item in args.set if "=" in item)
+    if len(options) != len(args.set):
+        print("soak: --set takes OPTION=VALUE", file=sys.stderr)
+        return 2
+    run = runner.Run(
+        seed, minutes, args.quick, lambda text: print("soak:", text, flush=True), options
+    )
     try:
         figures = run.execute()
     except runner.SoakError as exc:

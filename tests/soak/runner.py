@@ -72,13 +72,21 @@ def volatile_by_type() -> dict[str, frozenset[str]]:
 class Run:
     """Everything one run owns; :meth:`execute` returns the figures."""
 
-    def __init__(self, seed: int, minutes: float, quick: bool, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        seed: int,
+        minutes: float,
+        quick: bool,
+        log: Callable[[str], None],
+        options: dict[str, str] | None = None,
+    ) -> None:
         self.seed, self.minutes, self.quick, self.log = seed, minutes, quick, log
+        self.options = options or {}
         self.rng = random.Random(seed)
         self.names = setup.Names(f"{seed:x}-{os.getpid()}")
         self.tmp = tempfile.TemporaryDirectory(prefix="soak-")
         self.truth = Truth()
-        self.figures: dict[str, Any] = {"seed": seed, "quick": quick}
+        self.figures: dict[str, Any] = {"seed": seed, "quick": quick, "options": self.options}
         self._stop_churn = threading.Event()
         self.cloud: FakeCloud | None = None
         self.daemon: Daemon | None = None
@@ -124,9 +132,8 @@ class Run:
         self.figures["initial"] = made
         port = free_port()
         self.metrics_url = f"http://127.0.0.1:{port}"
-        conf = setup.write(
-            Path(self.tmp.name) / "soak.conf", setup.daemon_config(self.cloud, self.names, port)
-        )
+        config = setup.daemon_config(self.cloud, self.names, port, self.options)
+        conf = setup.write(Path(self.tmp.name) / "soak.conf", config)
         self.conf_path = conf
         self.daemon = Daemon(conf).start()
         self.log(f"daemon pid {self.daemon.proc.pid}; metrics {self.metrics_url}")

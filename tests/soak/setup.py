@@ -79,8 +79,13 @@ def _collector_groups() -> list[str]:
     return lines
 
 
-def daemon_config(cloud: FakeCloud, names: Names, metrics_port: int) -> str:
-    """The daemon's config: nine collectors, Nova notifications, the message sink."""
+def daemon_config(
+    cloud: FakeCloud, names: Names, metrics_port: int, options: dict[str, str] | None = None
+) -> str:
+    """The daemon's config: nine collectors, Nova notifications, the message sink.
+
+    ``options``: more [DEFAULT] options (a setting to soak).
+    """
     lines = [
         "[DEFAULT]",
         "plugins = nova.instance, nova.host, nova.zone, cinder.volume, neutron.network, "
@@ -93,6 +98,7 @@ def daemon_config(cloud: FakeCloud, names: Names, metrics_port: int) -> str:
         f"metrics_port = {metrics_port}",
         "worker_restart_delay = 0.5",
         "worker_restart_max_delay = 2",
+        *(f"{name} = {value}" for name, value in (options or {}).items()),
         *service_credentials(cloud, PASSWORD, timeout=CLIENT_TIMEOUT),
         *_collector_groups(),
         "[nagios.service]",
