@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args.quick, only)
     print(table(results))
     for fig, r in results.items():
-        for extra in ("note", "with_api_latency", "profile"):
+        for extra in ("note", "with_api_latency", "with_ledger_file", "profile"):
             if r.get(extra):
                 print(f"{fig} {extra}: {r[extra]}")
     print(

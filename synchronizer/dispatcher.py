@@ -47,9 +47,9 @@ class _Resync:
 class Dispatcher:
     """Filters changes through the ledger and fans them out to subscribers."""
 
-    def __init__(self, tombstone_ttl: float = 3600.0) -> None:
+    def __init__(self, tombstone_ttl: float = 3600.0, ledger_file: str | None = None) -> None:
         self._lock = threading.Lock()
-        self.ledger = Ledger(tombstone_ttl)
+        self.ledger = Ledger(tombstone_ttl, ledger_file)
         self._subscribers: list[Subscription] = []
         self._seq = itertools.count(1)
         self._resyncs: dict[str, _Resync] = {}

@@ -36,9 +36,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import marshal
+import os
+import sqlite3
 import struct
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, MutableMapping
+from typing import Any
 
 import zstandard
 
@@ -248,15 +251,117 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class Ledger:
-    """``(type, key)`` → last delivered change, plus tombstones of deletes."""
+Entries = MutableMapping[str, "bytes | Change"]
 
-    def __init__(self, tombstone_ttl: float = 3600.0) -> None:
-        self._entries: dict[str, dict[str, bytes | Change]] = {}
+
+class _FileEntries(MutableMapping[str, "bytes | Change"]):
+    """One entity type's entries in the ledger file (see :class:`Ledger`).
+
+    Entries kept as objects (values marshal cannot keep: rare) stay in
+    memory beside the file.
+    """
+
+    def __init__(self, db: sqlite3.Connection, type_: str) -> None:
+        self._db, self._type = db, type_
+        self._objects: dict[str, Change] = {}
+
+    def __getitem__(self, key: str) -> bytes | Change:
+        entry = self.get(key)
+        if entry is None:
+            raise KeyError(key)
+        return entry
+
+    def get(self, key: str, default: Any = None) -> Any:
+        obj = self._objects.get(key)
+        if obj is not None:
+            return obj
+        row = self._db.execute(_SELECT, (self._type, key)).fetchone()
+        return default if row is None else row[0]
+
+    def __setitem__(self, key: str, entry: bytes | Change) -> None:
+        if isinstance(entry, bytes):
+            self._db.execute(_UPSERT, (self._type, key, entry))
+            self._objects.pop(key, None)
+        else:
+            self._db.execute(_DELETE, (self._type, key))
+            self._objects[key] = entry
+
+    def __delitem__(self, key: str) -> None:
+        if self._objects.pop(key, None) is None and not self._delete(key):
+            raise KeyError(key)
+
+    def _delete(self, key: str) -> bool:
+        return self._db.execute(_DELETE, (self._type, key)).rowcount > 0
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key, _ in self.items())
+
+    def __len__(self) -> int:
+        (n,) = self._db.execute(_COUNT, (self._type,)).fetchone()
+        return n + len(self._objects)
+
+    def items(self) -> Iterator[tuple[str, bytes | Change]]:  # type: ignore[override]
+        yield from list(self._objects.items())
+        yield from self._db.execute(_SCAN, (self._type,))
+
+
+_SELECT = "SELECT entry FROM entries WHERE type = ? AND key = ?"
+_UPSERT = (
+    "INSERT INTO entries (type, key, entry) VALUES (?, ?, ?)"
+    " ON CONFLICT (type, key) DO UPDATE SET entry = excluded.entry"
+)
+_DELETE = "DELETE FROM entries WHERE type = ? AND key = ?"
+_COUNT = "SELECT count(*) FROM entries WHERE type = ?"
+_SCAN = "SELECT key, entry FROM entries WHERE type = ? ORDER BY rowid"
+
+
+def _open_file(path: str) -> sqlite3.Connection:
+    """The ledger file, emptied: what subscribers were told is per run."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # whatever was there (a past run's ledger, or not a database)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # Nothing to recover after a crash (the file is emptied at start), so no
+    # journal and no fsync: each write is a plain page update.
+    db.execute("PRAGMA journal_mode = OFF")
+    db.execute("PRAGMA synchronous = OFF")
+    # rowid order is insertion order, as in the heap's dicts: an update keeps
+    # its entity's place, a delete and re-create moves it to the end.
+    db.execute(
+        "CREATE TABLE entries (type TEXT NOT NULL, key TEXT NOT NULL, entry BLOB NOT NULL,"
+        " UNIQUE (type, key))"
+    )
+    return db
+
+
+class Ledger:
+    """``(type, key)`` → last delivered change, plus tombstones of deletes.
+
+    With ``path``, the entries live in that SQLite file instead of the
+    heap (emptied when the ledger is made): the process's memory then no
+    longer grows with the number of entities, for a few microseconds more
+    per change and per entity of a view.  The tombstones' times stay in
+    memory (one per recent delete).
+    """
+
+    def __init__(self, tombstone_ttl: float = 3600.0, path: str | None = None) -> None:
+        self._db = _open_file(path) if path else None
+        self._entries: dict[str, Entries] = {}
         self._tombstones: dict[LedgerKey, float] = {}
         self._count = 0
         self._codec = _Codec()
         self.tombstone_ttl = tombstone_ttl
+
+    def _type_entries(self, type_: str) -> Entries:
+        entries = self._entries.get(type_)
+        if entries is None:
+            entries = {} if self._db is None else _FileEntries(self._db, type_)
+            self._entries[type_] = entries
+        return entries
+
+    def close(self) -> None:
+        """Close the ledger file, if any (the ledger is unusable afterwards)."""
+        if self._db is not None:
+            self._db.close()
 
     def __len__(self) -> int:
         return self._count - len(self._tombstones)
@@ -269,9 +374,7 @@ class Ledger:
     def admit(self, change: Change, seq: int = 0) -> Change | None:
         """Return the change to deliver (action rewritten, ``seq`` set), or None."""
         entity = change.entity
-        entries = self._entries.get(entity.type)
-        if entries is None:
-            entries = self._entries[entity.type] = {}
+        entries = self._type_entries(entity.type)
         entry = entries.get(entity.key)
         prev = None if entry is None else _Head(entry)
         if prev is not None and entity.timestamp < prev.timestamp:
@@ -282,7 +385,7 @@ class Ledger:
 
     def _admit_delete(
         self,
-        entries: dict[str, bytes | Change],
+        entries: Entries,
         change: Change,
         entry: bytes | Change | None,
         prev: _Head | None,
@@ -305,7 +408,7 @@ class Ledger:
 
     def _admit_upsert(
         self,
-        entries: dict[str, bytes | Change],
+        entries: Entries,
         change: Change,
         entry: bytes | Change | None,
         prev: _Head | None,
@@ -348,9 +451,7 @@ class Ledger:
         source = change.entity.source
         return source is None or source.kind == "poll"
 
-    def _advance(
-        self, entries: dict[str, bytes | Change], seen: Entity, entry: bytes | Change, prev: _Head
-    ) -> None:
+    def _advance(self, entries: Entries, seen: Entity, entry: bytes | Change, prev: _Head) -> None:
         """Move the entry's observation time to ``seen``'s, if later."""
         timestamp = seen.timestamp
         if timestamp <= prev.timestamp:

@@ -6,24 +6,33 @@ import queue
 import shutil
 from pathlib import Path
 
+import pytest
+
 from synchronizer import Synchronizer, opts
 from synchronizer.entity import Change, Synced
 from tests.helpers.daemon import REPO
 
 
-def make(tmp_path: Path) -> Synchronizer:
+def make(tmp_path: Path, ledger_file: Path | None = None) -> Synchronizer:
     shutil.copytree(REPO / "etc" / "synchronizer" / "static", tmp_path / "static")
     conf_path = tmp_path / "s.conf"
+    ledger = f"ledger_file = {ledger_file}\n" if ledger_file else ""
     conf_path.write_text(
-        "[DEFAULT]\nplugins = static\nsinks =\n[static]\ndirectory = static\nperiod = 0.3\n"
+        f"[DEFAULT]\nplugins = static\nsinks =\n{ledger}"
+        "[static]\ndirectory = static\nperiod = 0.3\n"
     )
     conf = opts.parse(["--config-file", str(conf_path)], setup_logging=False)
     return Synchronizer(conf)
 
 
-def test_subscribe_queue_gets_snapshot_synced_then_live(tmp_path):
-    """A queue subscriber added after start gets the view, the marker, then changes."""
-    sync = make(tmp_path)
+@pytest.mark.parametrize("ledger", ["memory", "file"])
+def test_subscribe_queue_gets_snapshot_synced_then_live(tmp_path, ledger):
+    """A queue subscriber added after start gets the view, the marker, then changes
+    (the ledger in memory, or in a ledger file)."""
+    ledger_file = tmp_path / "ledger.db" if ledger == "file" else None
+    if ledger_file is not None:
+        ledger_file.write_bytes(b"left over from another run")  # emptied at start
+    sync = make(tmp_path, ledger_file)
     sync.start()
     try:
         assert sync.wait_ready(20)
@@ -38,5 +47,8 @@ def test_subscribe_queue_gets_snapshot_synced_then_live(tmp_path):
         assert (live.action, live.key, live.entity.state) == ("update", "compute-1", "down")
         assert {e.key for e in sync.get_all(["nova.host"])} == {"compute-1", "compute-2"}
         assert len(sync.get_all()) == 6
+        if ledger_file is not None:
+            assert ledger_file.stat().st_size > 0
+            assert sync.dispatcher.ledger._db is not None
     finally:
         sync.stop()

@@ -1,13 +1,31 @@
-"""The ledger's delivery rules."""
+"""The ledger's delivery rules, in memory and in a ledger file alike."""
 
 import datetime
+import itertools
 import random
+import sys
 
 import pytest
 
 from synchronizer import fingerprint
+from synchronizer import ledger as ledger_module
 from synchronizer.entity import Action, Change, Entity, Ref, Relation, Source
-from synchronizer.ledger import Ledger
+
+Ledger = ledger_module.Ledger
+
+
+@pytest.fixture(autouse=True, params=["memory", "file"])
+def store(request, tmp_path, monkeypatch):
+    """Every test runs twice: entries in the heap, then in a SQLite ledger file."""
+    if request.param == "file":
+        files = (str(tmp_path / f"ledger-{i}.db") for i in itertools.count())
+
+        def in_a_file(*args, **kwargs):
+            return ledger_module.Ledger(*args, path=next(files), **kwargs)
+
+        monkeypatch.setattr(sys.modules[__name__], "Ledger", in_a_file)
+    return request.param
+
 
 POLL = Source("poll", "c")
 PUSH = Source("push", "n")
