@@ -358,11 +358,6 @@ class Ledger:
             self._entries[type_] = entries
         return entries
 
-    def close(self) -> None:
-        """Close the ledger file, if any (the ledger is unusable afterwards)."""
-        if self._db is not None:
-            self._db.close()
-
     def __len__(self) -> int:
         return self._count - len(self._tombstones)
 
