@@ -18,14 +18,14 @@ from typing import Any
 
 from oslo_config import cfg
 
-import plugins.openstack
+import synchronizer_plugins.openstack
 from bench import common
-from synchronizer import loader, opts, protocol, timeutil
-from synchronizer.dispatcher import Dispatcher
-from synchronizer.fakecloud import FakeCloud
-from synchronizer.fakecloud.clock import Clock
-from synchronizer.subscriber import Subscription
-from synchronizer.worker import PollLoop
+from synchronizer import opts, plugin_loader, timeutil, wire
+from synchronizer.dispatch.dispatcher import Dispatcher
+from synchronizer.dispatch.subscriber import Subscription
+from synchronizer.workers.collector import PollLoop
+from synchronizer_fakecloud import FakeCloud
+from synchronizer_fakecloud.clock import Clock
 
 B1_TARGET = 1.10
 B5_TARGET = 0.05
@@ -60,14 +60,14 @@ snapshot_interval = 3600
 def _plugin(cloud: _Cloud) -> Any:
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
-    plugins.openstack.register_opts(conf)
-    _, group = loader.resolve(conf, PLUGIN)
+    synchronizer_plugins.openstack.register_opts(conf)
+    _, group = plugin_loader.resolve(conf, PLUGIN)
     fd, path = tempfile.mkstemp(suffix=".conf")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(_CONF.format(auth_url=cloud.auth_url, group=group))
         conf(["--config-file", path], project="synchronizer-bench")
-        return loader.instantiate(conf, PLUGIN)
+        return plugin_loader.instantiate(conf, PLUGIN)
     finally:
         os.unlink(path)
 
@@ -162,15 +162,15 @@ class _Delivery:
         self.sub = Subscription([PLUGIN], self._count, name="bench-b1")
         self.dispatcher.add(self.sub, snapshot=False)
         self.sub.start()
-        self.sent: list[protocol.Message] = []
+        self.sent: list[wire.Message] = []
 
     def _count(self, item: Any) -> None:
         self.received += 1
 
-    def send(self, msg: protocol.Message) -> None:
+    def send(self, msg: wire.Message) -> None:
         self.sent.append(msg)
-        if msg[0] == protocol.CHANGES:
-            self.dispatcher.dispatch(protocol.decode(msg[2]))
+        if msg[0] == wire.CHANGES:
+            self.dispatcher.dispatch(wire.decode(msg[2]))
 
     def cycle(self, loop: PollLoop) -> bool:
         """One poll cycle, until the subscriber has been handed every change."""

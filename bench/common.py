@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from synchronizer.entity import Entity, Ref, Relation, Source
+from synchronizer.model import Entity, Ref, Relation, Source
 
 INSTANCE = "nova.instance"
 _STATES = ("ACTIVE", "SHUTOFF", "ERROR", "PAUSED")

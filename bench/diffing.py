@@ -12,11 +12,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from bench import common
-from synchronizer import diff, protocol
-from synchronizer.dispatcher import Dispatcher
-from synchronizer.entity import Entity
-from synchronizer.subscriber import Subscription
-from synchronizer.worker import PollLoop
+from synchronizer import diff, wire
+from synchronizer.dispatch.dispatcher import Dispatcher
+from synchronizer.dispatch.subscriber import Subscription
+from synchronizer.model import Entity
+from synchronizer.workers.collector import PollLoop
 
 B2_TARGET_US = 2.5
 B2_TARGET_SPEEDUP = 5.0
@@ -138,8 +138,8 @@ def b4(n: int, cycles: int) -> dict[str, Any]:
     sub.start()
 
     def send(msg: Any) -> None:
-        if msg[0] == protocol.CHANGES:
-            dispatcher.dispatch(protocol.decode(msg[2]))
+        if msg[0] == wire.CHANGES:
+            dispatcher.dispatch(wire.decode(msg[2]))
 
     loop = PollLoop(plugin, common.INSTANCE, send, chunk_size=1000)
     loop.cycle()

@@ -17,10 +17,10 @@ from typing import Any
 
 from bench import common
 from synchronizer import diff, fingerprint
-from synchronizer.dispatcher import Dispatcher
-from synchronizer.entity import Action, Change, Entity, Synced
-from synchronizer.ledger import Ledger
-from synchronizer.subscriber import Subscription
+from synchronizer.dispatch.dispatcher import Dispatcher
+from synchronizer.dispatch.ledger import Ledger
+from synchronizer.dispatch.subscriber import Subscription
+from synchronizer.model import Action, Change, Entity, Synced
 
 B3_TARGET = 200.0
 B8_TARGET = 2.0

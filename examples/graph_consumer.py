@@ -3,7 +3,7 @@
 Every entity the synchronizer reports is a node; its parent and its
 relations are edges.  The graph starts from the running daemon's view and
 then follows its change stream, with no gap and no duplicate between the
-two, through :func:`synchronizer.client.watch`.  A summary (entities by type
+two, through :func:`synchronizer.outputs.client.watch`.  A summary (entities by type
 and state, and the instances on hosts that are down) is printed every
 ``--summary-every`` seconds and whenever the process gets SIGUSR1::
 
@@ -29,8 +29,9 @@ from oslo_config import cfg
 
 # synchronizer selects oslo.service's threading backend: import it before
 # anything that imports oslo.messaging.
-from synchronizer import client, opts
-from synchronizer.entity import Action, Change, Entity, Synced
+from synchronizer import opts
+from synchronizer.model import Action, Change, Entity, Synced
+from synchronizer.outputs import client
 
 try:
     import networkx as nx
@@ -89,7 +90,7 @@ class TopologyGraph:
     # -- writing ---------------------------------------------------------
 
     def apply(self, item: Change | Synced) -> None:
-        """Take one item of :func:`synchronizer.client.watch` (a change or the marker)."""
+        """Take one item of :func:`synchronizer.outputs.client.watch` (a change or the marker)."""
         if isinstance(item, Synced):
             self.synced.set()
             return
@@ -100,7 +101,7 @@ class TopologyGraph:
                 self._put(item.entity)
 
     def load(self, entities: Iterable[Entity]) -> TopologyGraph:
-        """Add entities as they are (e.g. a :func:`synchronizer.client.get_all` view)."""
+        """Add entities as they are (e.g. a :func:`synchronizer.outputs.client.get_all` view)."""
         with self.lock:
             for entity in entities:
                 self._put(entity)

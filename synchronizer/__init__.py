@@ -19,10 +19,10 @@ from oslo_service import backend as _backend
 if _backend.get_backend_type() is None:
     _backend.init_backend(_backend.BackendType.THREADING)
 
-from synchronizer.core import Synchronizer
-from synchronizer.entity import Action, Change, Entity, Ref, Relation, Source, Synced
-from synchronizer.plugin import CollectorPlugin, Delta, Notification, NotificationPlugin
-from synchronizer.subscriber import Subscription
+from synchronizer.dispatch.subscriber import Subscription
+from synchronizer.model import Action, Change, Entity, Ref, Relation, Source, Synced
+from synchronizer.plugin_base import CollectorPlugin, Delta, Notification, NotificationPlugin
+from synchronizer.service.library import Synchronizer
 
 __all__ = [
     "Action",

@@ -9,7 +9,7 @@ The correctness rule they enforce (DESIGN.md rule 1): a delete is inferred
 only from a *complete* listing.  An incomplete listing (a page failed, a
 timeout) yields no deletes and leaves the baseline exactly as it was::
 
-    >>> from synchronizer.entity import Entity
+    >>> from synchronizer.model import Entity
     >>> result = diff_snapshot({}, [Entity("t", "k")], complete=True)
     >>> [str(c.action) for c in result.changes]
     ['create']
@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 from synchronizer import fingerprint
-from synchronizer.entity import Action, Change, Entity
+from synchronizer.model import Action, Change, Entity
 
 BaselineKey = tuple[str, str]
 

@@ -8,7 +8,7 @@ notification gives the same fingerprint.  Canonical bytes come from orjson
 with sorted keys, so dict ordering and the process (unlike Python's salted
 ``hash()``) do not matter::
 
-    >>> from synchronizer.entity import Entity
+    >>> from synchronizer.model import Entity
     >>> a = Entity("t", "k", properties={"a": 1, "b": 2})
     >>> b = Entity("t", "k", properties={"b": 2, "a": 1})
     >>> of(a) == of(b)
@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 import xxhash
 
-from synchronizer.entity import Entity
+from synchronizer.model import Entity
 
 _SORTED = orjson.OPT_SORT_KEYS
 _SORTED_ANY_KEYS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS

@@ -1,8 +1,8 @@
 """Configuration options of the core, and the config generator's entry point.
 
-Plugins add their own options, each plugin in a group named after it; the
-``[service_credentials]`` group of the OpenStack collectors is loaded with
-keystoneauth1's conf loading (see ``plugins.openstack``).
+Plugins add their own options, each plugin in a group named after it;
+groups shared by several plugins (the OpenStack collectors'
+``[service_credentials]``) are registered by the plugins themselves.
 """
 
 from __future__ import annotations
@@ -202,11 +202,15 @@ def config_args(conf: cfg.ConfigOpts) -> list[str]:
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
-    """Every option, by group, for ``oslo-config-generator``."""
-    from plugins import openstack
-    from synchronizer import loader
+    """Every core option and every installed plugin's, by group, for ``oslo-config-generator``.
 
-    groups = [("DEFAULT", list(CORE_OPTS)), (openstack.GROUP, openstack.list_opts())]
-    for name, cls in loader.shipped_plugins():
+    Plugins are found through their entry points; the core imports none of
+    them by name.  Groups shared by several plugins (``[service_credentials]``)
+    come from their distribution's own ``oslo.config.opts`` entry point.
+    """
+    from synchronizer import plugin_loader
+
+    groups = [("DEFAULT", list(CORE_OPTS))]
+    for name, cls in plugin_loader.shipped_plugins():
         groups.append((name, cls.all_options()))
     return groups

@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"synchronizer: configuration error: {problem}", file=sys.stderr)
         return 2
-    from synchronizer import service
+    from synchronizer.service import daemon
 
-    return service.run(conf, args)
+    return daemon.run(conf, args)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ from typing import Any
 import orjson
 from oslo_config import cfg
 
-from synchronizer import loader, opts
-from synchronizer.exceptions import PluginLoadError, PluginUnavailable
-from synchronizer.notifications import Converter
-from synchronizer.plugin import NotificationPlugin
+from synchronizer import opts, plugin_loader
+from synchronizer.errors import PluginLoadError, PluginUnavailable
+from synchronizer.plugin_base import NotificationPlugin
+from synchronizer.workers.converter import Converter
 
 CLI_OPTS = [cfg.MultiStrOpt("files", positional=True, default=[], help="Notification files.")]
 OUTCOMES = ("mapped", "ignored", "dropped")
@@ -82,9 +82,9 @@ def _plugins(conf: cfg.ConfigOpts) -> list[NotificationPlugin]:
     plugins = []
     for name in conf.plugins:
         try:
-            cls, _ = loader.resolve(conf, name)
+            cls, _ = plugin_loader.resolve(conf, name)
             if issubclass(cls, NotificationPlugin):
-                plugins.append(loader.instantiate(conf, name))
+                plugins.append(plugin_loader.instantiate(conf, name))
         except (PluginLoadError, PluginUnavailable) as exc:
             print(f"synchronizer-replay: {exc}", file=sys.stderr)
     return plugins  # type: ignore[return-value]

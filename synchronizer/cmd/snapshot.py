@@ -13,8 +13,9 @@ import sys
 
 from oslo_config import cfg
 
-from synchronizer import loader, opts, worker
-from synchronizer.plugin import CollectorPlugin
+from synchronizer import opts, plugin_loader
+from synchronizer.plugin_base import CollectorPlugin
+from synchronizer.workers import collector
 
 LOG = logging.getLogger(__name__)
 
@@ -39,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _snapshot_one(conf: cfg.ConfigOpts, name: str, types: set[str]) -> int:
     try:
-        cls, _ = loader.resolve(conf, name)
+        cls, _ = plugin_loader.resolve(conf, name)
         if not issubclass(cls, CollectorPlugin):
             return 0
-        plugin = loader.instantiate(conf, name)
-        changes = worker.snapshot_changes(plugin)  # type: ignore[arg-type]
+        plugin = plugin_loader.instantiate(conf, name)
+        changes = collector.snapshot_changes(plugin)  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - report any plugin failure, run the others
         print(f"synchronizer-snapshot: {name}: {exc}", file=sys.stderr)
         return 1

@@ -3,7 +3,7 @@
 Like ``kubectl get -w``: prints the daemon's current entities (``snapshot``),
 then every change as it happens, as JSON lines or, with ``--human``, one
 compact line each.  It talks to a running daemon whose ``message`` sink is
-on, through :func:`synchronizer.client.watch`; Ctrl-C stops it.
+on, through :func:`synchronizer.outputs.client.watch`; Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import threading
 
 from oslo_config import cfg
 
-from synchronizer import client, opts
-from synchronizer.entity import Change, Synced
+from synchronizer import opts
+from synchronizer.model import Change, Synced
+from synchronizer.outputs import client
 
 CLI_OPTS = [
     cfg.MultiStrOpt("type", default=[], help="Only this entity type (repeatable)."),

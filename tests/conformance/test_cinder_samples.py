@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.cinder import shapes
-from plugins.cinder.notifications import CinderNotifications, action_of
-from plugins.cinder.volumes import VolumeCollector
 from synchronizer import fingerprint
-from synchronizer.entity import Action, Change, Relation
-from synchronizer.notifications import Converter
+from synchronizer.model import Action, Change, Relation
+from synchronizer.workers.converter import Converter
+from synchronizer_plugins import openstack
+from synchronizer_plugins.cinder import shapes
+from synchronizer_plugins.cinder.notifications import CinderNotifications, action_of
+from synchronizer_plugins.cinder.volumes import VolumeCollector
 
 
 def _fixtures_root() -> Path | None:

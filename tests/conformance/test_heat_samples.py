@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.heat import shapes
-from plugins.heat.notifications import HeatNotifications
-from plugins.heat.stacks import StackCollector
 from synchronizer import fingerprint
-from synchronizer.notifications import Converter
+from synchronizer.workers.converter import Converter
+from synchronizer_plugins import openstack
+from synchronizer_plugins.heat import shapes
+from synchronizer_plugins.heat.notifications import HeatNotifications
+from synchronizer_plugins.heat.stacks import StackCollector
 from tests.helpers.samples import heat_notification_body as notification_body
 
 

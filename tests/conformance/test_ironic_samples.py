@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.ironic import shapes
-from plugins.ironic.nodes import NodeCollector
-from plugins.ironic.notifications import UNSTORED, IronicNotifications, action_of
 from synchronizer import fingerprint
-from synchronizer.notifications import Converter
+from synchronizer.workers.converter import Converter
+from synchronizer_plugins import openstack
+from synchronizer_plugins.ironic import shapes
+from synchronizer_plugins.ironic.nodes import NodeCollector
+from synchronizer_plugins.ironic.notifications import UNSTORED, IronicNotifications, action_of
 
 
 def _fixtures_root() -> Path | None:

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.neutron import shapes
-from plugins.neutron.collectors import NetworkCollector, PortCollector
-from plugins.neutron.notifications import NeutronNotifications
 from synchronizer import fingerprint
-from synchronizer.entity import Action, Ref
-from synchronizer.notifications import Converter
+from synchronizer.model import Action, Ref
+from synchronizer.workers.converter import Converter
+from synchronizer_plugins import openstack
+from synchronizer_plugins.neutron import shapes
+from synchronizer_plugins.neutron.collectors import NetworkCollector, PortCollector
+from synchronizer_plugins.neutron.notifications import NeutronNotifications
 
 
 def _fixtures_root() -> Path | None:

@@ -9,7 +9,7 @@ records becomes a valid entity, or belongs to an endpoint no collector reads
 Notification samples: every versioned sample under ``nova/notifications``
 (``$ref`` resolved as ``fixtures/openstack/README.md`` says) and every legacy
 sample under ``nova/notifications-legacy`` goes through the core
-:class:`~synchronizer.notifications.Converter` with the plugin of its format,
+:class:`~synchronizer.workers.converter.Converter` with the plugin of its format,
 and is either mapped to the expected change (type, key, action, state,
 project, parent) or ignored by a documented rule; none fails.  For every
 mapped instance sample, the servers-detail record Nova would show for the
@@ -29,13 +29,13 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.nova import hosts, instances, shapes, zones
-from plugins.nova.instances import InstanceCollector
-from plugins.nova.notifications import NovaNotifications
 from synchronizer import fingerprint
-from synchronizer.entity import Action, Change, Entity
-from synchronizer.notifications import Converter
+from synchronizer.model import Action, Change, Entity
+from synchronizer.workers.converter import Converter
+from synchronizer_plugins import openstack
+from synchronizer_plugins.nova import hosts, instances, shapes, zones
+from synchronizer_plugins.nova.instances import InstanceCollector
+from synchronizer_plugins.nova.notifications import NovaNotifications
 from tests.helpers.samples import resolve_refs
 
 

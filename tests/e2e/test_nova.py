@@ -4,7 +4,7 @@ One daemon runs for the module: the Nova collectors (instances, hosts, zones)
 poll the real APIs through ``[service_credentials]``, the Nova notification
 plugin listens to Nova's versioned notifications on exchange ``nova``, and
 the ``message`` sink streams to a consumer in this process that uses only
-``synchronizer.client``.  The tests run in order and share the servers they
+``synchronizer.outputs.client``.  The tests run in order and share the servers they
 boot, like an operator's day.
 """
 
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from synchronizer import client, opts
-from synchronizer.entity import Change, Synced
+from synchronizer import opts
+from synchronizer.model import Change, Synced
+from synchronizer.outputs import client
 from tests.e2e.conftest import RealCloud
 from tests.functional.conftest import QUEUE_PATTERNS, _delete_queues
 from tests.helpers.daemon import Daemon
@@ -212,7 +213,7 @@ def test_microversion_is_negotiated_with_the_real_nova(stack: Stack, realcloud: 
     import novaclient
     from novaclient import api_versions
 
-    from plugins.nova import PLUGIN_MAX_MICROVERSION
+    from synchronizer_plugins.nova import PLUGIN_MAX_MICROVERSION
 
     server_max = realcloud.compute_max_version()
     expected = min(

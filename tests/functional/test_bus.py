@@ -12,7 +12,7 @@ import pytest
 from oslo_config import cfg
 
 from synchronizer import Synchronizer, opts
-from synchronizer.entity import Change, Synced
+from synchronizer.model import Change, Synced
 
 pytestmark = pytest.mark.broker
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from synchronizer import client, opts
-from synchronizer.entity import Change, Synced
+from synchronizer import opts
+from synchronizer.model import Change, Synced
+from synchronizer.outputs import client
 from tests.helpers.daemon import Daemon
 
 pytestmark = pytest.mark.broker

@@ -26,8 +26,9 @@ from typing import Any
 
 import pytest
 
-from synchronizer import client, opts
-from synchronizer.fakecloud.server import FakeCloud
+from synchronizer import opts
+from synchronizer.outputs import client
+from synchronizer_fakecloud.server import FakeCloud
 from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import REPO, Daemon
 

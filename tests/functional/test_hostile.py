@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from synchronizer.fakecloud.server import FakeCloud
+from synchronizer_fakecloud.server import FakeCloud
 from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import REPO, Daemon, script
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from synchronizer import Synchronizer, opts
-from synchronizer.entity import Change, Synced
+from synchronizer.model import Change, Synced
 from tests.helpers.daemon import REPO
 
 

@@ -31,14 +31,14 @@ import pytest
 from amqp import exceptions as amqp_exceptions
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.heat import shapes as heat_shapes
-from plugins.nova.instances import InstanceCollector
-from synchronizer import Synchronizer, fingerprint, loader, opts
-from synchronizer.entity import Action, Change
-from synchronizer.fakecloud import FakeCloud
-from synchronizer.fakecloud.nova_servers import IMAGE_ID, STATUSES
-from synchronizer.notifications import Converter
+from synchronizer import Synchronizer, fingerprint, opts, plugin_loader
+from synchronizer.model import Action, Change
+from synchronizer.workers.converter import Converter
+from synchronizer_fakecloud import FakeCloud
+from synchronizer_fakecloud.nova_servers import IMAGE_ID, STATUSES
+from synchronizer_plugins import openstack
+from synchronizer_plugins.heat import shapes as heat_shapes
+from synchronizer_plugins.nova.instances import InstanceCollector
 from tests.functional.conftest import _delete_queues
 from tests.helpers import samples
 
@@ -260,7 +260,7 @@ def test_service_samples_reach_the_subscriber(tmp_path, transport_url, unique, t
         tmp_path / "s.conf", transport_url, unique, {name: {**options, "topics": topic}}
     )
     conf = opts.parse(["--config-file", str(conf_path)], setup_logging=False)
-    plugin = loader.instantiate(conf, name)
+    plugin = plugin_loader.instantiate(conf, name)
     raws = heat_stream(plugin) if stream == "heat" else samples.stream(stream)
     assert raws
     converter, teller = Converter([plugin], conf.notification_max_bytes), Teller()

@@ -19,16 +19,16 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.nova.hosts import HostCollector
-from plugins.nova.instances import InstanceCollector
-from plugins.nova.zones import ZoneCollector
-from synchronizer import fingerprint, protocol, timeutil
+from synchronizer import fingerprint, timeutil, wire
 from synchronizer.diff import diff_delta, diff_snapshot
-from synchronizer.exceptions import IncompleteListing, PermanentError, TransientError
-from synchronizer.fakecloud.server import FakeCloud
-from synchronizer.plugin import CollectorPlugin
-from synchronizer.worker import PollLoop
+from synchronizer.errors import IncompleteListing, PermanentError, TransientError
+from synchronizer.plugin_base import CollectorPlugin
+from synchronizer.workers.collector import PollLoop
+from synchronizer_fakecloud.server import FakeCloud
+from synchronizer_plugins import openstack
+from synchronizer_plugins.nova.hosts import HostCollector
+from synchronizer_plugins.nova.instances import InstanceCollector
+from synchronizer_plugins.nova.zones import ZoneCollector
 from tests.helpers.cloudconf import service_credentials
 
 Changes = set[tuple[str, str]]
@@ -215,7 +215,7 @@ def test_microversion_is_negotiated_and_logged(cloud: FakeCloud, make, caplog):
     """The client asks for the newest version both sides offer and logs it at INFO."""
     cloud.populate(servers=2, hosts=1)
     plugin = make(InstanceCollector)
-    with caplog.at_level(logging.INFO, logger="plugins.nova"):
+    with caplog.at_level(logging.INFO, logger="synchronizer_plugins.nova"):
         list(plugin.list_all())
     assert plugin.api_version.get_string() == "2.96"
     assert any("negotiated compute API microversion 2.96" in r.getMessage() for r in caplog.records)
@@ -365,9 +365,7 @@ def test_worker_runs_delta_cycles_between_snapshots(cloud: FakeCloud, make):
     walk = listings(cloud)
     assert len(walk) == 1
     assert "changes-since" in walk[0].query
-    changes = [
-        c for kind, _, body in sent if kind == protocol.CHANGES for c in protocol.decode(body)
-    ]
+    changes = [c for kind, _, body in sent if kind == wire.CHANGES for c in wire.decode(body)]
     assert [(str(c.action), c.key, c.entity.state) for c in changes] == [
         ("update", key, "SUSPENDED")
     ]

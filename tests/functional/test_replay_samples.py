@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from synchronizer import loader, opts
-from synchronizer.notifications import Converter
+from synchronizer import opts, plugin_loader
+from synchronizer.workers.converter import Converter
 from tests.helpers import samples
 from tests.helpers.daemon import REPO, script
 
@@ -54,7 +54,8 @@ def expected(conf_path: Path, files: list[Path]) -> tuple[dict[str, dict[str, in
     """Per-file counts and the changes the configured plugins give in this process."""
     conf = opts.parse(["--config-file", str(conf_path)], setup_logging=False)
     converter = Converter(
-        [loader.instantiate(conf, name) for name in conf.plugins], conf.notification_max_bytes
+        [plugin_loader.instantiate(conf, name) for name in conf.plugins],
+        conf.notification_max_bytes,
     )
     per_file, changes = {}, []
     for path in files:

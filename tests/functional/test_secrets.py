@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from synchronizer.fakecloud import Credentials
-from synchronizer.fakecloud.server import FakeCloud
+from synchronizer_fakecloud import Credentials
+from synchronizer_fakecloud.server import FakeCloud
 from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import Daemon
 from tests.soak import probes

@@ -19,17 +19,17 @@ import pytest
 from keystoneauth1 import exceptions as ks_exc
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.cinder.volumes import VolumeCollector
-from plugins.heat.stacks import StackCollector
-from plugins.ironic.nodes import NodeCollector
-from plugins.nagios.services import ServiceCollector
-from plugins.neutron.collectors import NetworkCollector, PortCollector
 from synchronizer.diff import diff_snapshot
-from synchronizer.entity import Ref
-from synchronizer.exceptions import PermanentError, TransientError
-from synchronizer.fakecloud.server import FakeCloud
-from synchronizer.plugin import CollectorPlugin
+from synchronizer.errors import PermanentError, TransientError
+from synchronizer.model import Ref
+from synchronizer.plugin_base import CollectorPlugin
+from synchronizer_fakecloud.server import FakeCloud
+from synchronizer_plugins import openstack
+from synchronizer_plugins.cinder.volumes import VolumeCollector
+from synchronizer_plugins.heat.stacks import StackCollector
+from synchronizer_plugins.ironic.nodes import NodeCollector
+from synchronizer_plugins.nagios.services import ServiceCollector
+from synchronizer_plugins.neutron.collectors import NetworkCollector, PortCollector
 from tests.helpers.cloudconf import service_credentials
 
 NET_ID = "6c1f4a3e-0a5b-4c2d-9e8f-7a6b5c4d3e2f"

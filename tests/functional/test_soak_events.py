@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.nova.instances import InstanceCollector
-from plugins.nova.notifications import NovaNotifications
 from synchronizer import fingerprint, timeutil
-from synchronizer.entity import Action
-from synchronizer.fakecloud.server import FakeCloud
-from synchronizer.notifications import Converter
+from synchronizer.model import Action
+from synchronizer.workers.converter import Converter
+from synchronizer_fakecloud.server import FakeCloud
+from synchronizer_plugins import openstack
+from synchronizer_plugins.nova.instances import InstanceCollector
+from synchronizer_plugins.nova.notifications import NovaNotifications
 from tests.helpers.cloudconf import service_credentials
 from tests.soak.nova_events import BAD_PAYLOADS, instance_event
 

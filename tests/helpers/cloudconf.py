@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synchronizer.fakecloud import FakeCloud
+from synchronizer_fakecloud import FakeCloud
 
 
 def service_credentials(

@@ -14,9 +14,9 @@ from typing import ClassVar
 
 from oslo_config import cfg
 
-from synchronizer.entity import Action, Change, Entity
-from synchronizer.exceptions import InvalidNotification
-from synchronizer.plugin import CollectorPlugin, Notification, NotificationPlugin
+from synchronizer.errors import InvalidNotification
+from synchronizer.model import Action, Change, Entity
+from synchronizer.plugin_base import CollectorPlugin, Notification, NotificationPlugin
 
 
 class FileCollector(CollectorPlugin):

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from synchronizer.fakecloud.server import FakeCloud
+from synchronizer_fakecloud.server import FakeCloud
 from tests.helpers.daemon import Daemon
 from tests.soak.nova_events import BAD_PAYLOADS
 from tests.soak.probes import Broker

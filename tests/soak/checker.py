@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from synchronizer import fingerprint
-from synchronizer.entity import Action, Change, Entity, Synced
+from synchronizer.model import Action, Change, Entity, Synced
 from tests.soak.truth import Key, Truth, revision
 
 #: How many offending examples a report keeps per kind.

@@ -1,9 +1,9 @@
 """Out-of-process consumers of the daemon's stream, on the real broker.
 
-* the **checker**: :func:`synchronizer.client.watch` (the view over RPC,
+* the **checker**: :func:`synchronizer.outputs.client.watch` (the view over RPC,
   then the stream with the per-key sequence gate) feeding a
   :class:`~tests.soak.checker.StreamChecker`, which rebuilds the world;
-* a **raiser**: :func:`synchronizer.client.subscribe` whose callback raises
+* a **raiser**: :func:`synchronizer.outputs.client.subscribe` whose callback raises
   on every third change;
 * a **staller**: one whose callback sleeps for seconds now and then.
 
@@ -20,8 +20,8 @@ from typing import Any
 
 from oslo_config import cfg
 
-from synchronizer import client
-from synchronizer.entity import Change, Synced
+from synchronizer.model import Change, Synced
+from synchronizer.outputs import client
 from tests.soak.checker import StreamChecker
 
 

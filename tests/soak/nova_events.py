@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from synchronizer.fakecloud.nova_servers import IMAGE_ID
+from synchronizer_fakecloud.nova_servers import IMAGE_ID
 
 POWER_STATES = {
     0: "pending",

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from synchronizer import opts
-from synchronizer.entity import Change
-from synchronizer.fakecloud import Credentials
-from synchronizer.fakecloud.server import FakeCloud
-from synchronizer.loader import shipped_plugins
+from synchronizer.model import Change
+from synchronizer.plugin_loader import shipped_plugins
+from synchronizer_fakecloud import Credentials
+from synchronizer_fakecloud.server import FakeCloud
 from tests.helpers.daemon import Daemon, script
 from tests.soak import probes, setup
 from tests.soak.chaos import COLLECTORS, Chaos, plan

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from synchronizer.fakecloud.server import FakeCloud
+from synchronizer_fakecloud.server import FakeCloud
 from tests.soak.truth import Truth, live_keys
 
 SIZES = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synchronizer.fakecloud.server import FakeCloud
+from synchronizer_fakecloud.server import FakeCloud
 from tests.helpers.cloudconf import service_credentials
 
 TRANSPORT_URL = "rabbit://guest:guest@127.0.0.1:5672/"

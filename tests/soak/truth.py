@@ -24,7 +24,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from synchronizer.fakecloud.server import FakeCloud
+from synchronizer_fakecloud.server import FakeCloud
 
 Key = tuple[str, str]
 

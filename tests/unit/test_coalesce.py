@@ -2,8 +2,8 @@
 
 import pytest
 
-from synchronizer.coalesce import CoalescingQueue, merge
-from synchronizer.entity import Action, Change, Entity, Synced
+from synchronizer.dispatch.coalesce import CoalescingQueue, merge
+from synchronizer.model import Action, Change, Entity, Synced
 
 A = Action
 

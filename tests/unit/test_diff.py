@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from synchronizer import diff, fingerprint
-from synchronizer.entity import Action, Entity
+from synchronizer.model import Action, Entity
 
 
 def E(key, state="ACTIVE"):

@@ -4,9 +4,9 @@ import threading
 import time
 
 from synchronizer import fingerprint, timeutil
-from synchronizer.dispatcher import Dispatcher
-from synchronizer.entity import Action, Change, Entity, Source, Synced
-from synchronizer.subscriber import Subscription
+from synchronizer.dispatch.dispatcher import Dispatcher
+from synchronizer.dispatch.subscriber import Subscription
+from synchronizer.model import Action, Change, Entity, Source, Synced
 
 SRC = Source("poll", "c")
 

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from synchronizer import timeutil
-from synchronizer.entity import Action, Change, Entity, Ref, Relation, Source
+from synchronizer.model import Action, Change, Entity, Ref, Relation, Source
 
 
 def test_change_json_has_entity_fields_at_top_level():

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from synchronizer import fingerprint
-from synchronizer.entity import Entity, Ref, Relation, Source
+from synchronizer.model import Entity, Ref, Relation, Source
 
 
 def _entity(**kw):
@@ -81,7 +81,7 @@ def test_stable_across_processes():
     """Another interpreter with another hash seed computes the same fingerprint."""
     code = (
         "from synchronizer import fingerprint\n"
-        "from synchronizer.entity import Entity\n"
+        "from synchronizer.model import Entity\n"
         "print(fingerprint.of(Entity('t', 'k', state='s', properties={'b': 1, 'a': [1, 2]})))"
     )
     env = dict(os.environ, PYTHONHASHSEED="12345")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from synchronizer.entity import Action, Change, Entity, Ref, Relation, Synced
+from synchronizer.model import Action, Change, Entity, Ref, Relation, Synced
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "graph_consumer.py"
 _spec = importlib.util.spec_from_file_location("graph_consumer", EXAMPLE)

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from synchronizer import fingerprint
-from synchronizer import ledger as ledger_module
-from synchronizer.entity import Action, Change, Entity, Ref, Relation, Source
+from synchronizer.dispatch import ledger as ledger_module
+from synchronizer.model import Action, Change, Entity, Ref, Relation, Source
 
 Ledger = ledger_module.Ledger
 

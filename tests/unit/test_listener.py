@@ -10,24 +10,25 @@ import pytest
 from oslo_config import cfg
 from oslo_messaging._drivers import impl_fake
 
-from synchronizer import listener, loader, opts, protocol
-from synchronizer.entity import Change
-from synchronizer.notifications import Converter
+from synchronizer import opts, plugin_loader, wire
+from synchronizer.model import Change
+from synchronizer.workers import notification
+from synchronizer.workers.converter import Converter
 
 PLUGIN = "tests.helpers.plugins:ThingNotifications"
 TOPIC = "test_notifications"
 
 
 class Emitted:
-    """The emit callback: records each hand-off, through the process protocol."""
+    """The emit callback: records each hand-off, through the process wire."""
 
     def __init__(self) -> None:
         self.handoffs: list[list[Change]] = []
         self.cond = threading.Condition()
 
     def __call__(self, changes: list[Change]) -> None:
-        crossed = [c for chunk in protocol.chunked(changes, 3) for c in chunk]
-        crossed = protocol.decode(protocol.encode(crossed))
+        crossed = [c for chunk in wire.chunked(changes, 3) for c in chunk]
+        crossed = wire.decode(wire.encode(crossed))
         with self.cond:
             self.handoffs.append(crossed)
             self.cond.notify_all()
@@ -65,7 +66,7 @@ def make_conf(**overrides) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
     conf([], project="synchronizer-test")
-    loader.resolve(conf, PLUGIN)
+    plugin_loader.resolve(conf, PLUGIN)
     conf.set_override("transport_url", "fake:/")
     conf.set_override("control_exchange", "testexchange")
     for name, value in overrides.items():
@@ -77,10 +78,10 @@ class Worker:
     """A listener of the worker, its converter and what it emitted."""
 
     def __init__(self, conf: cfg.ConfigOpts, converter_cls: type[Converter] = Converter) -> None:
-        plugins = [loader.instantiate(conf, PLUGIN)]
+        plugins = [plugin_loader.instantiate(conf, PLUGIN)]
         self.converter = converter_cls(plugins, conf.notification_max_bytes)
         self.emitted = Emitted()
-        self.server = listener.build_listener(conf, plugins, self.converter, self.emitted)
+        self.server = notification.build_listener(conf, plugins, self.converter, self.emitted)
         self.notifier = oslo_messaging.Notifier(
             oslo_messaging.get_notification_transport(conf),
             publisher_id="test.host",
@@ -122,13 +123,13 @@ def test_the_default_listener_is_the_plain_one():
     """With the default batch size each message is handled alone, as it comes."""
     conf = make_conf()
     assert conf.notification_batch_size == 1
-    server = listener.build_listener(
-        conf, [loader.instantiate(conf, PLUGIN)], Converter([], 4096), Emitted()
+    server = notification.build_listener(
+        conf, [plugin_loader.instantiate(conf, PLUGIN)], Converter([], 4096), Emitted()
     )
     assert not isinstance(server, oslo_messaging.notify.listener.BatchNotificationServer)
-    batch = listener.build_listener(
+    batch = notification.build_listener(
         make_conf(notification_batch_size=8),
-        [loader.instantiate(conf, PLUGIN)],
+        [plugin_loader.instantiate(conf, PLUGIN)],
         Converter([], 4096),
         Emitted(),
     )
@@ -178,7 +179,7 @@ class Pipe:
         self.chunks.append(list(chunk))
 
 
-def _put_in_thread(handoff: listener.Handoff, changes: list[str]) -> threading.Thread:
+def _put_in_thread(handoff: notification.Handoff, changes: list[str]) -> threading.Thread:
     thread = threading.Thread(target=handoff.put, args=(changes,))
     thread.start()
     return thread
@@ -187,7 +188,7 @@ def _put_in_thread(handoff: listener.Handoff, changes: list[str]) -> threading.T
 def test_a_lone_change_is_sent_at_once():
     """On a quiet bus each put is sent before put() returns: no timer, no wait."""
     pipe = Pipe()
-    handoff = listener.Handoff(pipe, chunk_size=10)
+    handoff = notification.Handoff(pipe, chunk_size=10)
     handoff.put(["a"])
     assert pipe.chunks == [["a"]]
     handoff.put(["b", "c"])
@@ -198,7 +199,7 @@ def test_changes_put_during_a_send_go_out_together_in_order():
     """What arrives while a send is in flight crosses in the next chunk, in put order."""
     pipe = Pipe()
     pipe.release.clear()
-    handoff = listener.Handoff(pipe, chunk_size=3)
+    handoff = notification.Handoff(pipe, chunk_size=3)
     first = _put_in_thread(handoff, ["a"])
     assert pipe.entered.wait(10)
     for change in ("b", "c", "d", "e"):
@@ -218,12 +219,12 @@ def test_stopping_the_listener_sends_everything_acknowledged(monkeypatch):
     """
     acks = Acks(monkeypatch)
     conf = make_conf(notification_executor_threads=4)
-    plugins = [loader.instantiate(conf, PLUGIN)]
+    plugins = [plugin_loader.instantiate(conf, PLUGIN)]
     converter = Converter(plugins, conf.notification_max_bytes)
     pipe = Pipe()
     pipe.release.clear()
-    handoff = listener.Handoff(pipe, chunk_size=1000)
-    server = listener.build_listener(conf, plugins, converter, handoff.put)
+    handoff = notification.Handoff(pipe, chunk_size=1000)
+    server = notification.build_listener(conf, plugins, converter, handoff.put)
     notifier = oslo_messaging.Notifier(
         oslo_messaging.get_notification_transport(conf),
         publisher_id="test.host",
@@ -254,7 +255,7 @@ def test_stopping_the_listener_sends_everything_acknowledged(monkeypatch):
 def test_a_failed_send_loses_only_its_chunk():
     """A send that raises is logged; the changes after it are still sent."""
     pipe = Pipe(fail_on="b")
-    handoff = listener.Handoff(pipe, chunk_size=1)
+    handoff = notification.Handoff(pipe, chunk_size=1)
     handoff.put(["a", "b", "c"])
     assert handoff.flush(timeout=1)
     assert pipe.chunks == [["a"], ["c"]]
@@ -289,7 +290,9 @@ def test_an_endpoint_failure_on_one_message_spares_the_batch():
     """A converter that blows up on one message leaves the rest of the batch handed off."""
     conf = make_conf()
     emitted = Emitted()
-    endpoint = listener.BatchEndpoint(Flaky([loader.instantiate(conf, PLUGIN)], 4096), emitted)
+    endpoint = notification.BatchEndpoint(
+        Flaky([plugin_loader.instantiate(conf, PLUGIN)], 4096), emitted
+    )
     messages = [
         {"publisher_id": "p", "event_type": "test.thing.update", "payload": p, "metadata": {}}
         for p in ({"key": "a"}, {"boom": True}, {"key": "b"})

@@ -3,9 +3,9 @@
 import pytest
 from oslo_config import cfg
 
-from synchronizer import loader, opts
-from synchronizer.exceptions import PluginLoadError, PluginUnavailable
-from synchronizer.plugin import CollectorPlugin
+from synchronizer import opts, plugin_loader
+from synchronizer.errors import PluginLoadError, PluginUnavailable
+from synchronizer.plugin_base import CollectorPlugin
 
 H = "tests.helpers.plugins"
 
@@ -20,7 +20,7 @@ def conf(tmp_path):
 
 def test_entry_point_name(conf):
     """A shipped plugin loads by its entry-point name, options in its group."""
-    cls, group = loader.resolve(conf, "static")
+    cls, group = plugin_loader.resolve(conf, "static")
     assert issubclass(cls, CollectorPlugin)
     assert group == "static"
     assert conf.static.period == 5.0
@@ -28,7 +28,7 @@ def test_entry_point_name(conf):
 
 def test_class_path(conf):
     """A plugin loads by class path; its group is its declared name."""
-    cls, group = loader.resolve(conf, f"{H}:FileCollector")
+    cls, group = plugin_loader.resolve(conf, f"{H}:FileCollector")
     assert cls.__name__ == "FileCollector"
     assert group == "filecollector"
     assert conf.filecollector.period == 0.2
@@ -49,7 +49,7 @@ def test_class_path(conf):
 def test_broken_plugins_give_clear_errors(conf, name, error, message):
     """Each kind of broken plugin raises an error naming the plugin and the cause."""
     with pytest.raises(error, match=message) as info:
-        loader.instantiate(conf, name)
+        plugin_loader.instantiate(conf, name)
     assert name in str(info.value)
 
 
@@ -59,8 +59,8 @@ def test_broken_plugin_does_not_stop_others(conf):
     loaded, failed = [], []
     for name in names:
         try:
-            loaded.append(loader.resolve(conf, name)[0].__name__)
-            loader.instantiate(conf, name)
+            loaded.append(plugin_loader.resolve(conf, name)[0].__name__)
+            plugin_loader.instantiate(conf, name)
         except (PluginLoadError, PluginUnavailable):
             failed.append(name)
     assert "FileCollector" in loaded
@@ -70,4 +70,4 @@ def test_broken_plugin_does_not_stop_others(conf):
 
 def test_shipped_plugins_are_listed():
     """The config generator sees the shipped plugins."""
-    assert "static" in dict(loader.shipped_plugins())
+    assert "static" in dict(plugin_loader.shipped_plugins())

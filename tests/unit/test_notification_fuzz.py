@@ -3,8 +3,8 @@
 Property-based: hypothesis throws malformed messages (payloads that are not
 objects, missing or mistyped fields, huge strings, deep nesting, unknown
 payload versions, bytes, any unicode, oversized payloads) mixed with valid
-ones at :class:`synchronizer.listener.Endpoint` holding a
-:class:`~synchronizer.notifications.Converter` with the Nova (both formats
+ones at :class:`synchronizer.workers.notification.Endpoint` holding a
+:class:`~synchronizer.workers.converter.Converter` with the Nova (both formats
 in turn), Cinder, Neutron, Ironic and Heat plugins, exactly as the
 notification worker builds it.  Whatever comes, no exception escapes, each
 message is counted exactly once as mapped, ignored or dropped, what is
@@ -27,12 +27,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oslo_config import cfg
 
-from plugins.nova import shapes as nova_shapes
-from synchronizer import loader, opts, protocol
+from synchronizer import opts, plugin_loader, wire
 from synchronizer.cmd import replay
-from synchronizer.entity import Change
-from synchronizer.listener import Endpoint
-from synchronizer.notifications import Converter
+from synchronizer.model import Change
+from synchronizer.workers.converter import Converter
+from synchronizer.workers.notification import Endpoint
+from synchronizer_plugins.nova import shapes as nova_shapes
 
 MAX_BYTES = 16 * 1024
 OUTCOMES = ("mapped", "ignored", "dropped")
@@ -57,10 +57,10 @@ def build_converter(nova_format: str) -> Converter:
     conf([], project="synchronizer-test")
     plugins = []
     for name in PLUGINS:
-        loader.resolve(conf, name)
+        plugin_loader.resolve(conf, name)
         if name == "nova.notifications":
             conf.set_override("format", nova_format, group=name)
-        plugins.append(loader.instantiate(conf, name))
+        plugins.append(plugin_loader.instantiate(conf, name))
     return Converter(plugins, max_bytes=MAX_BYTES)
 
 
@@ -70,7 +70,7 @@ def worker(request) -> Worker:
 
 
 class Worker:
-    """The notification worker's endpoint, emitting through the process protocol."""
+    """The notification worker's endpoint, emitting through the process wire."""
 
     def __init__(self, converter: Converter) -> None:
         self.converter = converter
@@ -78,8 +78,8 @@ class Worker:
         self.endpoint = Endpoint(converter, self._emit)
 
     def _emit(self, changes: list[Change]) -> None:
-        for chunk in protocol.chunked(changes, 64):
-            self.emitted.extend(protocol.decode(protocol.encode(chunk)))
+        for chunk in wire.chunked(changes, 64):
+            self.emitted.extend(wire.decode(wire.encode(chunk)))
 
     def deliver(self, message: Message) -> tuple[list[Change], dict[str, int]]:
         """Hand one message to the endpoint; return its changes and counter deltas."""

@@ -3,9 +3,9 @@
 import pytest
 from oslo_config import cfg
 
-from synchronizer import loader, opts
-from synchronizer.entity import Action
-from synchronizer.notifications import Converter
+from synchronizer import opts, plugin_loader
+from synchronizer.model import Action
+from synchronizer.workers.converter import Converter
 
 
 @pytest.fixture
@@ -13,7 +13,7 @@ def converter():
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
     conf([], project="synchronizer-test")
-    plugin = loader.instantiate(conf, "tests.helpers.plugins:ThingNotifications")
+    plugin = plugin_loader.instantiate(conf, "tests.helpers.plugins:ThingNotifications")
     return Converter([plugin], max_bytes=2048)
 
 

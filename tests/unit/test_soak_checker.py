@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from synchronizer.entity import Action, Change, Entity, Synced
+from synchronizer.model import Action, Change, Entity, Synced
 from tests.soak.checker import StreamChecker, compare_world
 from tests.soak.truth import Truth, revision
 

@@ -1,6 +1,6 @@
 """What the status reports from several notification workers."""
 
-from synchronizer.status import Status
+from synchronizer.service.status import Status
 
 
 def test_notification_counters_of_every_worker_are_summed():

@@ -8,9 +8,9 @@ from typing import ClassVar
 import pytest
 from oslo_config import cfg
 
-from synchronizer import loader, opts, protocol
-from synchronizer.entity import Action, Entity
-from synchronizer.worker import PollLoop
+from synchronizer import opts, plugin_loader, wire
+from synchronizer.model import Action, Entity
+from synchronizer.workers.collector import PollLoop
 from tests.helpers.plugins import FileCollector
 
 
@@ -20,9 +20,9 @@ def loop(tmp_path):
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
     conf([], project="synchronizer-test")
-    loader.resolve(conf, "tests.helpers.plugins:FileCollector")
+    plugin_loader.resolve(conf, "tests.helpers.plugins:FileCollector")
     conf.set_override("path", str(path), group="filecollector")
-    plugin = loader.instantiate(conf, "tests.helpers.plugins:FileCollector")
+    plugin = plugin_loader.instantiate(conf, "tests.helpers.plugins:FileCollector")
     sent = []
     return PollLoop(plugin, "files", sent.append, chunk_size=2), path, sent
 
@@ -34,8 +34,8 @@ def write(path, data):
 def changes(sent):
     out = []
     for kind, _, body in sent:
-        if kind == protocol.CHANGES:
-            out.extend((c.action, c.key) for c in protocol.decode(body))
+        if kind == wire.CHANGES:
+            out.extend((c.action, c.key) for c in wire.decode(body))
     sent.clear()
     return out
 
@@ -80,7 +80,7 @@ def test_chunks_are_bounded(loop):
     pl, path, sent = loop
     write(path, {str(i): "up" for i in range(5)})
     pl.cycle()
-    sizes = [len(protocol.decode(b)) for k, _, b in sent if k == protocol.CHANGES]
+    sizes = [len(wire.decode(b)) for k, _, b in sent if k == wire.CHANGES]
     assert sizes == [2, 2, 1]
 
 
@@ -92,7 +92,7 @@ def test_cycle_is_framed_and_first_complete_is_a_resync(loop):
     write(path, {"a": "up"})
     pl.cycle()
     pl.cycle()
-    ends = [body for kind, _, body in sent if kind == protocol.END]
+    ends = [body for kind, _, body in sent if kind == wire.END]
     assert [(e["complete"], e["resync"]) for e in ends] == [
         (False, False),
         (True, True),
@@ -105,7 +105,7 @@ def test_outage_is_logged_once_per_backoff_step(loop, caplog):
     pl, path, _sent = loop
     write(path, "FAIL")
     pl.plugin.conf.set_override("max_backoff", 1.0, group="filecollector")
-    caplog.set_level(logging.WARNING, logger="synchronizer.worker")
+    caplog.set_level(logging.WARNING, logger="synchronizer.workers.collector")
     delays = [pl.step() for _ in range(8)]
     assert delays[:4] == [0.2, 0.4, 0.8, 1.0]
     assert set(delays[4:]) == {1.0}
@@ -134,17 +134,17 @@ def test_a_listing_failing_part_way_sends_what_it_saw_and_deletes_nothing(tmp_pa
     opts.register_opts(conf)
     conf([], project="synchronizer-test")
     name = "tests.unit.test_worker:HalfListing"
-    loader.resolve(conf, name)
+    plugin_loader.resolve(conf, name)
     conf.set_override("path", str(path), group="halflisting")
     sent = []
-    pl = PollLoop(loader.instantiate(conf, name), "half", sent.append, chunk_size=10)
+    pl = PollLoop(plugin_loader.instantiate(conf, name), "half", sent.append, chunk_size=10)
     write(path, {"a": "up", "b": "up"})
     assert pl.cycle()
     baseline = dict(pl.baseline)
     sent.clear()
     write(path, {"a": "down", "b": "up", "c": "up", "d": "up"})
     assert not pl.cycle()
-    (end,) = [body for kind, _, body in sent if kind == protocol.END]
+    (end,) = [body for kind, _, body in sent if kind == wire.END]
     assert (end["complete"], end["listed"], end["deleted"]) == (False, 2, 0)
     assert "page 2 timed out" in end["error"]
     assert changes(sent) == [(Action.UPDATE, "a")]

@@ -11,8 +11,8 @@ import requests
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
-from synchronizer.fakecloud import FakeCloud
-from synchronizer.fakecloud.clock import Clock
+from synchronizer_fakecloud import FakeCloud
+from synchronizer_fakecloud.clock import Clock
 
 
 @pytest.fixture

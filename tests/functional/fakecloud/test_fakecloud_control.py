@@ -15,7 +15,7 @@ import orjson
 import pytest
 import requests
 
-from synchronizer.fakecloud import Cloud
+from synchronizer_fakecloud import Cloud
 
 
 def _control(cloud, method, path, **body):
@@ -143,14 +143,14 @@ def test_concurrent_walks_and_changes(cloud, session, token):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_command_line_serves_until_sigterm():
-    """python -m synchronizer.fakecloud serves the populated cloud until SIGTERM."""
+    """python -m synchronizer_fakecloud serves the populated cloud until SIGTERM."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "synchronizer.fakecloud",
+            "synchronizer_fakecloud",
             "--port",
             "0",
             "--servers",

@@ -10,7 +10,7 @@ from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import generic, v3
 
-from synchronizer.fakecloud import FakeCloud
+from synchronizer_fakecloud import FakeCloud
 
 SERVICE_PATHS = {
     "compute": "/servers/detail",
@@ -182,7 +182,7 @@ def test_generic_password_plugin_discovers_v3(cloud):
 
 def test_secrets_never_logged(cloud, password_auth, caplog):
     """The fake cloud's logs never contain the password or the token."""
-    caplog.set_level("DEBUG", logger="synchronizer.fakecloud")
+    caplog.set_level("DEBUG", logger="synchronizer_fakecloud")
     sess = ks_session.Session(auth=password_auth())
     token = sess.get_token()
     sess.get("/servers/detail", endpoint_filter={"service_type": "compute"})

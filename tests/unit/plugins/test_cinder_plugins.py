@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.cinder import shapes
-from plugins.cinder.notifications import CinderNotifications
-from plugins.cinder.volumes import VolumeCollector
 from synchronizer import fingerprint
-from synchronizer.entity import Action, Relation
-from synchronizer.exceptions import InvalidNotification
-from synchronizer.plugin import Notification
+from synchronizer.errors import InvalidNotification
+from synchronizer.model import Action, Relation
+from synchronizer.plugin_base import Notification
+from synchronizer_plugins import openstack
+from synchronizer_plugins.cinder import shapes
+from synchronizer_plugins.cinder.notifications import CinderNotifications
+from synchronizer_plugins.cinder.volumes import VolumeCollector
 
 VOLUME_ID = "6edbc2f4-1507-44f8-ac0d-eed1d2608d38"
 SERVER_ID = "b2f7e1a4-37ad-4b8c-9a55-1f1d0f2b8c11"

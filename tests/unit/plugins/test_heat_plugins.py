@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.heat import shapes
-from plugins.heat.notifications import HeatNotifications
-from plugins.heat.stacks import StackCollector
 from synchronizer import fingerprint
-from synchronizer.entity import Action
-from synchronizer.exceptions import InvalidNotification
-from synchronizer.plugin import Notification
+from synchronizer.errors import InvalidNotification
+from synchronizer.model import Action
+from synchronizer.plugin_base import Notification
+from synchronizer_plugins import openstack
+from synchronizer_plugins.heat import shapes
+from synchronizer_plugins.heat.notifications import HeatNotifications
+from synchronizer_plugins.heat.stacks import StackCollector
 
 STACK_ID = "3095aefc-09fb-4bc7-b1f0-f21a304e864c"
 PROJECT = "eb1c63a4f77141548385f113a28f0f52"

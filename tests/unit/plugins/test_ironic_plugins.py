@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.ironic import shapes
-from plugins.ironic.nodes import NodeCollector
-from plugins.ironic.notifications import IronicNotifications
 from synchronizer import fingerprint
-from synchronizer.entity import Action, Relation
-from synchronizer.exceptions import InvalidNotification
-from synchronizer.plugin import Notification
+from synchronizer.errors import InvalidNotification
+from synchronizer.model import Action, Relation
+from synchronizer.plugin_base import Notification
+from synchronizer_plugins import openstack
+from synchronizer_plugins.ironic import shapes
+from synchronizer_plugins.ironic.nodes import NodeCollector
+from synchronizer_plugins.ironic.notifications import IronicNotifications
 
 NODE_ID = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
 INSTANCE_ID = "d6ea00c1-1f94-4e95-90b3-3462d7031678"

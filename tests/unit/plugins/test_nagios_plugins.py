@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins.nagios import services
-from plugins.nagios.services import ServiceCollector
 from synchronizer import fingerprint
-from synchronizer.entity import Ref
+from synchronizer.model import Ref
+from synchronizer_plugins.nagios import services
+from synchronizer_plugins.nagios.services import ServiceCollector
 
 RECORD: dict[str, Any] = {
     "host_name": "compute-1",

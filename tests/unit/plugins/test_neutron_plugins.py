@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.neutron import shapes
-from plugins.neutron.collectors import NetworkCollector, PortCollector
-from plugins.neutron.notifications import NeutronNotifications
 from synchronizer import fingerprint
-from synchronizer.entity import Action, Ref, Relation
-from synchronizer.exceptions import InvalidNotification
-from synchronizer.plugin import Notification
+from synchronizer.errors import InvalidNotification
+from synchronizer.model import Action, Ref, Relation
+from synchronizer.plugin_base import Notification
+from synchronizer_plugins import openstack
+from synchronizer_plugins.neutron import shapes
+from synchronizer_plugins.neutron.collectors import NetworkCollector, PortCollector
+from synchronizer_plugins.neutron.notifications import NeutronNotifications
 
 NET_ID = "0d8b1c8e-5f3a-4a7e-9d1c-6b2f8e4a7c10"
 PORT_ID = "4e1f6c2a-9b3d-4f8e-a7c5-2d1e0b9f8a36"

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.nova import shapes
-from plugins.nova.instances import InstanceCollector, server_instance
-from plugins.nova.notifications import NovaNotifications, ignore_reason
 from synchronizer import fingerprint
-from synchronizer.entity import Action
-from synchronizer.exceptions import InvalidNotification
-from synchronizer.plugin import Notification
+from synchronizer.errors import InvalidNotification
+from synchronizer.model import Action
+from synchronizer.plugin_base import Notification
+from synchronizer_plugins import openstack
+from synchronizer_plugins.nova import shapes
+from synchronizer_plugins.nova.instances import InstanceCollector, server_instance
+from synchronizer_plugins.nova.notifications import NovaNotifications, ignore_reason
 
 UUID = "178b0921-8f85-4257-88b6-2e743b5a975c"
 PROJECT = "6f70656e737461636b20342065766572"
@@ -452,7 +452,7 @@ def test_explicit_topics_win_over_the_format_default():
 def test_missing_block_devices_warn_once(caplog):
     """A payload without block devices warns once that volume relations are missing."""
     plugin = make(NovaNotifications)
-    with caplog.at_level(logging.WARNING, logger="plugins.nova.notifications"):
+    with caplog.at_level(logging.WARNING, logger="synchronizer_plugins.nova.notifications"):
         for _ in range(3):
             change = one(plugin, versioned("instance.update", block_devices=None))
     assert change.entity.relations == ()

@@ -8,18 +8,18 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from plugins import openstack
-from plugins.nova import next_marker, shapes, translate_error
-from plugins.nova.hosts import HostCollector, host_facts
-from plugins.nova.instances import (
+from synchronizer import fingerprint
+from synchronizer.errors import ConfigError, PermanentError, TransientError
+from synchronizer_plugins import openstack
+from synchronizer_plugins.nova import next_marker, shapes, translate_error
+from synchronizer_plugins.nova.hosts import HostCollector, host_facts
+from synchronizer_plugins.nova.instances import (
     InstanceCollector,
     is_partial,
     server_entity,
     server_instance,
 )
-from plugins.nova.zones import zone_facts
-from synchronizer import fingerprint
-from synchronizer.exceptions import ConfigError, PermanentError, TransientError
+from synchronizer_plugins.nova.zones import zone_facts
 
 SERVER_247: dict[str, Any] = {
     "id": "f5dc173b-6804-445a-a6d8-c705dad5b5eb",

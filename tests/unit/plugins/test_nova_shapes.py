@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from oslo_config import cfg
 
-from plugins.nova import shapes
-from plugins.nova.zones import ZoneCollector
 from synchronizer import fingerprint
+from synchronizer_plugins.nova import shapes
+from synchronizer_plugins.nova.zones import ZoneCollector
 
 
 @pytest.mark.parametrize(

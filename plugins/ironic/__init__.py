@@ -1,5 +1,0 @@
-"""Ironic (Bare Metal) plugins: the ``ironic.node`` collector and notifications.
-
-Both produce ``ironic.node`` entities of the one shape defined in
-:mod:`plugins.ironic.shapes`.
-"""

@@ -1,0 +1,237 @@
+"""Nova (Compute) plugins: instance, host and zone collectors, and notifications.
+
+Every plugin here produces the shapes defined in :mod:`synchronizer_plugins.nova.shapes`,
+so a polled and a notified state of the same entity fingerprint alike.  This
+module holds what the three collectors share, :class:`NovaCollector`: a
+python-novaclient client whose microversion is negotiated with the server,
+Nova-style paging, and the mapping of client errors to transient or
+permanent ones::
+
+    [nova.instance]
+    period = 60
+    page_size = 1000
+    max_microversion = 2.96
+
+Threading: like every collector, one instance is used by one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import requests
+from keystoneauth1 import exceptions as ks_exc
+from novaclient import api_versions
+from novaclient import client as nova_client
+from novaclient import exceptions as nova_exc
+from oslo_config import cfg
+
+from synchronizer.errors import (
+    ConfigError,
+    IncompleteListing,
+    PermanentError,
+    SynchronizerError,
+    TransientError,
+)
+from synchronizer_plugins import openstack
+
+LOG = logging.getLogger(__name__)
+
+__all__ = ["PLUGIN_MAX_MICROVERSION", "NovaCollector", "translate_error"]
+
+#: The newest compute microversion these plugins were written and tested for
+#: (python-novaclient's newest too); Nova may offer more.
+PLUGIN_MAX_MICROVERSION = "2.96"
+MIN_MICROVERSION = api_versions.APIVersion("2.1")
+
+# HTTP statuses that retrying cannot fix: the request or the credentials are wrong.
+_PERMANENT_STATUSES = frozenset({400, 401, 403})
+# What python-novaclient and keystoneauth raise for a failed request.
+_CLIENT_ERRORS = (
+    nova_exc.ClientException,
+    nova_exc.UnsupportedVersion,
+    ks_exc.ClientException,
+    requests.RequestException,
+)
+
+
+def translate_error(exc: Exception) -> SynchronizerError:
+    """Map a novaclient or keystoneauth error to a transient or permanent one.
+
+    Permanent: 400/401/403 from Nova (keystoneauth has already retried a
+    401 once with a fresh token), an unsupported microversion, and
+    keystoneauth's Unauthorized/Forbidden/EndpointNotFound.  Transient:
+    everything else (5xx, 404, 406 — the server no longer offers the
+    negotiated microversion, so the next cycle negotiates again —, 409, 429,
+    connection failures, timeouts, broken bodies).
+    The message holds the error class and text, never a token.
+    """
+    if isinstance(exc, SynchronizerError):
+        return exc
+    if isinstance(exc, nova_exc.UnsupportedVersion):
+        return PermanentError(f"UnsupportedVersion: {exc}")
+    if isinstance(exc, nova_exc.ClientException):
+        kind = PermanentError if exc.code in _PERMANENT_STATUSES else TransientError
+        return kind(f"Nova answered {exc.code} ({type(exc).__name__}): {exc.message}")
+    if isinstance(exc, ks_exc.ClientException):
+        return openstack.classify(exc)
+    return TransientError(f"{type(exc).__name__}: {exc}")
+
+
+def next_marker(links: Any, records: list[Any]) -> str | None:
+    """The marker of the next page, from a ``rel: next`` link, or None at the end.
+
+    Only the marker is taken from the link (not its scheme and host, which a
+    proxy in front of Nova often gets wrong); a link without one means "after
+    the last record".
+    """
+    href = openstack.next_link(links)
+    if not href or not records:
+        return None
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(href).query)
+    if query.get("marker"):
+        return query["marker"][-1]
+    last = records[-1]
+    return str(last.get("id")) if isinstance(last, Mapping) and last.get("id") else None
+
+
+class NovaCollector(openstack.OpenStackCollector):
+    """A collector on Nova through python-novaclient.
+
+    The client is created on first use: it asks the server for its newest
+    microversion (``api_versions.discover_version``), takes the lowest of
+    that, python-novaclient's newest and ``max_microversion``, logs the result
+    at INFO and uses it for every request.  A 406 (the server no longer
+    offers it) drops the client so the next cycle negotiates again.
+    """
+
+    service_type: ClassVar[str] = "compute"
+
+    @classmethod
+    def get_options(cls) -> list[cfg.Opt]:
+        return [
+            cfg.IntOpt(
+                "page_size",
+                default=1000,
+                min=1,
+                help="Records asked per page (Nova caps it at its own max_limit, "
+                "1000 by default); every page is followed to the end.",
+            ),
+            cfg.StrOpt(
+                "max_microversion",
+                default=PLUGIN_MAX_MICROVERSION,
+                regex=r"^2\.\d+$",
+                help="Newest compute API microversion to negotiate (at most "
+                f"{PLUGIN_MAX_MICROVERSION}); the server's and python-novaclient's "
+                "newest also cap it.",
+            ),
+        ]
+
+    def __init__(self, conf: cfg.ConfigOpts, group: str | None = None) -> None:
+        super().__init__(conf, group)
+        self.max_version = api_versions.APIVersion(self.options.max_microversion)
+        if (
+            not MIN_MICROVERSION
+            <= self.max_version
+            <= api_versions.APIVersion(PLUGIN_MAX_MICROVERSION)
+        ):
+            raise ConfigError(
+                f"[{self.group}] max_microversion must be between 2.1 and "
+                f"{PLUGIN_MAX_MICROVERSION}, not {self.options.max_microversion}"
+            )
+        self._nova: Any = None
+
+    def available(self) -> bool | str:
+        if not self.conf[openstack.GROUP].auth_type:
+            return f"[{openstack.GROUP}] auth_type is not set"
+        return True
+
+    # -- the client -------------------------------------------------------
+
+    def _new_client(self, version: api_versions.APIVersion | str) -> Any:
+        creds = self.conf[openstack.GROUP]
+        return nova_client.Client(
+            version,
+            session=self.session(self.conf),
+            endpoint_type=creds.interface,
+            region_name=creds.region_name,
+        )
+
+    def nova(self) -> Any:
+        """The novaclient client at the negotiated microversion."""
+        if self._nova is None:
+            try:
+                self._nova = self._new_client(self._negotiate())
+            except _CLIENT_ERRORS as exc:
+                raise translate_error(exc) from exc
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                # python-novaclient chokes on a version document that is not JSON.
+                raise TransientError(f"unreadable compute version document: {exc!r}") from exc
+        return self._nova
+
+    @property
+    def api_version(self) -> api_versions.APIVersion:
+        """The negotiated microversion (negotiates on first use)."""
+        return self.nova().api_version
+
+    def _negotiate(self) -> api_versions.APIVersion:
+        probe = self._new_client(MIN_MICROVERSION)
+        newest = api_versions.discover_version(probe, api_versions.APIVersion("2.latest"))
+        version = min(newest, self.max_version)
+        if version != newest:
+            # Checks that the server's range holds the cap (raises otherwise).
+            version = api_versions.discover_version(probe, version)
+        if version < MIN_MICROVERSION:
+            raise PermanentError(f"Nova offers no compute microversion >= 2.1 (got {version})")
+        LOG.info(
+            "%s: negotiated compute API microversion %s (newest the server and "
+            "python-novaclient share: %s; plugin maximum: %s)",
+            self.group,
+            version.get_string(),
+            newest.get_string(),
+            self.max_version.get_string(),
+        )
+        return version
+
+    # -- requests ---------------------------------------------------------
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """GET ``path`` (below the compute endpoint); the JSON body, or raise."""
+        url = path + ("?" + urllib.parse.urlencode(params) if params else "")
+        try:
+            _resp, body = self.nova().client.get(url)
+        except _CLIENT_ERRORS as exc:
+            if isinstance(exc, nova_exc.NotAcceptable):
+                self._nova = None  # negotiate again next time
+            raise translate_error(exc) from exc
+        if not isinstance(body, dict):
+            raise TransientError(f"GET {path}: the response is not a JSON object")
+        return body
+
+    def pages(
+        self, path: str, collection: str, params: Mapping[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every record of a paged collection, page after page.
+
+        Follows ``<collection>_links`` ``next`` markers until a page has none,
+        reading one page ahead (:func:`synchronizer_plugins.openstack.read_ahead`).  Any
+        failing page raises, so the listing counts as incomplete.
+        """
+
+        def fetch(marker: str | None) -> dict[str, Any]:
+            body = self.get(path, params if marker is None else {**params, "marker": marker})
+            if not isinstance(body.get(collection), list):
+                raise IncompleteListing(f"GET {path}: no {collection!r} list in the response")
+            return body
+
+        pages = openstack.read_ahead(
+            fetch,
+            None,
+            lambda body: next_marker(body.get(f"{collection}_links"), body[collection]),
+            lambda marker: IncompleteListing(f"GET {path}: paging loops at marker {marker}"),
+        )
+        for body in pages:
+            yield from body[collection]

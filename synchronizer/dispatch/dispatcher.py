@@ -1,0 +1,172 @@
+"""The dispatcher: one ledger, many subscribers, nobody blocks anybody.
+
+Every change from every worker passes :meth:`Dispatcher.dispatch`, which
+applies the ledger's rules (drop repeats and stale states, rewrite the
+action, stamp a daemon-wide sequence number) and offers what is left to
+each subscriber whose types match.  Offering only queues: callbacks run on
+each subscriber's own thread.
+
+New subscribers are added under the same lock as dispatching, after their
+queue was filled with the current entities (``snapshot`` items) and the
+``synced`` marker: every change is either in that snapshot or delivered
+after it, never both, never neither.
+
+Resyncs (a worker's first complete full listing, see ``worker``) are
+tracked here: entities of the worker's plugin that the resync did not list
+and that were last seen before it began are deleted with their last known
+state, marked ``final_state_unknown``.
+
+Threading: all public methods are thread-safe.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import logging
+import threading
+from collections.abc import Collection, Iterable
+
+from synchronizer import timeutil
+from synchronizer.dispatch.ledger import Ledger, gc_paused
+from synchronizer.dispatch.subscriber import Subscription
+from synchronizer.model import Action, Change, Entity, Source, Synced
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _Resync:
+    plugin: str
+    types: frozenset[str]
+    started: str
+    seen: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+
+
+class Dispatcher:
+    """Filters changes through the ledger and fans them out to subscribers."""
+
+    def __init__(self, tombstone_ttl: float = 3600.0, ledger_file: str | None = None) -> None:
+        self._lock = threading.Lock()
+        self.ledger = Ledger(tombstone_ttl, ledger_file)
+        self._subscribers: list[Subscription] = []
+        self._seq = itertools.count(1)
+        self._resyncs: dict[str, _Resync] = {}
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    @property
+    def subscribers(self) -> list[Subscription]:
+        with self._lock:
+            return list(self._subscribers)
+
+    # -- changes ----------------------------------------------------------
+
+    def dispatch(self, changes: Iterable[Change]) -> list[Change]:
+        """Admit changes through the ledger and fan out; return what was told."""
+        with self._lock:
+            told = self._admit(changes)
+            self._fan_out(told)
+        return told
+
+    def _admit(self, changes: Iterable[Change]) -> list[Change]:
+        told = []
+        for change in changes:
+            self.counts["received"] += 1
+            self._note_resync(change)
+            admitted = self.ledger.admit(change, next(self._seq))
+            if admitted is None:
+                self.counts["dropped"] += 1
+                continue
+            self.counts[str(admitted.action)] += 1
+            told.append(admitted)
+        return told
+
+    def _fan_out(self, told: list[Change]) -> None:
+        if not told:
+            return
+        for sub in self._subscribers:
+            if sub.types is None:
+                sub.offer_many(told)
+            else:
+                sub.offer_many([c for c in told if c.entity.type in sub.types])
+
+    # -- resyncs ----------------------------------------------------------
+
+    def begin_resync(self, plugin: str, types: Collection[str], started: str) -> None:
+        with self._lock:
+            self._resyncs[plugin] = _Resync(plugin, frozenset(types), started)
+
+    def _note_resync(self, change: Change) -> None:
+        source = change.entity.source
+        if source is None or not self._resyncs:
+            return
+        resync = self._resyncs.get(source.plugin)
+        if resync is not None:
+            resync.seen.add((change.entity.type, change.entity.key))
+
+    def end_resync(self, plugin: str, complete: bool) -> list[Change]:
+        """Finish a resync; when complete, delete what it no longer lists."""
+        with self._lock:
+            resync = self._resyncs.pop(plugin, None)
+            if resync is None or not complete:
+                return []
+            gone = [c for c in self.ledger.current() if self._vanished(resync, c)]
+            now = timeutil.now()
+            deletes = [
+                Change(
+                    Action.DELETE,
+                    c.entity.replace(timestamp=now, source=Source("poll", plugin)),
+                    final_state_unknown=True,
+                )
+                for c in gone
+            ]
+            told = self._admit(deletes)
+            self._fan_out(told)
+        if told:
+            LOG.info("%s: resync found %d entities gone", plugin, len(told))
+        return told
+
+    @staticmethod
+    def _vanished(resync: _Resync, change: Change) -> bool:
+        entity = change.entity
+        owned = entity.type in resync.types or (
+            entity.source is not None and entity.source.plugin == resync.plugin
+        )
+        return (
+            owned
+            and (entity.type, entity.key) not in resync.seen
+            and entity.timestamp < resync.started
+        )
+
+    # -- subscribers and views ---------------------------------------------
+
+    def add(self, sub: Subscription, *, snapshot: bool = True) -> None:
+        """Add a subscriber; with ``snapshot``, prefill it with the current view."""
+        with self._lock:
+            if snapshot:
+                with gc_paused():
+                    items = self.ledger.current(sub.types, action=Action.SNAPSHOT)
+                    types = tuple(sorted(sub.types)) if sub.types is not None else None
+                    sub.prefill(items, Synced(types, len(items)))
+            self._subscribers.append(sub)
+
+    def remove(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subscribers:
+                self._subscribers.remove(sub)
+
+    def get_all(self, types: Collection[str] | None = None) -> list[Entity]:
+        with self._lock:
+            return self.ledger.entities(types)
+
+    def current(self, types: Collection[str] | None = None) -> tuple[list[Change], int]:
+        """The current changes of some types and the last sequence number issued."""
+        with self._lock:
+            changes = list(self.ledger.current(types))
+            last = next(self._seq)
+            return changes, last
+
+    def prune(self) -> int:
+        with self._lock:
+            return self.ledger.prune()

@@ -1,0 +1,168 @@
+"""Prometheus metrics and a health endpoint, on an opt-in loopback port.
+
+``[DEFAULT] metrics_port`` (0: off) serves, on ``metrics_host`` (default
+127.0.0.1, never a wildcard unless the operator asks):
+
+``/metrics``  the Prometheus text format (prometheus-client)
+``/healthz``  JSON; HTTP 200 when every running collector completed a cycle
+              within 3 of its periods, 503 otherwise
+
+Values are read from the live :class:`~synchronizer.service.status.Status`,
+dispatcher and subscriptions at scrape time (a custom collector), so the
+hot paths only bump plain counters.  Nothing here carries a credential:
+labels are plugin names, event types, actions and subscriber names.
+"""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import CollectorRegistry, exposition
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from synchronizer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from synchronizer.service.library import Synchronizer
+
+LOG = logging.getLogger(__name__)
+
+PREFIX = "synchronizer"
+
+
+def _counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+    return CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
+
+
+def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
+
+
+class SynchronizerCollector(Collector):
+    """Reads the synchronizer's state into metric families on each scrape."""
+
+    def __init__(self, sync: Synchronizer) -> None:
+        self.sync = sync
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._collectors()
+        yield from self._notifications()
+        yield from self._subscribers()
+        yield from self._core()
+
+    def _collectors(self) -> Iterator[Any]:
+        status = self.sync.status
+        cycles = _counter("poll_cycles", "Poll cycles by outcome.", ["plugin", "outcome"])
+        for (plugin, outcome), n in status.cycles_snapshot().items():
+            cycles.add_metric([plugin, outcome], n)
+        changes = _counter("poll_changes", "Changes emitted by polls.", ["plugin", "action"])
+        for (plugin, action), n in status.changes_snapshot().items():
+            changes.add_metric([plugin, action], n)
+        duration = _gauge("poll_cycle_seconds", "Duration of the last cycle.", ["plugin"])
+        tracked = _gauge("poll_entities_tracked", "Entities in the baseline.", ["plugin"])
+        for plugin, stats in status.last_cycles().items():
+            duration.add_metric([plugin], stats["duration"])
+            tracked.add_metric([plugin], stats.get("tracked", 0))
+        failures = _counter("plugin_failures", "Plugin failures by kind.", ["plugin", "kind"])
+        for (plugin, kind), n in status.failures_snapshot().items():
+            failures.add_metric([plugin, kind], n)
+        restarts = _counter("worker_restarts", "Worker processes restarted.", ["worker"])
+        for worker, n in status.restarts_snapshot().items():
+            restarts.add_metric([worker], n)
+        yield from (cycles, changes, duration, tracked, failures, restarts)
+
+    def _notifications(self) -> Iterator[Any]:
+        family = _counter(
+            "notifications",
+            "Notifications by plugin, event type and outcome (received/mapped/ignored/dropped).",
+            ["plugin", "event_type", "outcome"],
+        )
+        stats = self.sync.status.notifications_snapshot()
+        for plugin, event_type, outcome, n in stats.get("by_event", ()):
+            family.add_metric([plugin, event_type, outcome], n)
+        total = _counter("notifications_total_by_outcome", "Notifications by outcome.", ["outcome"])
+        for outcome, n in stats.get("counts", {}).items():
+            total.add_metric([outcome], n)
+        yield from (family, total)
+
+    def _subscribers(self) -> Iterator[Any]:
+        backlog = _gauge("subscriber_backlog", "Pending items per subscriber.", ["subscriber"])
+        coalesced = _counter("subscriber_coalesced", "Changes merged per key.", ["subscriber"])
+        delivered = _counter("subscriber_delivered", "Items delivered.", ["subscriber"])
+        failed = _counter("subscriber_failures", "Callback exceptions.", ["subscriber"])
+        for sub in self.sync.all_subscriptions():
+            backlog.add_metric([sub.name], sub.backlog)
+            coalesced.add_metric([sub.name], sub.coalesced)
+            delivered.add_metric([sub.name], sub.delivered)
+            failed.add_metric([sub.name], sub.failures)
+        yield from (backlog, coalesced, delivered, failed)
+
+    def _core(self) -> Iterator[Any]:
+        dispatched = _counter("dispatched", "Changes seen by the dispatcher.", ["outcome"])
+        for outcome, n in dict(self.sync.dispatcher.counts).items():
+            dispatched.add_metric([outcome], n)
+        entities = _gauge("entities", "Entities in the current view.", [])
+        entities.add_metric([], len(self.sync.dispatcher.ledger))
+        yield from (dispatched, entities)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: MetricsServer
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            body = exposition.generate_latest(self.server.registry)
+            self._reply(200, exposition.CONTENT_TYPE_LATEST, body)
+        elif path in ("/healthz", "/health"):
+            report = self.server.sync.status.health()
+            code = 200 if report["healthy"] else 503
+            self._reply(code, "application/json", orjson.dumps(report))
+        else:
+            self._reply(404, "text/plain", b"not found\n")
+
+    def _reply(self, code: int, ctype: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        LOG.debug("metrics request: %s", format % args)
+
+
+class MetricsServer(http.server.ThreadingHTTPServer):
+    """The metrics and health HTTP server (threads, daemonic)."""
+
+    daemon_threads = True
+
+    def __init__(self, sync: Synchronizer, host: str, port: int) -> None:
+        self.sync = sync
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(SynchronizerCollector(sync))
+        try:
+            super().__init__((host, port), _Handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"metrics_host/metrics_port: cannot listen on {host}:{port}: {exc.strerror}"
+            ) from exc
+        self._thread = threading.Thread(target=self.serve_forever, name="metrics", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def start(self) -> None:
+        self._thread.start()
+        LOG.info("Metrics on http://%s:%d/metrics and /healthz", *self.server_address[:2])
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

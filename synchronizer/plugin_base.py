@@ -1,0 +1,275 @@
+"""Plugin contracts: collectors (poll) and notification plugins (push).
+
+A plugin is a class enabled by name in ``[DEFAULT] plugins``, either its
+entry-point name in the ``synchronizer.plugins`` namespace or its class path
+(``package.module:Class``).  Its options live in a config group named after
+it (the entry-point name, or the class's ``name``), and always include
+``period`` for collectors.  A minimal collector::
+
+    from synchronizer.plugin_base import CollectorPlugin
+
+    class Racks(CollectorPlugin):
+        name = "dc.rack"
+        entity_types = ("dc.rack",)
+
+        def list_all(self):
+            for row in fetch_racks():          # raise on any failure
+                yield self.entity("dc.rack", row["id"], state=row["status"],
+                                  properties=row)
+
+Threading: a plugin instance is used by one thread of one worker process; it
+need not be thread-safe.  Collectors run in their own subprocess, so they may
+block on I/O (every call must still have a timeout).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+from oslo_config import cfg
+
+from synchronizer import timeutil
+from synchronizer.model import Action, Change, Entity, Ref, Relation, Source
+
+__all__ = ["CollectorPlugin", "Delta", "Notification", "NotificationPlugin", "Plugin"]
+
+
+class Plugin(abc.ABC):  # noqa: B024 - the kinds below hold the abstract methods
+    """What every plugin has: a name, a config group, options, a health check.
+
+    Subclasses set ``name`` (default config group), ``entity_types`` (the
+    types they produce, used for resyncs and documentation) and
+    ``volatile_properties`` (properties left out of fingerprints, such as
+    timers that move on every poll).
+    """
+
+    name: ClassVar[str] = ""
+    entity_types: ClassVar[tuple[str, ...]] = ()
+    volatile_properties: ClassVar[frozenset[str]] = frozenset()
+    source_kind: ClassVar[str] = "poll"
+
+    def __init__(self, conf: cfg.ConfigOpts, group: str | None = None) -> None:
+        self.conf = conf
+        self.group = group or self.name
+        self.options = conf[self.group]
+        self.source = Source(self.source_kind, self.group)
+        self.observed_at = timeutil.now()
+
+    @classmethod
+    def get_options(cls) -> list[cfg.Opt]:
+        """The plugin's own options (registered in its group)."""
+        return []
+
+    @classmethod
+    def all_options(cls) -> list[cfg.Opt]:
+        """Options the core adds for every plugin of this kind plus ``get_options()``."""
+        return list(cls.get_options())
+
+    @classmethod
+    def register_options(cls, conf: cfg.ConfigOpts, group: str) -> None:
+        conf.register_opts(cls.all_options(), group=group)
+
+    def available(self) -> bool | str:
+        """Return True when the plugin can run here, else False or a reason.
+
+        Runs once before the plugin starts; a plugin that is not available
+        is reported and not started, and the others run.
+        """
+        return True
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (sessions, files) when the plugin stops."""
+
+    def entity(
+        self,
+        type_: str,
+        key: str,
+        *,
+        state: str | None = None,
+        project: str | None = None,
+        parent: tuple[str, str] | Ref | None = None,
+        relations: Iterable[tuple[str, str, str] | Relation] = (),
+        properties: dict[str, Any] | None = None,
+        timestamp: str | None = None,
+    ) -> Entity:
+        """Build an entity stamped with this plugin as source.
+
+        Without ``timestamp`` the entity is stamped with ``observed_at`` (the
+        start of the current poll cycle, set by the worker), so a state seen
+        by a listing never looks newer than a notification sent while the
+        listing ran.
+        """
+        if parent is not None and not isinstance(parent, Ref):
+            parent = Ref(*parent)
+        return Entity(
+            type=type_,
+            key=key,
+            state=state,
+            project=project,
+            parent=parent,
+            relations=tuple(r if isinstance(r, Relation) else Relation(*r) for r in relations),
+            properties=properties if properties is not None else {},
+            timestamp=timestamp or self.observed_at,
+            source=self.source,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delta:
+    """What a delta listing returns: changed entities and deleted ones."""
+
+    entities: Sequence[Entity]
+    deleted: Sequence[Entity] = ()
+
+
+class CollectorPlugin(Plugin):
+    """A plugin that polls a service for the full state of some entity types.
+
+    Contract:
+
+    * :meth:`list_all` yields every entity of the plugin's types, following
+      every page.  If anything fails part way it must raise (any exception);
+      the listing then counts as incomplete: no deletes are inferred and the
+      baseline is kept.
+    * :meth:`list_changes` (optional, set ``supports_delta = True``) returns
+      what changed since a time, including deleted entities; a full listing
+      still runs every ``snapshot_interval`` seconds.
+    """
+
+    default_period: ClassVar[float] = 60.0
+    default_snapshot_interval: ClassVar[float] = 600.0
+    supports_delta: ClassVar[bool] = False
+
+    @classmethod
+    def all_options(cls) -> list[cfg.Opt]:
+        opts: list[cfg.Opt] = [
+            cfg.FloatOpt(
+                "period",
+                default=cls.default_period,
+                min=0.05,
+                help="Seconds between two poll cycles of this plugin.",
+            ),
+            cfg.FloatOpt(
+                "max_backoff",
+                default=300.0,
+                min=0.1,
+                help="Longest wait between retries while the service is failing.",
+            ),
+        ]
+        if cls.supports_delta:
+            opts.append(
+                cfg.FloatOpt(
+                    "snapshot_interval",
+                    default=cls.default_snapshot_interval,
+                    min=0.0,
+                    help="Seconds between full listings; delta listings run in between "
+                    "(0 disables delta listings).",
+                )
+            )
+        return opts + list(cls.get_options())
+
+    @abc.abstractmethod
+    def list_all(self) -> Iterable[Entity]:
+        """Yield every entity of this plugin's types; raise if incomplete."""
+
+    def classify_error(self, exc: Exception) -> Exception:
+        """Map a listing failure to a project error.
+
+        Return (or raise) :class:`~synchronizer.errors.PermanentError`
+        when retrying cannot help (bad credentials, no such endpoint): the
+        worker then disables the plugin until the next reload.  Anything
+        else is transient and retried with back-off.
+        """
+        return exc
+
+    def list_changes(self, since: str) -> Delta:
+        """Return what changed since ``since`` (normalised UTC ISO 8601)."""
+        raise NotImplementedError(f"{type(self).__name__} has no delta listing")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Notification:
+    """One notification as the bus delivered it (or as a replay file holds it).
+
+    ``priority`` is lower case here whatever the wire said (``INFO``);
+    ``timestamp`` is normalised UTC ISO 8601.
+    """
+
+    event_type: str
+    payload: Any
+    publisher_id: str = ""
+    priority: str = "info"
+    timestamp: str = ""
+    message_id: str = ""
+    topic: str = ""
+
+
+class NotificationPlugin(Plugin):
+    """A plugin that turns bus notifications into entity changes.
+
+    Contract: ``default_exchange`` and ``default_topics`` say where the
+    service publishes (both configurable in the plugin's group);
+    ``event_types`` and ``publishers`` are regular expressions matched with
+    ``re.match`` (the same semantics as oslo.messaging's
+    ``NotificationFilter``); :meth:`convert` maps one accepted notification
+    to zero or more changes and raises
+    :class:`~synchronizer.errors.InvalidNotification` for bad input.
+    """
+
+    source_kind: ClassVar[str] = "push"
+    default_exchange: ClassVar[str] = "openstack"
+    default_topics: ClassVar[tuple[str, ...]] = ("notifications",)
+    event_types: ClassVar[tuple[str, ...]] = (".*",)
+    publishers: ClassVar[tuple[str, ...]] = (".*",)
+
+    @classmethod
+    def all_options(cls) -> list[cfg.Opt]:
+        return [
+            cfg.StrOpt(
+                "exchange",
+                default=cls.default_exchange,
+                help="Control exchange the service publishes its notifications on.",
+            ),
+            cfg.ListOpt(
+                "topics",
+                default=list(cls.default_topics),
+                help="Notification topics to listen to.",
+            ),
+            *cls.get_options(),
+        ]
+
+    def __init__(self, conf: cfg.ConfigOpts, group: str | None = None) -> None:
+        super().__init__(conf, group)
+        self._event_re = re.compile("|".join(f"(?:{p})" for p in self.event_types))
+        self._publisher_re = re.compile("|".join(f"(?:{p})" for p in self.publishers))
+
+    @property
+    def exchange(self) -> str:
+        return self.options.exchange
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self.options.topics)
+
+    def accepts(self, event_type: str, publisher_id: str) -> bool:
+        """Whether this plugin takes notifications of this type and publisher."""
+        return bool(
+            self._event_re.match(event_type or "") and self._publisher_re.match(publisher_id or "")
+        )
+
+    @abc.abstractmethod
+    def convert(self, notification: Notification) -> Iterable[Change]:
+        """Map one notification to changes (create/update/delete).
+
+        Entities should be built with :meth:`entity` and the notification's
+        timestamp, so that they carry this plugin as source and the time the
+        service observed the state.
+        """
+
+    def change(self, action: Action, entity: Entity) -> Change:
+        """A change of ``entity``; the fingerprint is computed by the worker."""
+        return Change(action, entity)

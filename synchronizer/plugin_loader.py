@@ -1,0 +1,113 @@
+"""Loading plugins named in the configuration.
+
+A name is either an entry-point name in the ``synchronizer.plugins``
+namespace (loaded with stevedore) or a class path ``package.module:Class``.
+Loading is two steps so the main process can classify plugins without
+starting them: :func:`resolve` imports the class and registers its options
+in its group; :func:`instantiate` builds the plugin and runs its
+``available()`` check.  Failures raise :class:`PluginLoadError` or
+:class:`PluginUnavailable` with a message naming the plugin; callers report
+them and go on with the other plugins.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterator
+
+from oslo_config import cfg
+from stevedore import driver, extension
+from stevedore import exception as stevedore_exc
+
+from synchronizer.errors import PluginLoadError, PluginUnavailable
+from synchronizer.plugin_base import CollectorPlugin, NotificationPlugin, Plugin
+
+LOG = logging.getLogger(__name__)
+
+NAMESPACE = "synchronizer.plugins"
+
+
+def _entry_points() -> extension.ExtensionManager:
+    return extension.ExtensionManager(
+        NAMESPACE, invoke_on_load=False, on_load_failure_callback=_report_load_failure
+    )
+
+
+def _report_load_failure(manager: object, entrypoint: object, exc: Exception) -> None:
+    LOG.error("Plugin entry point %s failed to load: %s", entrypoint, exc)
+
+
+def _import_class_path(path: str) -> type:
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise PluginLoadError(f"plugin {path!r}: a class path must read 'package.module:Class'")
+    try:
+        obj: object = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise PluginLoadError(f"plugin {path!r} cannot be imported: {exc}") from exc
+    if not isinstance(obj, type):
+        raise PluginLoadError(f"plugin {path!r} is not a class")
+    return obj
+
+
+def _import_entry_point(name: str) -> type:
+    try:
+        manager = driver.DriverManager(NAMESPACE, name, invoke_on_load=False)
+    except stevedore_exc.NoMatches:
+        raise PluginLoadError(
+            f"plugin {name!r} is not an entry point in namespace {NAMESPACE!r} "
+            "(is its package installed? class paths read 'package.module:Class')"
+        ) from None
+    except Exception as exc:
+        raise PluginLoadError(f"plugin {name!r} failed to import: {exc!r}") from exc
+    return manager.driver
+
+
+def group_for(name: str, cls: type[Plugin]) -> str:
+    """The config group of a plugin: its entry-point name, else its ``name``."""
+    if ":" in name:
+        return cls.name or name.rpartition(":")[2].lower()
+    return name
+
+
+def resolve(conf: cfg.ConfigOpts, name: str) -> tuple[type[Plugin], str]:
+    """Import the plugin ``name`` and register its options; return (class, group)."""
+    cls = _import_class_path(name) if ":" in name else _import_entry_point(name)
+    if not (issubclass(cls, CollectorPlugin) or issubclass(cls, NotificationPlugin)):
+        raise PluginLoadError(
+            f"plugin {name!r} ({cls.__module__}.{cls.__qualname__}) is neither a "
+            "CollectorPlugin nor a NotificationPlugin"
+        )
+    group = group_for(name, cls)
+    try:
+        cls.register_options(conf, group)
+    except (cfg.Error, ValueError) as exc:
+        raise PluginLoadError(f"plugin {name!r}: cannot register its options: {exc}") from exc
+    return cls, group
+
+
+def instantiate(conf: cfg.ConfigOpts, name: str) -> Plugin:
+    """Resolve, construct and check ``name``; raise if it cannot run."""
+    cls, group = resolve(conf, name)
+    try:
+        plugin = cls(conf, group)
+    except Exception as exc:
+        raise PluginLoadError(f"plugin {name!r} failed to start: {exc!r}") from exc
+    try:
+        verdict = plugin.available()
+    except Exception as exc:
+        raise PluginUnavailable(f"plugin {name!r}: availability check raised {exc!r}") from exc
+    if verdict is not True:
+        reason = verdict if isinstance(verdict, str) else "available() returned False"
+        raise PluginUnavailable(f"plugin {name!r} is not available: {reason}")
+    return plugin
+
+
+def shipped_plugins() -> Iterator[tuple[str, type[Plugin]]]:
+    """Every installed plugin as (entry-point name, class), for the generator."""
+    for ext in sorted(_entry_points(), key=lambda e: e.name):
+        if isinstance(ext.plugin, type) and issubclass(ext.plugin, Plugin):
+            yield ext.name, ext.plugin

@@ -1,0 +1,134 @@
+"""The daemon: the synchronizer as an oslo.service service (threading backend).
+
+``SynchronizerService`` wraps a :class:`~synchronizer.service.library.Synchronizer`;
+``run()`` launches it with oslo.service's in-process ``Launcher`` and owns
+the signals:
+
+* SIGTERM / SIGINT: stop the workers and subscribers, exit 0;
+* SIGHUP: reload the configuration files, then the plugin list and periods,
+  restarting only the workers whose plugin options changed;
+* systemd (``Type=notify``): ``READY=1`` once every collector's first
+  complete snapshot is in, and ``STATUS=`` with the counts every few seconds.
+
+The service runs in the main process (not in a cotyledon child), because
+its worker processes are supervised by the synchronizer itself and the
+in-memory view must outlive any one worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from oslo_config import cfg
+from oslo_service import service as os_service
+from oslo_service import systemd
+
+from synchronizer.service import library
+
+LOG = logging.getLogger(__name__)
+
+STATUS_INTERVAL = 5.0
+
+
+def sd_status(text: str) -> None:
+    """Send ``STATUS=text`` to systemd when run under ``Type=notify``."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    address = "\0" + path[1:] if path.startswith("@") else path
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(address)
+            sock.sendall(f"STATUS={text}".encode())
+        except OSError:
+            LOG.debug("systemd status notification failed", exc_info=True)
+
+
+class SynchronizerService(os_service.ServiceBase):
+    """oslo.service service around one Synchronizer."""
+
+    def __init__(
+        self,
+        conf: cfg.ConfigOpts,
+        conf_args: list[str],
+        on_fatal: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.sync = library.Synchronizer(conf, conf_args)
+        self._stopped = threading.Event()
+        self._on_fatal = on_fatal
+        self.failure: Exception | None = None
+
+    def start(self) -> None:
+        try:
+            self.sync.start()
+        except Exception as exc:  # noqa: BLE001 - reported, and the daemon exits 1
+            self.failure = exc
+        if self.failure is not None:
+            # A daemon that cannot start must not stay up doing nothing.
+            # (Logged outside the except block: the reason, without a traceback.)
+            LOG.error("Cannot start: %s", self.failure)
+            self.sync.stop()
+            self._on_fatal()
+            return
+        library.on_ready(self.sync, self._ready)
+        threading.Thread(target=self._report_status, name="sd-status", daemon=True).start()
+
+    def _ready(self) -> None:
+        LOG.info("Ready: %s", self.sync.status.text())
+        sd_status(self.sync.status.text())
+        systemd.notify_once()
+
+    def _report_status(self) -> None:
+        while not self._stopped.wait(STATUS_INTERVAL):
+            sd_status(self.sync.status.text())
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.sync.stop()
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+    def reset(self) -> None:
+        self.sync.reload()
+
+
+def run(conf: cfg.ConfigOpts, conf_args: list[str]) -> int:
+    """Run the daemon until SIGTERM/SIGINT; return the exit status."""
+    done = threading.Event()
+    svc = SynchronizerService(conf, conf_args, on_fatal=done.set)
+    launcher = os_service.Launcher(conf, restart_method="mutate")
+
+    def on_stop(signo: int, frame: Any) -> None:
+        LOG.info("Caught %s, stopping", signal.Signals(signo).name)
+        done.set()
+
+    def on_hup(signo: int, frame: Any) -> None:
+        LOG.info("Caught SIGHUP, reloading the configuration")
+        threading.Thread(target=_reload, args=(conf, svc), name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    launcher.launch_service(svc)
+    while not done.wait(1.0):
+        pass
+    launcher.stop()
+    if svc.failure is not None:
+        return 1
+    LOG.info("Stopped")
+    return 0
+
+
+def _reload(conf: cfg.ConfigOpts, svc: SynchronizerService) -> None:
+    try:
+        conf.reload_config_files()
+        svc.reset()
+    except Exception:
+        LOG.exception("Reload failed; the previous plugin set keeps running")

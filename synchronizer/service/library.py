@@ -1,0 +1,290 @@
+"""The synchronizer as a library: workers + dispatcher + subscribers + sinks.
+
+::
+
+    from synchronizer import Synchronizer, opts
+
+    conf = opts.parse(["--config-file", "/etc/synchronizer/synchronizer.conf"])
+    sync = Synchronizer(conf)
+    sync.register(["nova.instance"], print)   # snapshot items, synced, then live
+    sync.start()
+    ...
+    sync.stop()
+
+Worker processes parse the same configuration *files* (they are fresh
+interpreters), so values set with ``conf.set_override`` in the caller do not
+reach them; put plugin options in a file.
+
+Lifecycle: ``start()`` once, then any number of ``reload()``, then
+``stop()``.  Threading: every public method is thread-safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from collections.abc import Callable, Collection
+from typing import Any
+
+from oslo_config import cfg
+
+from synchronizer import opts, plugin_loader, wire
+from synchronizer.dispatch.dispatcher import Dispatcher
+from synchronizer.dispatch.subscriber import Callback, Subscription, queue_deliverer
+from synchronizer.errors import PluginLoadError
+from synchronizer.model import Entity
+from synchronizer.outputs import metrics, rpc, sinks
+from synchronizer.plugin_base import CollectorPlugin, NotificationPlugin
+from synchronizer.service.status import Status
+from synchronizer.workers import collector, notification
+from synchronizer.workers.supervisor import Supervisor, WorkerSpec
+
+LOG = logging.getLogger(__name__)
+
+INBOX_CHUNKS = 64  # bounded hand-off between the pipe reader and the dispatcher
+
+
+class Synchronizer:
+    """Keeps the current view of the enabled plugins and streams its changes."""
+
+    def __init__(self, conf: cfg.ConfigOpts, conf_args: list[str] | None = None) -> None:
+        opts.register_opts(conf)
+        self.conf = conf
+        self.conf_args = conf_args if conf_args is not None else opts.config_args(conf)
+        self.dispatcher = Dispatcher(conf.tombstone_ttl, conf.ledger_file)
+        self.status = Status()
+        self._inbox: queue.Queue[tuple[str, Any] | None] = queue.Queue(INBOX_CHUNKS)
+        self._supervisor = Supervisor(
+            self._on_message,
+            restart_delay=conf.worker_restart_delay,
+            restart_max_delay=conf.worker_restart_max_delay,
+            on_restart=self.status.worker_restarted,
+        )
+        self._sinks: list[sinks.Sink] = []
+        self._sink_subs: list[Subscription] = []
+        self._thread = threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True)
+        self._started = False
+        self.metrics: metrics.MetricsServer | None = None
+        self.rpc_server: Any = None
+
+    # -- subscribers --------------------------------------------------------
+
+    def register(
+        self,
+        entity_types: Collection[str] | None,
+        callback: Callback,
+        *,
+        snapshot: bool = True,
+        name: str | None = None,
+    ) -> Subscription:
+        """Call ``callback`` (on its own thread) for every change of these types.
+
+        With ``snapshot`` it first gets the current entities as ``snapshot``
+        changes, then a ``Synced`` marker.  ``None`` means every type.
+        """
+        sub = Subscription(entity_types, callback, name=name)
+        self.dispatcher.add(sub, snapshot=snapshot)
+        sub.start()
+        return sub
+
+    def subscribe(
+        self,
+        entity_types: Collection[str] | None,
+        target: queue.Queue[Any],
+        *,
+        snapshot: bool = True,
+    ) -> Subscription:
+        """Put every change of these types into the consumer's queue."""
+        return self.register(entity_types, queue_deliverer(target), snapshot=snapshot)
+
+    def unregister(self, sub: Subscription) -> None:
+        self.dispatcher.remove(sub)
+        sub.close(drain=False)
+
+    def all_subscriptions(self) -> list[Subscription]:
+        """Every subscription, sinks included (for metrics)."""
+        return self.dispatcher.subscribers
+
+    def get_all(self, entity_types: Collection[str] | None = None) -> list[Entity]:
+        """The current entities of these types (all types with None)."""
+        return self.dispatcher.get_all(entity_types)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start sinks, the dispatcher and the workers of the enabled plugins."""
+        if self._started:
+            return
+        self._started = True
+        self._sinks = sinks.build(self.conf)
+        for sink in self._sinks:
+            self._sink_subs.append(self.register(None, sink, snapshot=False, name=sink.name))
+        self._thread.start()
+        self._supervisor.start()
+        self._supervisor.ensure(self._specs())
+        self._start_metrics()
+        self._start_rpc()
+
+    def _start_rpc(self) -> None:
+        # Out-of-process consumers use the message sink plus get_all over RPC.
+        if "message" not in self.conf.sinks:
+            return
+        self.rpc_server = rpc.build_server(self.conf, self.dispatcher)
+        self.rpc_server.start()
+
+    def _start_metrics(self) -> None:
+        if not self.conf.metrics_port:
+            return
+        self.metrics = metrics.MetricsServer(self, self.conf.metrics_host, self.conf.metrics_port)
+        self.metrics.start()
+
+    def reload(self) -> None:
+        """Re-read the plugin list and options; restart only what changed.
+
+        The caller reloads the configuration files first (the daemon does so
+        on SIGHUP).
+        """
+        LOG.info("Reloading the plugin list: %s", ", ".join(self.conf.plugins) or "(none)")
+        self._supervisor.ensure(self._specs())
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop workers, then deliver what is pending and stop subscribers."""
+        if not self._started:
+            return
+        if self.metrics is not None:
+            self.metrics.stop()
+            self.metrics = None
+        if self.rpc_server is not None:
+            self.rpc_server.stop()
+            self.rpc_server.wait()
+            self.rpc_server = None
+        self._supervisor.stop(timeout)
+        if self._thread.is_alive():  # not when start() failed before it
+            self._inbox.put(None)
+            self._thread.join(timeout)
+        for sub in self._sink_subs + self.dispatcher.subscribers:
+            sub.close(timeout=timeout / 2)
+        for sink in self._sinks:
+            sink.close()
+        self._started = False
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until every collector has delivered a first complete snapshot."""
+        return self.status.ready.wait(timeout)
+
+    # -- plugins → worker specs ----------------------------------------------
+
+    def _specs(self) -> list[WorkerSpec]:
+        collectors, pushers = self._classify()
+        periods = {name: float(self.conf[group].period) for name, group in collectors.items()}
+        self.status.expect(collectors, periods)
+        chunk = self.conf.chunk_size
+        specs = [
+            WorkerSpec(
+                name,
+                collector.collector_main,
+                (self.conf_args, name, chunk),
+                self._digest([group]),
+            )
+            for name, group in collectors.items()
+        ]
+        if pushers:
+            names = sorted(pushers)
+            digest = self._digest(list(pushers.values()), core=True)
+            specs.extend(
+                WorkerSpec(
+                    worker_name,
+                    notification.notification_main,
+                    (self.conf_args, names, chunk),
+                    digest,
+                )
+                for worker_name in notification.worker_names(self.conf.notification_workers)
+            )
+        return specs
+
+    def _classify(self) -> tuple[dict[str, str], dict[str, str]]:
+        collectors: dict[str, str] = {}
+        pushers: dict[str, str] = {}
+        for name in dict.fromkeys(self.conf.plugins):
+            try:
+                cls, group = plugin_loader.resolve(self.conf, name)
+                _check_group(self.conf, group)
+            except PluginLoadError as exc:
+                LOG.error("%s; the other plugins run", exc)
+                self.status.plugin_state(name, "failed", str(exc))
+                continue
+            if issubclass(cls, CollectorPlugin):
+                collectors[name] = group
+            elif issubclass(cls, NotificationPlugin):
+                pushers[name] = group
+        return collectors, pushers
+
+    def _digest(self, groups: list[str], *, core: bool = False) -> str:
+        h = hashlib.sha256()
+        for group in groups:
+            for key, value in sorted(self.conf[group].items()):
+                h.update(f"{group}.{key}={value!r};".encode())
+        if core:
+            # Every core option the notification worker reads: a SIGHUP that
+            # changes one of them restarts it.
+            keys = sorted(
+                opt.dest for opt in opts.CORE_OPTS if opt.dest.startswith("notification_")
+            )
+            for key in (*keys, "chunk_size", "transport_url"):
+                h.update(f"{key}={self.conf.get(key, None)!r};".encode())
+        return h.hexdigest()
+
+    # -- worker messages → dispatcher ------------------------------------------
+
+    def _on_message(self, name: str, message: tuple[str, str, Any]) -> None:
+        # Runs on the supervisor's reader thread; blocks when the inbox is full,
+        # which back-pressures the workers through their pipes.
+        self._inbox.put((name, message))
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            try:
+                self._handle(*item)
+            except Exception:
+                LOG.exception("Dispatcher failed on a message from %s; it goes on", item[0])
+
+    def _handle(self, name: str, message: tuple[str, str, Any]) -> None:
+        kind, _, body = message
+        if kind == wire.CHANGES:
+            self.dispatcher.dispatch(wire.decode(body))
+        elif kind == wire.BEGIN:
+            if body["resync"]:
+                self.dispatcher.begin_resync(name, body["types"], body["started"])
+        elif kind == wire.END:
+            if body["resync"] or not body["complete"]:
+                self.dispatcher.end_resync(name, body["complete"])
+            self.status.cycle_done(name, body, len(self.dispatcher.ledger))
+        elif kind == wire.STATUS:
+            self.status.plugin_state(body["plugin"], body["state"], body["reason"])
+        elif kind == wire.STATS:
+            self.status.notification_stats(name, body)
+
+
+def _check_group(conf: cfg.ConfigOpts, group: str) -> None:
+    """Read every option of a plugin's group; a malformed value fails that plugin only."""
+    try:
+        dict(conf[group].items())
+    except cfg.ConfigFileValueError as exc:
+        raise PluginLoadError(f"[{group}] {exc}") from exc
+
+
+def on_ready(sync: Synchronizer, callback: Callable[[], None]) -> threading.Thread:
+    """Run ``callback`` once the synchronizer is ready (on a helper thread)."""
+
+    def wait() -> None:
+        sync.wait_ready()
+        callback()
+
+    thread = threading.Thread(target=wait, name="ready-notifier", daemon=True)
+    thread.start()
+    return thread

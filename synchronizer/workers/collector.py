@@ -1,0 +1,279 @@
+"""The collector worker: one plugin's poll loop, in its own process.
+
+The loop owns the plugin's baseline (``(type, key)`` → fingerprint) and
+sends only changes.  Each cycle is either a full listing (the first one, and
+one every ``snapshot_interval`` for plugins with a delta listing) or a delta
+listing.  The loop never dies: a failing cycle is counted and logged, and
+the next one waits with exponential back-off up to ``max_backoff``; an
+outage is logged once per back-off step, not once per retry.
+
+The first complete full listing after the worker starts is a *resync*: the
+dispatcher learns every key the plugin has, and deletes (as "final state
+unknown") what it knew of that plugin and no longer exists.  That is how a
+restarted worker with an empty baseline still catches deletes it missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+from typing import Any
+
+from synchronizer import diff, opts, plugin_loader, timeutil, wire
+from synchronizer.errors import PermanentError, PluginLoadError, PluginUnavailable
+from synchronizer.model import Action, Change, Entity
+from synchronizer.plugin_base import CollectorPlugin
+
+LOG = logging.getLogger(__name__)
+
+EXIT_PERMANENT = 3  # the supervisor does not restart a worker that exits so
+
+Send = Callable[[wire.Message], None]
+
+
+class PollLoop:
+    """Runs one collector plugin's cycles and sends what changed.
+
+    Threading: ``run()`` runs on one thread; ``stop`` may be set from any.
+    """
+
+    def __init__(self, plugin: CollectorPlugin, name: str, send: Send, chunk_size: int) -> None:
+        self.plugin = plugin
+        self.name = name
+        self.send = send
+        self.chunk_size = chunk_size
+        self.baseline = diff.Baseline()
+        self.resync_pending = True
+        self.last_full: float | None = None
+        self.last_success: str | None = None
+        self.failures = 0
+
+    # -- scheduling -------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        delay = 0.0
+        while not stop.wait(delay):
+            delay = self.step()
+
+    def step(self) -> float:
+        """Run one cycle; return the delay before the next one."""
+        period = float(self.plugin.options.period)
+        try:
+            ok = self.cycle()
+        except PermanentError:
+            raise
+        except Exception as exc:  # the loop never dies
+            LOG.exception("%s: poll cycle crashed: %s", self.name, exc)
+            ok = False
+        if ok:
+            if self.failures:
+                LOG.info("%s: service back after %d failed cycle(s)", self.name, self.failures)
+            self.failures = 0
+            return period
+        return self._backoff(period)
+
+    def _backoff(self, period: float) -> float:
+        self.failures += 1
+        cap = float(self.plugin.options.max_backoff)
+        delay = min(period * 2 ** (self.failures - 1), max(cap, period))
+        previous = min(period * 2 ** (self.failures - 2), max(cap, period))
+        if self.failures == 1 or delay != previous:
+            LOG.warning(
+                "%s: cycle failed (%d in a row); next attempt in %.1f s",
+                self.name,
+                self.failures,
+                delay,
+            )
+        return delay
+
+    def _wants_full(self) -> bool:
+        if self.resync_pending or not self.plugin.supports_delta:
+            return True
+        interval = float(self.plugin.options.snapshot_interval)
+        if interval <= 0 or self.last_success is None or self.last_full is None:
+            return True
+        return time.monotonic() - self.last_full >= interval
+
+    # -- one cycle --------------------------------------------------------
+
+    def cycle(self) -> bool:
+        """Poll once, send the changes; return whether the listing was complete."""
+        started = timeutil.now()
+        t0 = time.monotonic()
+        self.plugin.observed_at = started
+        full = self._wants_full()
+        resync = full and self.resync_pending
+        self.send(
+            (
+                wire.BEGIN,
+                self.name,
+                {"resync": resync, "full": full, "started": started, "types": self._types()},
+            )
+        )
+        result, error = self._list(full)
+        self._emit(result.changes)
+        complete = error is None
+        if complete:
+            self.baseline = result.baseline
+            self.last_success = started
+            if full:
+                self.last_full = t0
+                self.resync_pending = False
+        stats = self._stats(result, complete, resync, full, time.monotonic() - t0, error)
+        self.send((wire.END, self.name, stats))
+        self._log_cycle(stats)
+        return complete
+
+    def _types(self) -> list[str]:
+        return list(self.plugin.entity_types)
+
+    def _list(self, full: bool) -> tuple[diff.DiffResult, str | None]:
+        volatile = self.plugin.volatile_properties
+        if not full:
+            return self._list_delta(volatile)
+        errors: list[str] = []
+        # Streamed: each entity is diffed as its page arrives and is then
+        # garbage (unless it changed), so a cycle never holds the listing.
+        result = diff.diff_snapshot(
+            self.baseline,
+            self._listing(errors),
+            complete=lambda: not errors,
+            volatile=volatile,
+        )
+        return result, errors[0] if errors else None
+
+    def _listing(self, errors: list[str]) -> Iterator[Entity]:
+        """The plugin's full listing; a failure ends it and lands in ``errors``."""
+        try:
+            yield from self.plugin.list_all()
+        except Exception as exc:  # noqa: BLE001 - any failure makes the listing incomplete
+            errors.append(self._failure(exc))
+
+    def _list_delta(self, volatile: frozenset[str]) -> tuple[diff.DiffResult, str | None]:
+        overlap = 5.0
+        since = timeutil.normalize(timeutil.to_datetime(self.last_success).timestamp() - overlap)
+        try:
+            delta = self.plugin.list_changes(since)
+        except Exception as exc:  # noqa: BLE001 - any failure makes the listing incomplete
+            return diff.DiffResult([], self.baseline, 0), self._failure(exc)
+        return diff.diff_delta(
+            self.baseline, delta.entities, delta.deleted, volatile=volatile
+        ), None
+
+    def _failure(self, exc: Exception) -> str:
+        """Describe a transient failure; re-raise a permanent one."""
+        classified = self.plugin.classify_error(exc)
+        if isinstance(classified, PermanentError):
+            raise classified from exc
+        return _describe(classified)
+
+    def _emit(self, changes: list[Change]) -> None:
+        for chunk in wire.chunked(changes, self.chunk_size):
+            self.send((wire.CHANGES, self.name, wire.encode(chunk)))
+
+    @staticmethod
+    def _stats(
+        result: diff.DiffResult,
+        complete: bool,
+        resync: bool,
+        full: bool,
+        duration: float,
+        error: str | None,
+    ) -> dict[str, Any]:
+        counts = dict.fromkeys(("create", "update", "delete"), 0)
+        for change in result.changes:
+            counts[str(change.action)] += 1
+        return {
+            "complete": complete,
+            "resync": resync and complete,
+            "full": full,
+            "listed": result.listed,
+            "tracked": len(result.baseline),
+            "created": counts["create"],
+            "updated": counts["update"],
+            "deleted": counts["delete"],
+            "duration": round(duration, 4),
+            "error": error,
+        }
+
+    def _log_cycle(self, s: dict[str, Any]) -> None:
+        LOG.info(
+            "%s: %s cycle listed %d entities, %d created, %d updated, %d deleted in %.3f s, %s",
+            self.name,
+            "full" if s["full"] else "delta",
+            s["listed"],
+            s["created"],
+            s["updated"],
+            s["deleted"],
+            s["duration"],
+            "complete" if s["complete"] else f"INCOMPLETE ({s['error']})",
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+# -- the worker process ------------------------------------------------------
+
+
+def _watch_parent(stop: threading.Event, parent: int) -> None:
+    # A worker whose main process died (even by SIGKILL) must not linger.
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            LOG.warning("Main process is gone; worker exits")
+            os._exit(0)
+
+
+def prepare_child(conf_args: list[str]) -> tuple[Any, threading.Event]:
+    """Common start of a worker process: signals, config, logging, watchdog."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    conf = opts.parse(conf_args)
+    threading.Thread(
+        target=_watch_parent, args=(stop, os.getppid()), daemon=True, name="watch-parent"
+    ).start()
+    return conf, stop
+
+
+def collector_main(conf_args: list[str], name: str, chunk_size: int, conn: Connection) -> None:
+    """Entry point of a collector worker process (multiprocessing target)."""
+    conf, stop = prepare_child(conf_args)
+    lock = threading.Lock()
+
+    def send(msg: wire.Message) -> None:
+        with lock:
+            conn.send(msg)
+
+    try:
+        plugin = plugin_loader.instantiate(conf, name)
+        if not isinstance(plugin, CollectorPlugin):
+            raise PluginLoadError(f"plugin {name!r} is not a collector")
+    except (PluginLoadError, PluginUnavailable) as exc:
+        state = "unavailable" if isinstance(exc, PluginUnavailable) else "failed"
+        LOG.error("%s", exc)
+        send((wire.STATUS, name, {"plugin": name, "state": state, "reason": str(exc)}))
+        raise SystemExit(EXIT_PERMANENT) from None
+    send((wire.STATUS, name, {"plugin": name, "state": "running", "reason": ""}))
+    loop = PollLoop(plugin, name, send, chunk_size)
+    try:
+        loop.run(stop)
+    except PermanentError as exc:
+        LOG.error("%s: permanent error, plugin disabled until reload: %s", name, exc)
+        send((wire.STATUS, name, {"plugin": name, "state": "disabled", "reason": str(exc)}))
+        raise SystemExit(EXIT_PERMANENT) from None
+    finally:
+        plugin.close()
+
+
+def snapshot_changes(plugin: CollectorPlugin) -> list[Change]:
+    """List a collector once, in-process, as ``snapshot`` changes (for the CLI)."""
+    plugin.observed_at = timeutil.now()
+    return [Change(Action.SNAPSHOT, e) for e in plugin.list_all()]

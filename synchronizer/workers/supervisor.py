@@ -1,0 +1,227 @@
+"""Supervision of the worker processes, and the one reader of their pipes.
+
+The supervisor starts each worker (a collector, or the notification
+worker) in a fresh interpreter (``spawn``: forking a process that already
+runs threads and broker connections is unsafe), reads every worker's pipe
+on one thread, and hands each message to ``on_message``.  A worker that
+dies is restarted after a delay that doubles from ``restart_delay`` up to
+``restart_max_delay`` (reset once it has lived a minute); one that exits
+with ``EXIT_PERMANENT`` (its plugin failed to load or is disabled) stays
+down until the next reload.
+
+Threading: ``ensure()`` and ``stop()`` may be called from any thread; the
+reader thread owns the pipes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from synchronizer.workers.collector import EXIT_PERMANENT
+
+LOG = logging.getLogger(__name__)
+
+HEALTHY_AFTER = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    """What to run: a target function, its arguments, and a digest of its config.
+
+    A spec whose digest changes on reload is restarted; others are left alone.
+    """
+
+    name: str
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+    digest: str
+
+
+@dataclasses.dataclass
+class _Worker:
+    spec: WorkerSpec
+    process: Any = None
+    conn: Connection | None = None
+    started: float = 0.0
+    delay: float = 0.0
+    restart_at: float | None = None
+    restarts: int = 0
+    permanent: bool = False
+
+
+class Supervisor:
+    """Runs and restarts worker processes; forwards their messages."""
+
+    def __init__(
+        self,
+        on_message: Callable[[str, tuple[str, str, Any]], None],
+        *,
+        restart_delay: float = 1.0,
+        restart_max_delay: float = 60.0,
+        on_restart: Callable[[str], None] | None = None,
+    ) -> None:
+        self._ctx = multiprocessing.get_context("spawn")
+        self._on_message = on_message
+        self._on_restart = on_restart or (lambda name: None)
+        self.restart_delay = restart_delay
+        self.restart_max_delay = restart_max_delay
+        self._workers: dict[str, _Worker] = {}
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._read_loop, name="supervisor", daemon=True)
+
+    # -- public -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def ensure(self, specs: list[WorkerSpec]) -> None:
+        """Make the running workers match ``specs`` (start, stop, restart changed)."""
+        wanted = {s.name: s for s in specs}
+        with self._lock:
+            for name in list(self._workers):
+                worker = self._workers[name]
+                if (
+                    name not in wanted
+                    or wanted[name].digest != worker.spec.digest
+                    or worker.permanent
+                ):
+                    why = "removed" if name not in wanted else "reconfigured"
+                    LOG.info("Stopping worker %s (%s)", name, why)
+                    self._terminate(worker)
+                    del self._workers[name]
+            for name, spec in wanted.items():
+                if name not in self._workers:
+                    worker = _Worker(spec, delay=self.restart_delay)
+                    self._workers[name] = worker
+                    self._spawn(worker)
+
+    def pids(self) -> dict[str, int | None]:
+        with self._lock:
+            return {n: (w.process.pid if w.process else None) for n, w in self._workers.items()}
+
+    def restarts(self) -> dict[str, int]:
+        with self._lock:
+            return {n: w.restarts for n, w in self._workers.items()}
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        with self._lock:
+            workers = list(self._workers.values())
+            self._workers.clear()
+        for worker in workers:
+            if worker.process is not None and worker.process.is_alive():
+                worker.process.terminate()
+        deadline = time.monotonic() + timeout
+        for worker in workers:
+            self._reap(worker, max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():  # not when the daemon failed before starting it
+            self._thread.join(timeout)
+
+    # -- internals --------------------------------------------------------
+
+    def _spawn(self, worker: _Worker) -> None:
+        parent, child = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(
+            target=worker.spec.target,
+            args=(*worker.spec.args, child),
+            name=f"synchronizer-{worker.spec.name}",
+            daemon=False,
+        )
+        process.start()
+        child.close()
+        worker.process, worker.conn = process, parent
+        worker.started, worker.restart_at = time.monotonic(), None
+        LOG.info("Started worker %s (pid %s)", worker.spec.name, process.pid)
+
+    def _terminate(self, worker: _Worker) -> None:
+        if worker.process is not None and worker.process.is_alive():
+            worker.process.terminate()
+        self._reap(worker, 5.0)
+
+    @staticmethod
+    def _reap(worker: _Worker, timeout: float) -> None:
+        if worker.process is None:
+            return
+        worker.process.join(timeout)
+        if worker.process.is_alive():
+            LOG.warning("Worker %s did not stop in time; killing it", worker.spec.name)
+            worker.process.kill()
+            worker.process.join(1.0)
+        if worker.conn is not None:
+            worker.conn.close()
+        worker.process, worker.conn = None, None
+
+    def _read_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._lock:
+                conns = {w.conn: w for w in self._workers.values() if w.conn is not None}
+            if not conns:
+                self._stopping.wait(0.2)
+            else:
+                for conn in wait(list(conns), timeout=0.2):
+                    self._read(conns[conn])
+            self._restart_due()
+
+    def _read(self, worker: _Worker) -> None:
+        name = worker.spec.name
+        try:
+            message = worker.conn.recv()  # type: ignore[union-attr]
+        except (EOFError, OSError):
+            message = None
+        if message is None:
+            # Outside the except block: the exit is reported by its exit code,
+            # not as the pipe's EOFError.
+            self._on_exit(worker)
+            return
+        try:
+            self._on_message(name, message)
+        except Exception:
+            LOG.exception("Message from worker %s could not be handled", name)
+
+    def _on_exit(self, worker: _Worker) -> None:
+        with self._lock:
+            if self._workers.get(worker.spec.name) is not worker or self._stopping.is_set():
+                return
+            lived = time.monotonic() - worker.started
+            process = worker.process
+            self._reap(worker, 5.0)
+            code = process.exitcode if process is not None else None
+            if code == EXIT_PERMANENT:
+                worker.permanent = True
+                LOG.error(
+                    "Worker %s stopped: its plugin cannot run; not restarted until reload",
+                    worker.spec.name,
+                )
+                return
+            if lived > HEALTHY_AFTER:
+                worker.delay = self.restart_delay
+            self._schedule(worker, lived, code)
+
+    def _schedule(self, worker: _Worker, lived: float, code: int | None) -> None:
+        name = worker.spec.name
+        worker.restart_at = time.monotonic() + worker.delay
+        LOG.warning(
+            "Worker %s died (exit code %s) after %.1f s; restarting in %.1f s",
+            name,
+            code,
+            lived,
+            worker.delay,
+        )
+        worker.delay = min(max(worker.delay * 2, 0.1), self.restart_max_delay)
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for worker in self._workers.values():
+                if worker.restart_at is not None and worker.restart_at <= now:
+                    worker.restarts += 1
+                    self._spawn(worker)
+                    self._on_restart(worker.spec.name)
