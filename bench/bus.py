@@ -35,11 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import kombu
-import oslo_messaging
 from oslo_config import cfg
 
 from bench import common
-from synchronizer import Synchronizer, opts
+from synchronizer import Synchronizer, backend, opts
 
 URL = "rabbit://guest:guest@127.0.0.1:5672/"
 EXCHANGE = "nova"
@@ -137,6 +136,7 @@ def bare_listener_main(topic: str, pool: str, count: int, conn: Connection) -> N
     shares the publisher's interpreter; ``time.perf_counter`` is the
     system-wide monotonic clock, comparable between processes.
     """
+    oslo_messaging = backend.messaging()
     conf = cfg.ConfigOpts()
     conf([], project="synchronizer-bench")
     transport = oslo_messaging.get_notification_transport(conf, url=URL)
@@ -260,6 +260,7 @@ def publisher_main(topic: str, count: int, rate: float, conn: Connection) -> Non
     In its own process, like Nova: a publisher in the measured process
     would take the interpreter lock from the threads being measured.
     """
+    oslo_messaging = backend.messaging()
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
     conf([], project="synchronizer-bench")

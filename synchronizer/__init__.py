@@ -4,25 +4,39 @@ Public API::
 
     from synchronizer import Synchronizer, Change, Entity, Action, Synced
     from synchronizer import CollectorPlugin, NotificationPlugin
+
+Importing this package (or any of its modules) has no effect on the host
+process: the names below are loaded on first use, nothing of oslo.messaging
+or oslo.service is imported, and no oslo.service backend is chosen until a
+process starts the daemon's parts (see :mod:`synchronizer.backend`).
 """
 
-import warnings
+from __future__ import annotations
 
-# futurist probes for eventlet (never used nor monkey-patched here); its
-# import-time deprecation banner would only confuse operators.
-warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from oslo_service import backend as _backend
+if TYPE_CHECKING:
+    from synchronizer.dispatch.subscriber import Subscription
+    from synchronizer.model import Action, Change, Entity, Ref, Relation, Source, Synced
+    from synchronizer.plugin_base import CollectorPlugin, Delta, Notification, NotificationPlugin
+    from synchronizer.service.library import Synchronizer
 
-# oslo.messaging imports oslo.service, whose default backend is eventlet:
-# choose the threading backend before anything else imports them.
-if _backend.get_backend_type() is None:
-    _backend.init_backend(_backend.BackendType.THREADING)
-
-from synchronizer.dispatch.subscriber import Subscription
-from synchronizer.model import Action, Change, Entity, Ref, Relation, Source, Synced
-from synchronizer.plugin_base import CollectorPlugin, Delta, Notification, NotificationPlugin
-from synchronizer.service.library import Synchronizer
+_EXPORTS = {
+    "Action": "synchronizer.model",
+    "Change": "synchronizer.model",
+    "CollectorPlugin": "synchronizer.plugin_base",
+    "Delta": "synchronizer.plugin_base",
+    "Entity": "synchronizer.model",
+    "Notification": "synchronizer.plugin_base",
+    "NotificationPlugin": "synchronizer.plugin_base",
+    "Ref": "synchronizer.model",
+    "Relation": "synchronizer.model",
+    "Source": "synchronizer.model",
+    "Subscription": "synchronizer.dispatch.subscriber",
+    "Synced": "synchronizer.model",
+    "Synchronizer": "synchronizer.service.library",
+}
 
 __all__ = [
     "Action",
@@ -39,3 +53,16 @@ __all__ = [
     "Synced",
     "Synchronizer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'synchronizer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 from oslo_log import log
-from oslo_messaging import opts as messaging_opts
+
+from synchronizer import backend
 
 LOG = logging.getLogger(__name__)
 
@@ -157,6 +158,11 @@ CORE_OPTS = [
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the core options, oslo.messaging's and oslo.log's (idempotent)."""
     conf.register_opts(CORE_OPTS)
+    # oslo.messaging's options come with oslo.messaging: the backend is chosen
+    # here, where a process first reads its configuration, not at import.
+    backend.select()
+    from oslo_messaging import opts as messaging_opts
+
     for group, group_opts in messaging_opts.list_opts():
         conf.register_opts(group_opts, group=group)
     _register_tracing_opts(conf)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 
-from oslo_utils import timeutils
+import iso8601
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -27,10 +27,17 @@ def _is_normalized(value: str) -> bool:
     return len(value) == 27 and value[10] == "T" and value[-1] == "Z" and value[19] == "."
 
 
+def _parse(value: str) -> datetime.datetime:
+    """ISO 8601 into an aware datetime, UTC when it names no zone (OpenStack's habit)."""
+    try:
+        return iso8601.parse_date(value)
+    except (iso8601.ParseError, TypeError) as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def to_datetime(value: str) -> datetime.datetime:
     """Parse a normalised (or any ISO 8601) timestamp into an aware datetime."""
-    parsed = timeutils.parse_isotime(value)
-    return parsed.astimezone(datetime.UTC)
+    return _parse(value).astimezone(datetime.UTC)
 
 
 def normalize(value: str | float | datetime.datetime | None) -> str:
@@ -44,7 +51,7 @@ def normalize(value: str | float | datetime.datetime | None) -> str:
     if isinstance(value, str):
         if _is_normalized(value):
             return value
-        parsed = timeutils.parse_isotime(value.strip())
+        parsed = _parse(value.strip())
     elif isinstance(value, datetime.datetime):
         parsed = value
     elif isinstance(value, int | float):

@@ -1,8 +1,10 @@
 """Suite-wide setup.
 
-Importing ``synchronizer`` first selects oslo.service's threading backend
-before any test module imports oslo.messaging (which would otherwise pick
-the eventlet default).
+The test process is a process that starts the synchronizer's parts, so it
+chooses oslo.service's threading backend here, before any test module
+imports oslo.messaging (which would otherwise pick the eventlet default).
 """
 
-import synchronizer  # noqa: F401
+from synchronizer import backend
+
+backend.select()

@@ -27,14 +27,14 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import oslo_messaging
-from oslo_config import cfg
-
-from synchronizer import opts
+from synchronizer import backend, opts
 from synchronizer.model import Action, Change, Entity, Synced
-from synchronizer.outputs import rpc
+from synchronizer.outputs import rpc_api
+
+if TYPE_CHECKING:
+    from oslo_config import cfg
 
 LOG = logging.getLogger(__name__)
 
@@ -52,9 +52,10 @@ def get_all(
 ) -> View:
     """The running daemon's current entities of these types (all with None)."""
     opts.register_opts(conf)
+    oslo_messaging = backend.messaging()
     transport = oslo_messaging.get_rpc_transport(conf)
     try:
-        caller = oslo_messaging.get_rpc_client(transport, rpc.target(conf), timeout=timeout)
+        caller = oslo_messaging.get_rpc_client(transport, rpc_api.target(conf), timeout=timeout)
         types = sorted(entity_types) if entity_types else None
         meta = caller.call({}, "snapshot_begin", types=types)
         pinned = caller.prepare(server=meta["server"])
@@ -68,6 +69,9 @@ def get_all(
         transport.cleanup()
 
 
+HANDLED = "handled"  # oslo_messaging.NotificationResult.HANDLED: acknowledge
+
+
 class _StreamEndpoint:
     def __init__(self, types: frozenset[str] | None, deliver: Callable[[Change], None]) -> None:
         self.types = types
@@ -78,10 +82,10 @@ class _StreamEndpoint:
             change = Change.from_dict(payload)
         except (ValueError, TypeError):
             LOG.warning("Ignoring malformed change %s from %s", event_type, publisher_id)
-            return oslo_messaging.NotificationResult.HANDLED
+            return HANDLED
         if self.types is None or change.entity.type in self.types:
             self.deliver(change)
-        return oslo_messaging.NotificationResult.HANDLED
+        return HANDLED
 
 
 class Handle:
@@ -110,6 +114,7 @@ def subscribe(
 ) -> Handle:
     """Call ``callback`` for every published change of these types."""
     opts.register_opts(conf)
+    oslo_messaging = backend.messaging()
     transport = oslo_messaging.get_notification_transport(conf)
     types = frozenset(entity_types) if entity_types else None
     listener = oslo_messaging.get_notification_listener(

@@ -16,29 +16,24 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import oslo_messaging
-from oslo_config import cfg
+from synchronizer import backend
+from synchronizer.outputs.rpc_api import NAMESPACE, VERSION, target
 
 if TYPE_CHECKING:
+    import oslo_messaging
+    from oslo_config import cfg
+
     from synchronizer.dispatch.dispatcher import Dispatcher
 
-NAMESPACE = "synchronizer"
-VERSION = "1.0"
 SNAPSHOT_TTL = 60.0
-
-
-def target(conf: cfg.ConfigOpts, server: str | None = None) -> oslo_messaging.Target:
-    return oslo_messaging.Target(
-        topic=conf.rpc_topic, server=server, namespace=NAMESPACE, version=VERSION
-    )
 
 
 class ViewEndpoint:
     """RPC endpoint answering ``get_all`` in chunks from the dispatcher's view."""
 
-    target = oslo_messaging.Target(namespace=NAMESPACE, version=VERSION)
-
     def __init__(self, dispatcher: Dispatcher, chunk_size: int) -> None:
+        # oslo.messaging dispatches by the endpoint's own target namespace/version.
+        self.target = backend.messaging().Target(namespace=NAMESPACE, version=VERSION)
         self.dispatcher = dispatcher
         self.chunk_size = chunk_size
         self.server = socket.gethostname()
@@ -79,6 +74,7 @@ class ViewEndpoint:
 def build_server(
     conf: cfg.ConfigOpts, dispatcher: Dispatcher
 ) -> oslo_messaging.MessageHandlingServer:
+    oslo_messaging = backend.messaging()
     transport = oslo_messaging.get_rpc_transport(conf)
     endpoint = ViewEndpoint(dispatcher, conf.chunk_size)
     return oslo_messaging.get_rpc_server(

@@ -20,9 +20,9 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
-import oslo_messaging
 from oslo_config import cfg
 
+from synchronizer import backend
 from synchronizer.errors import ConfigError
 from synchronizer.model import Change, Synced
 
@@ -85,6 +85,7 @@ class MessageSink(Sink):
     name = "message"
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
+        oslo_messaging = backend.messaging()
         transport = oslo_messaging.get_notification_transport(conf)
         self._notifier = oslo_messaging.Notifier(
             transport,

@@ -26,9 +26,12 @@ from collections.abc import Callable
 from typing import Any
 
 from oslo_config import cfg
-from oslo_service import service as os_service
-from oslo_service import systemd
 
+# The backend-neutral base class (what oslo.service's launcher checks):
+# importing it chooses no backend, unlike oslo_service.service.
+from oslo_service.backend.base import ServiceBase
+
+from synchronizer import backend
 from synchronizer.service import library
 
 LOG = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ def sd_status(text: str) -> None:
             LOG.debug("systemd status notification failed", exc_info=True)
 
 
-class SynchronizerService(os_service.ServiceBase):
+class SynchronizerService(ServiceBase):
     """oslo.service service around one Synchronizer."""
 
     def __init__(
@@ -82,6 +85,8 @@ class SynchronizerService(os_service.ServiceBase):
     def _ready(self) -> None:
         LOG.info("Ready: %s", self.sync.status.text())
         sd_status(self.sync.status.text())
+        from oslo_service import systemd
+
         systemd.notify_once()
 
     def _report_status(self) -> None:
@@ -101,6 +106,9 @@ class SynchronizerService(os_service.ServiceBase):
 
 def run(conf: cfg.ConfigOpts, conf_args: list[str]) -> int:
     """Run the daemon until SIGTERM/SIGINT; return the exit status."""
+    backend.select()
+    from oslo_service import service as os_service
+
     done = threading.Event()
     svc = SynchronizerService(conf, conf_args, on_fatal=done.set)
     launcher = os_service.Launcher(conf, restart_method="mutate")

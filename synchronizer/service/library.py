@@ -30,7 +30,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from synchronizer import opts, plugin_loader, wire
+from synchronizer import backend, opts, plugin_loader, wire
 from synchronizer.dispatch.dispatcher import Dispatcher
 from synchronizer.dispatch.subscriber import Callback, Subscription, queue_deliverer
 from synchronizer.errors import PluginLoadError
@@ -117,6 +117,7 @@ class Synchronizer:
         """Start sinks, the dispatcher and the workers of the enabled plugins."""
         if self._started:
             return
+        backend.select()
         self._started = True
         self._sinks = sinks.build(self.conf)
         for sink in self._sinks:

@@ -40,20 +40,23 @@ add contention.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import oslo_messaging
 from oslo_config import cfg
 
-from synchronizer import plugin_loader, wire
+from synchronizer import backend, plugin_loader, wire
 from synchronizer.errors import PluginLoadError, PluginUnavailable
 from synchronizer.plugin_base import NotificationPlugin
 from synchronizer.workers.collector import EXIT_PERMANENT, prepare_child
 from synchronizer.workers.converter import Converter
+
+if TYPE_CHECKING:
+    import oslo_messaging
 
 LOG = logging.getLogger(__name__)
 
@@ -131,16 +134,35 @@ class Handoff:
                     LOG.exception("Notification worker could not hand %d changes on", len(chunk))
 
 
+HANDLED = "handled"  # oslo_messaging.NotificationResult.HANDLED: acknowledge
+
+
+def _priorities() -> tuple[str, ...]:
+    """oslo.messaging's notification priorities (``audit`` ... ``sample``)."""
+    return tuple(backend.messaging().notify.dispatcher.PRIORITIES)
+
+
 class Endpoint:
     """Endpoint of the plain listener: one message a call, every priority alike.
 
-    The message's changes go to ``emit``; bad input is counted by the
-    converter and gives none.  Threading: called on the executor's threads.
+    oslo.messaging calls an endpoint's method named after the message's
+    priority; this endpoint has one for each of oslo.messaging's priorities
+    (set per instance from its list, not written out by hand), all handled
+    alike.  The message's changes go to ``emit``; bad input is counted by
+    the converter and gives none.  Threading: called on the executor's
+    threads.
     """
 
-    def __init__(self, converter: Converter, emit: Callable[[list[Any]], None]) -> None:
+    def __init__(
+        self,
+        converter: Converter,
+        emit: Callable[[list[Any]], None],
+        priorities: Sequence[str] | None = None,
+    ) -> None:
         self.converter = converter
         self.emit = emit
+        for priority in _priorities() if priorities is None else priorities:
+            setattr(self, priority, functools.partial(self._on_message, priority))
 
     def convert(
         self, priority: str, publisher_id: Any, event_type: Any, payload: Any, md: Any
@@ -157,53 +179,43 @@ class Endpoint:
         }
         return self.converter.convert(raw)
 
-    def _handle(self, priority: str, publisher_id: str, event_type: str, payload: Any, md: Any):
+    def _on_message(
+        self, priority: str, ctxt: Any, publisher_id: Any, event_type: Any, payload: Any, md: Any
+    ) -> str:
         try:
             changes = self.convert(priority, publisher_id, event_type, payload, md)
         except Exception:  # the converter counts bad input; this is a bug, not input
             LOG.exception("Notification worker failed on one message; it goes on")
-            return oslo_messaging.NotificationResult.HANDLED
+            return HANDLED
         if changes:
             self.emit(changes)
-        return oslo_messaging.NotificationResult.HANDLED
-
-    def audit(self, ctxt, publisher_id, event_type, payload, metadata):
-        return self._handle("audit", publisher_id, event_type, payload, metadata)
-
-    def debug(self, ctxt, publisher_id, event_type, payload, metadata):
-        return self._handle("debug", publisher_id, event_type, payload, metadata)
-
-    def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        return self._handle("info", publisher_id, event_type, payload, metadata)
-
-    def warn(self, ctxt, publisher_id, event_type, payload, metadata):
-        return self._handle("warn", publisher_id, event_type, payload, metadata)
-
-    def error(self, ctxt, publisher_id, event_type, payload, metadata):
-        return self._handle("error", publisher_id, event_type, payload, metadata)
-
-    def critical(self, ctxt, publisher_id, event_type, payload, metadata):
-        return self._handle("critical", publisher_id, event_type, payload, metadata)
-
-    def sample(self, ctxt, publisher_id, event_type, payload, metadata):
-        return self._handle("sample", publisher_id, event_type, payload, metadata)
+        return HANDLED
 
 
 class BatchEndpoint:
     """Endpoint of the batch listener: each message converted alone, one hand-off.
 
     oslo.messaging hands over up to ``notification_batch_size`` messages at
-    a time; each goes through the :class:`Endpoint` conversion on its own (a
-    bad one is counted and dropped, the others go on), and the changes of
-    the whole batch go to ``emit`` together.  Every message of the batch
-    is acknowledged afterwards, whatever it held.
+    a time, to a method named after their priority (one per priority, as in
+    :class:`Endpoint`); each goes through the :class:`Endpoint` conversion
+    on its own (a bad one is counted and dropped, the others go on), and the
+    changes of the whole batch go to ``emit`` together.  Every message of
+    the batch is acknowledged afterwards, whatever it held.
     """
 
-    def __init__(self, converter: Converter, emit: Callable[[list[Any]], None]) -> None:
-        self.one = Endpoint(converter, emit)
+    def __init__(
+        self,
+        converter: Converter,
+        emit: Callable[[list[Any]], None],
+        priorities: Sequence[str] | None = None,
+    ) -> None:
+        priorities = _priorities() if priorities is None else tuple(priorities)
+        self.one = Endpoint(converter, emit, priorities=())
         self.emit = emit
+        for priority in priorities:
+            setattr(self, priority, functools.partial(self._on_batch, priority))
 
-    def _handle(self, priority: str, messages: list[dict[str, Any]]):
+    def _on_batch(self, priority: str, messages: list[dict[str, Any]]) -> str:
         changes: list[Any] = []
         for message in messages:
             try:
@@ -220,28 +232,7 @@ class BatchEndpoint:
                 LOG.exception("Notification worker failed on one message; the batch goes on")
         if changes:
             self.emit(changes)
-        return oslo_messaging.NotificationResult.HANDLED
-
-    def audit(self, messages):
-        return self._handle("audit", messages)
-
-    def debug(self, messages):
-        return self._handle("debug", messages)
-
-    def info(self, messages):
-        return self._handle("info", messages)
-
-    def warn(self, messages):
-        return self._handle("warn", messages)
-
-    def error(self, messages):
-        return self._handle("error", messages)
-
-    def critical(self, messages):
-        return self._handle("critical", messages)
-
-    def sample(self, messages):
-        return self._handle("sample", messages)
+        return HANDLED
 
 
 def load_plugins(
@@ -268,6 +259,7 @@ def load_plugins(
 def targets_of(plugins: list[NotificationPlugin]) -> list[oslo_messaging.Target]:
     """The distinct (exchange, topic) targets the plugins listen on."""
     pairs = sorted({(p.exchange, t) for p in plugins for t in p.topics})
+    oslo_messaging = backend.messaging()
     return [oslo_messaging.Target(exchange=ex, topic=topic) for ex, topic in pairs]
 
 
@@ -278,6 +270,7 @@ def build_listener(
     emit: Callable[[list[Any]], None],
 ) -> oslo_messaging.MessageHandlingServer:
     """The worker's listener: plain, or batch when ``notification_batch_size`` > 1."""
+    oslo_messaging = backend.messaging()
     transport = oslo_messaging.get_notification_transport(conf)
     common: dict[str, Any] = {
         "executor": "threading",

@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import oslo_messaging
 from oslo_config import cfg
 from oslo_utils import timeutils
 
+from synchronizer import backend
 from tests.soak.nova_events import BAD_PAYLOADS, instance_event
 from tests.soak.scenario import NovaEvent
 
@@ -50,6 +50,7 @@ class NovaPublisher:
     """
 
     def __init__(self, transport_url: str, topic: str, rng: random.Random) -> None:
+        oslo_messaging = backend.messaging()
         self.rng = rng
         self.counts: collections.Counter[str] = collections.Counter()
         self._heap: list[tuple[float, int, str, dict[str, Any], float, str]] = []
