@@ -21,18 +21,19 @@ loading, so every auth plugin keystoneauth knows works (``password``,
 Re-authentication on token expiry is keystoneauth's job.  Every request has
 a timeout (the session's ``timeout`` option, default 30 s here).
 
-Paging reads one page ahead (:func:`read_ahead`): while the collector
-converts a page, a helper thread already waits for the next one, so the
-service's time to build a page overlaps the collector's work instead of
-adding to it (for 100,000 Nova servers that hides most of the conversion).
+Paging reads one page ahead (:mod:`synchronizer_plugins.paging`).
+:class:`PagedCollector` is the whole of a collector of one paged collection
+but the conversion of a record: the service's collectors name their
+endpoint, collection and shape, and it lists every page.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import abc
 import logging
-from collections.abc import Callable, Hashable, Iterator
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Iterator
+from typing import Any, ClassVar
+from urllib import parse
 
 from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ks_exc
@@ -41,12 +42,13 @@ from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 
 from synchronizer.errors import IncompleteListing, PermanentError, TransientError
+from synchronizer.model import Entity
 from synchronizer.plugin_base import CollectorPlugin
+from synchronizer_plugins import paging
 
 LOG = logging.getLogger(__name__)
 
 GROUP = "service_credentials"
-_Next = TypeVar("_Next", bound=Hashable)
 DEFAULT_TIMEOUT = 30
 
 _CLIENT_OPTS = [
@@ -149,56 +151,76 @@ class OpenStackCollector(CollectorPlugin):
         Any failing page raises, so the listing counts as incomplete.
         """
         links_key = links_key or f"{collection}_links"
-        pages = read_ahead(
+        return paging.listing(
             lambda link: api.get(link).json(),
             url,
-            lambda body: next_link(
+            lambda body: paging.next_link(
                 body.get(links_key) or body.get("links") or (), body.get("next")
             ),
+            collection,
             lambda link: IncompleteListing(f"{collection}: the service links back to {link}"),
         )
-        for body in pages:
-            yield from body.get(collection) or ()
 
 
-def read_ahead(
-    fetch: Callable[[_Next], Any],
-    first: _Next,
-    follow: Callable[[Any], _Next | None],
-    looping: Callable[[_Next], Exception],
-) -> Iterator[Any]:
-    """Every page of a listing, fetching the next one while the caller has this one.
+class PagedCollector(OpenStackCollector):
+    """A collector of one paged collection: every page, each record through :meth:`build`.
 
-    ``fetch(first)`` gives the first page; ``follow(page)`` what to fetch for
-    the page after it (a URL, a marker), or None at the end.  A helper
-    thread fetches that while the caller handles the current page, never
-    more than one ahead.  A page that failed raises when the caller asks
-    for it, after every page before it, as a plain loop would; a ``follow``
-    seen before raises ``looping(it)`` there too.  Leaving the listing (it
-    ends, fails or is abandoned) waits for a request still in flight, which
-    the session's timeout bounds.
+    Subclasses set ``path`` (below the endpoint) and ``collection`` (the
+    records' key in a page), ``noun`` (what ``page_size`` counts, for its
+    help) and ``record_name`` (for the log), and implement :meth:`build`;
+    they may add query parameters in :meth:`query`, set ``links_key`` when
+    the next link is not under ``<collection>_links`` or ``links``, and pin
+    a ``microversion``, which a service too old for it refuses (406): the
+    listing then raises :class:`PermanentError` with ``unsupported``.
+
+    Contract of :meth:`list_all`: every page is followed (``limit`` and
+    ``marker`` through the next link), one read ahead; any failing page
+    raises (a keystoneauth error, which :meth:`classify_error` maps), so the
+    listing counts as incomplete; a record :meth:`build` refuses is logged
+    (under the subclass's module) and skipped.  Threading: one worker
+    thread uses an instance.
     """
-    seen = {first}
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as ahead:
-        page = fetch(first)
-        while True:
-            following = follow(page)
-            pending = None
-            if following is not None and following not in seen:
-                seen.add(following)
-                pending = ahead.submit(fetch, following)
-            yield page
-            if following is None:
-                return
-            if pending is None:
-                raise looping(following)
-            page = pending.result()
 
+    path: ClassVar[str] = ""
+    collection: ClassVar[str] = ""
+    links_key: ClassVar[str | None] = None
+    noun: ClassVar[str] = "Records"
+    record_name: ClassVar[str] = ""
+    microversion: ClassVar[str | None] = None
+    unsupported: ClassVar[str] = ""
 
-def next_link(links: Any, fallback: Any = None) -> str | None:
-    """The ``rel: next`` href of a links list (or an explicit ``next`` URL)."""
-    if isinstance(links, list):
-        for link in links:
-            if isinstance(link, dict) and link.get("rel") == "next":
-                return link.get("href")
-    return fallback if isinstance(fallback, str) else None
+    @classmethod
+    def get_options(cls) -> list[cfg.Opt]:
+        return [
+            paging.page_size_option(f"{cls.noun} asked for per page (the limit query parameter).")
+        ]
+
+    @abc.abstractmethod
+    def build(self, record: Any) -> Entity:
+        """The entity of one record; raises ValueError if it is unusable."""
+
+    def query(self) -> dict[str, Any]:
+        """The listing's query parameters: the page size, and what a subclass adds."""
+        return {"limit": self.options.page_size}
+
+    def list_all(self) -> Iterator[Entity]:
+        url = f"{self.path}?{parse.urlencode(self.query())}"
+        api = self.adapter(default_microversion=self.microversion)
+        try:
+            for record in self.paginate(api, url, self.collection, self.links_key):
+                entity = self._convert(record)
+                if entity is not None:
+                    yield entity
+        except ks_exc.NotAcceptable as exc:
+            if self.microversion is None:
+                raise
+            raise PermanentError(self.unsupported) from exc
+
+    def _convert(self, record: Any) -> Entity | None:
+        try:
+            return self.build(record)
+        except ValueError as exc:
+            logging.getLogger(type(self).__module__).warning(
+                "Skipping a malformed %s record: %s", self.record_name, exc
+            )
+            return None

@@ -10,20 +10,11 @@ Enable it as ``plugins = cinder.volume``; it reads ``[service_credentials]``
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from typing import Any, ClassVar
-from urllib import parse
 
-from keystoneauth1 import exceptions as ks_exc
-from oslo_config import cfg
-
-from synchronizer.errors import PermanentError
 from synchronizer.model import Entity
 from synchronizer_plugins.cinder import shapes
-from synchronizer_plugins.openstack import OpenStackCollector
-
-LOG = logging.getLogger(__name__)
+from synchronizer_plugins.openstack import PagedCollector
 
 # Pinned, not negotiated: 3.63 (Wallaby) is the first microversion whose volume
 # view carries ``volume_type_id``, the only volume type field notifications
@@ -33,7 +24,7 @@ LOG = logging.getLogger(__name__)
 MICROVERSION = "3.63"
 
 
-class VolumeCollector(OpenStackCollector):
+class VolumeCollector(PagedCollector):
     """Polls ``GET /v3/volumes/detail?all_tenants=1`` and yields ``cinder.volume`` entities.
 
     Normalised shape (see :mod:`synchronizer_plugins.cinder.shapes` for the field table):
@@ -54,34 +45,17 @@ class VolumeCollector(OpenStackCollector):
     entity_types: ClassVar[tuple[str, ...]] = (shapes.VOLUME,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     service_type: ClassVar[str] = "block-storage"
+    path: ClassVar[str] = "/volumes/detail"
+    collection: ClassVar[str] = "volumes"
+    noun: ClassVar[str] = "Volumes"
+    record_name: ClassVar[str] = "Cinder volume"
+    microversion: ClassVar[str | None] = MICROVERSION
+    unsupported: ClassVar[str] = (
+        f"Cinder does not support microversion {MICROVERSION} (Wallaby or later needed)"
+    )
 
-    @classmethod
-    def get_options(cls) -> list[cfg.Opt]:
-        return [
-            cfg.IntOpt(
-                "page_size",
-                default=1000,
-                min=1,
-                help="Volumes asked for per page (the limit query parameter).",
-            ),
-        ]
+    def query(self) -> dict[str, Any]:
+        return {"all_tenants": 1, **super().query()}
 
-    def list_all(self) -> Iterator[Entity]:
-        query = parse.urlencode({"all_tenants": 1, "limit": self.options.page_size})
-        api = self.adapter(default_microversion=MICROVERSION)
-        try:
-            for record in self.paginate(api, f"/volumes/detail?{query}", "volumes"):
-                entity = self._convert(record)
-                if entity is not None:
-                    yield entity
-        except ks_exc.NotAcceptable as exc:
-            raise PermanentError(
-                f"Cinder does not support microversion {MICROVERSION} (Wallaby or later needed)"
-            ) from exc
-
-    def _convert(self, record: Any) -> Entity | None:
-        try:
-            return shapes.from_api(self, record)
-        except ValueError as exc:
-            LOG.warning("Skipping a malformed Cinder volume record: %s", exc)
-            return None
+    def build(self, record: Any) -> Entity:
+        return shapes.from_api(self, record)

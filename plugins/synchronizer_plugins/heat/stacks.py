@@ -13,21 +13,16 @@ Options::
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from typing import Any, ClassVar
-from urllib import parse
 
 from oslo_config import cfg
 
 from synchronizer.model import Entity
 from synchronizer_plugins.heat import shapes
-from synchronizer_plugins.openstack import OpenStackCollector
-
-LOG = logging.getLogger(__name__)
+from synchronizer_plugins.openstack import PagedCollector
 
 
-class StackCollector(OpenStackCollector):
+class StackCollector(PagedCollector):
     """Polls ``GET /stacks?global_tenant=True`` and yields ``heat.stack`` entities.
 
     Normalised shape (field table in :mod:`synchronizer_plugins.heat.shapes`): key stack
@@ -48,16 +43,16 @@ class StackCollector(OpenStackCollector):
     entity_types: ClassVar[tuple[str, ...]] = (shapes.STACK,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     service_type: ClassVar[str] = "orchestration"
+    path: ClassVar[str] = "/stacks"
+    collection: ClassVar[str] = "stacks"
+    links_key: ClassVar[str | None] = "links"
+    noun: ClassVar[str] = "Stacks"
+    record_name: ClassVar[str] = "Heat stack"
 
     @classmethod
     def get_options(cls) -> list[cfg.Opt]:
         return [
-            cfg.IntOpt(
-                "page_size",
-                default=1000,
-                min=1,
-                help="Stacks asked for per page (the limit query parameter).",
-            ),
+            *super().get_options(),
             cfg.BoolOpt(
                 "show_nested",
                 default=True,
@@ -65,19 +60,11 @@ class StackCollector(OpenStackCollector):
             ),
         ]
 
-    def list_all(self) -> Iterator[Entity]:
-        params: dict[str, Any] = {"global_tenant": True, "limit": self.options.page_size}
+    def query(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"global_tenant": True, **super().query()}
         if self.options.show_nested:
             params["show_nested"] = True
-        url = f"/stacks?{parse.urlencode(params)}"
-        for record in self.paginate(self.adapter(), url, "stacks", links_key="links"):
-            entity = self._convert(record)
-            if entity is not None:
-                yield entity
+        return params
 
-    def _convert(self, record: Any) -> Entity | None:
-        try:
-            return shapes.from_api(self, record)
-        except ValueError as exc:
-            LOG.warning("Skipping a malformed Heat stack record: %s", exc)
-            return None
+    def build(self, record: Any) -> Entity:
+        return shapes.from_api(self, record)

@@ -10,20 +10,11 @@ Enable it as ``plugins = ironic.node``; it reads ``[service_credentials]``
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from typing import Any, ClassVar
-from urllib import parse
 
-from keystoneauth1 import exceptions as ks_exc
-from oslo_config import cfg
-
-from synchronizer.errors import PermanentError
 from synchronizer.model import Entity
 from synchronizer_plugins.ironic import shapes
-from synchronizer_plugins.openstack import OpenStackCollector
-
-LOG = logging.getLogger(__name__)
+from synchronizer_plugins.openstack import PagedCollector
 
 # Pinned, not negotiated: without a version header Ironic answers in API 1.1,
 # which lacks most of the shape.  1.65 (Ussuri) is the first version with
@@ -34,7 +25,7 @@ LOG = logging.getLogger(__name__)
 API_VERSION = "1.65"
 
 
-class NodeCollector(OpenStackCollector):
+class NodeCollector(PagedCollector):
     """Polls ``GET /v1/nodes/detail`` and yields ``ironic.node`` entities.
 
     Normalised shape (details in :mod:`synchronizer_plugins.ironic.shapes`): key ``uuid``;
@@ -58,34 +49,14 @@ class NodeCollector(OpenStackCollector):
     entity_types: ClassVar[tuple[str, ...]] = (shapes.NODE,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     service_type: ClassVar[str] = "baremetal"
+    path: ClassVar[str] = "/v1/nodes/detail"
+    collection: ClassVar[str] = "nodes"
+    noun: ClassVar[str] = "Nodes"
+    record_name: ClassVar[str] = "Ironic node"
+    microversion: ClassVar[str | None] = API_VERSION
+    unsupported: ClassVar[str] = (
+        f"Ironic does not support API version {API_VERSION} (Ussuri or later needed)"
+    )
 
-    @classmethod
-    def get_options(cls) -> list[cfg.Opt]:
-        return [
-            cfg.IntOpt(
-                "page_size",
-                default=1000,
-                min=1,
-                help="Nodes asked for per page (the limit query parameter).",
-            ),
-        ]
-
-    def list_all(self) -> Iterator[Entity]:
-        query = parse.urlencode({"limit": self.options.page_size})
-        api = self.adapter(default_microversion=API_VERSION)
-        try:
-            for record in self.paginate(api, f"/v1/nodes/detail?{query}", "nodes"):
-                entity = self._convert(record)
-                if entity is not None:
-                    yield entity
-        except ks_exc.NotAcceptable as exc:
-            raise PermanentError(
-                f"Ironic does not support API version {API_VERSION} (Ussuri or later needed)"
-            ) from exc
-
-    def _convert(self, record: Any) -> Entity | None:
-        try:
-            return shapes.node(self, record)
-        except ValueError as exc:
-            LOG.warning("Skipping a malformed Ironic node record: %s", exc)
-            return None
+    def build(self, record: Any) -> Entity:
+        return shapes.node(self, record)

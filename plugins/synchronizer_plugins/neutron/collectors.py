@@ -11,21 +11,14 @@ their own groups::
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from typing import Any, ClassVar
-from urllib import parse
-
-from oslo_config import cfg
 
 from synchronizer.model import Entity
 from synchronizer_plugins.neutron import shapes
-from synchronizer_plugins.openstack import OpenStackCollector
-
-LOG = logging.getLogger(__name__)
+from synchronizer_plugins.openstack import PagedCollector
 
 
-class _NeutronCollector(OpenStackCollector):
+class _NeutronCollector(PagedCollector):
     """Lists one Neutron collection, every page (``limit``, ``marker``, ``*_links``).
 
     Neutron has no microversions: ``/v2.0`` plus the extensions the cloud
@@ -34,37 +27,6 @@ class _NeutronCollector(OpenStackCollector):
     """
 
     service_type: ClassVar[str] = "network"
-    collection: ClassVar[str] = ""
-
-    @classmethod
-    def get_options(cls) -> list[cfg.Opt]:
-        return [
-            cfg.IntOpt(
-                "page_size",
-                default=1000,
-                min=1,
-                help="Records asked for per page (the limit query parameter).",
-            ),
-        ]
-
-    def list_all(self) -> Iterator[Entity]:
-        query = parse.urlencode({"limit": self.options.page_size})
-        url = f"/v2.0/{self.collection}?{query}"
-        for record in self.paginate(self.adapter(), url, self.collection):
-            entity = self._convert(record)
-            if entity is not None:
-                yield entity
-
-    def _convert(self, record: Any) -> Entity | None:
-        try:
-            return self.build(record)
-        except ValueError as exc:
-            LOG.warning("Skipping a malformed Neutron %s record: %s", self.collection, exc)
-            return None
-
-    def build(self, record: Any) -> Entity:
-        """The entity of one record; raises ValueError if it is unusable."""
-        raise NotImplementedError
 
 
 class NetworkCollector(_NeutronCollector):
@@ -81,6 +43,8 @@ class NetworkCollector(_NeutronCollector):
     entity_types: ClassVar[tuple[str, ...]] = (shapes.NETWORK,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     collection: ClassVar[str] = "networks"
+    path: ClassVar[str] = "/v2.0/networks"
+    record_name: ClassVar[str] = "Neutron networks"
 
     def build(self, record: Any) -> Entity:
         return shapes.network(self, record)
@@ -102,6 +66,8 @@ class PortCollector(_NeutronCollector):
     entity_types: ClassVar[tuple[str, ...]] = (shapes.PORT,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     collection: ClassVar[str] = "ports"
+    path: ClassVar[str] = "/v2.0/ports"
+    record_name: ClassVar[str] = "Neutron ports"
 
     def build(self, record: Any) -> Entity:
         return shapes.port(self, record)

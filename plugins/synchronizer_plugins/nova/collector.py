@@ -1,18 +1,19 @@
-"""Nova (Compute) plugins: instance, host and zone collectors, and notifications.
+"""What the Nova collectors share: :class:`NovaCollector` and the errors' mapping.
 
-Every plugin here produces the shapes defined in :mod:`synchronizer_plugins.nova.shapes`,
-so a polled and a notified state of the same entity fingerprint alike.  This
-module holds what the three collectors share, :class:`NovaCollector`: a
-python-novaclient client whose microversion is negotiated with the server,
-Nova-style paging, and the mapping of client errors to transient or
-permanent ones::
+A python-novaclient client whose microversion is negotiated with the server,
+Nova-style paging (markers from ``<collection>_links``, one page read
+ahead), and the mapping of client errors to transient or permanent ones.
+Its options, in each collector's group::
 
     [nova.instance]
     period = 60
     page_size = 1000
     max_microversion = 2.96
 
-Threading: like every collector, one instance is used by one thread.
+This module is the one place the Nova plugins load python-novaclient (and
+with it keystoneauth1 and requests): the shapes and the notification plugin
+do without.  Threading: like every collector, one instance is used by one
+thread.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from synchronizer.errors import (
     SynchronizerError,
     TransientError,
 )
-from synchronizer_plugins import openstack
+from synchronizer_plugins import openstack, paging
 
 LOG = logging.getLogger(__name__)
 
@@ -81,23 +82,6 @@ def translate_error(exc: Exception) -> SynchronizerError:
     return TransientError(f"{type(exc).__name__}: {exc}")
 
 
-def next_marker(links: Any, records: list[Any]) -> str | None:
-    """The marker of the next page, from a ``rel: next`` link, or None at the end.
-
-    Only the marker is taken from the link (not its scheme and host, which a
-    proxy in front of Nova often gets wrong); a link without one means "after
-    the last record".
-    """
-    href = openstack.next_link(links)
-    if not href or not records:
-        return None
-    query = urllib.parse.parse_qs(urllib.parse.urlparse(href).query)
-    if query.get("marker"):
-        return query["marker"][-1]
-    last = records[-1]
-    return str(last.get("id")) if isinstance(last, Mapping) and last.get("id") else None
-
-
 class NovaCollector(openstack.OpenStackCollector):
     """A collector on Nova through python-novaclient.
 
@@ -113,12 +97,9 @@ class NovaCollector(openstack.OpenStackCollector):
     @classmethod
     def get_options(cls) -> list[cfg.Opt]:
         return [
-            cfg.IntOpt(
-                "page_size",
-                default=1000,
-                min=1,
-                help="Records asked per page (Nova caps it at its own max_limit, "
-                "1000 by default); every page is followed to the end.",
+            paging.page_size_option(
+                "Records asked per page (Nova caps it at its own max_limit, "
+                "1000 by default); every page is followed to the end."
             ),
             cfg.StrOpt(
                 "max_microversion",
@@ -217,7 +198,7 @@ class NovaCollector(openstack.OpenStackCollector):
         """Yield every record of a paged collection, page after page.
 
         Follows ``<collection>_links`` ``next`` markers until a page has none,
-        reading one page ahead (:func:`synchronizer_plugins.openstack.read_ahead`).  Any
+        reading one page ahead (:func:`synchronizer_plugins.paging.read_ahead`).  Any
         failing page raises, so the listing counts as incomplete.
         """
 
@@ -227,11 +208,10 @@ class NovaCollector(openstack.OpenStackCollector):
                 raise IncompleteListing(f"GET {path}: no {collection!r} list in the response")
             return body
 
-        pages = openstack.read_ahead(
+        return paging.listing(
             fetch,
             None,
-            lambda body: next_marker(body.get(f"{collection}_links"), body[collection]),
+            lambda body: paging.next_marker(body.get(f"{collection}_links"), body[collection]),
+            collection,
             lambda marker: IncompleteListing(f"GET {path}: paging loops at marker {marker}"),
         )
-        for body in pages:
-            yield from body[collection]

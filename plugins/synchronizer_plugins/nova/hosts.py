@@ -36,7 +36,8 @@ from novaclient import api_versions
 
 from synchronizer.errors import IncompleteListing
 from synchronizer.model import Entity
-from synchronizer_plugins.nova import NovaCollector, shapes
+from synchronizer_plugins.nova import shapes
+from synchronizer_plugins.nova.collector import NovaCollector
 
 LOG = logging.getLogger(__name__)
 

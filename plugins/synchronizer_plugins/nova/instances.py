@@ -3,8 +3,8 @@
 Lists ``GET /servers/detail?all_tenants=1`` page after page (``limit`` =
 ``page_size``, ``marker`` from each page's ``next`` link) until a page has
 no ``next`` link, at the negotiated microversion (see
-:class:`synchronizer_plugins.nova.NovaCollector`).  Each server becomes one entity of the
-shape in :mod:`synchronizer_plugins.nova.shapes`::
+:class:`synchronizer_plugins.nova.collector.NovaCollector`).  Each server becomes
+one entity of the shape in :mod:`synchronizer_plugins.nova.shapes`::
 
     key         id                                  state      Nova status from
     project     tenant_id                                      OS-EXT-STS:vm_state
@@ -53,7 +53,8 @@ from oslo_config import cfg
 from synchronizer.errors import IncompleteListing
 from synchronizer.model import Entity
 from synchronizer.plugin_base import Delta, Plugin
-from synchronizer_plugins.nova import NovaCollector, shapes
+from synchronizer_plugins.nova import shapes
+from synchronizer_plugins.nova.collector import NovaCollector
 
 LOG = logging.getLogger(__name__)
 
@@ -223,28 +224,28 @@ class InstanceCollector(NovaCollector):
         self._volume_relations = True
 
     def list_all(self) -> Iterator[Entity]:
-        tally = _Tally()
-        self._flavors_fresh = False
-        self._volume_relations = self.options.volume_relations
-        for record in self._servers({}):
-            entity = self._convert(record, tally)
-            if entity is not None and entity.properties["vm_state"] != shapes.DELETED:
+        for entity in self._entities({}):
+            if entity.properties["vm_state"] != shapes.DELETED:
                 yield entity
-        tally.check()
 
     def list_changes(self, since: str) -> Delta:
+        entities: list[Entity] = []
+        deleted: list[Entity] = []
+        for entity in self._entities({"changes-since": since}):
+            gone = entity.properties["vm_state"] == shapes.DELETED
+            (deleted if gone else entities).append(entity)
+        return Delta(entities, deleted)
+
+    def _entities(self, params: Mapping[str, Any]) -> Iterator[Entity]:
+        """Every server of a listing that converts; raises at the end if any did not."""
         tally = _Tally()
         self._flavors_fresh = False
         self._volume_relations = self.options.volume_relations
-        entities: list[Entity] = []
-        deleted: list[Entity] = []
-        for record in self._servers({"changes-since": since}):
+        for record in self._servers(params):
             entity = self._convert(record, tally)
             if entity is not None:
-                gone = entity.properties["vm_state"] == shapes.DELETED
-                (deleted if gone else entities).append(entity)
+                yield entity
         tally.check()
-        return Delta(entities, deleted)
 
     def _servers(self, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         query = {"all_tenants": "True", "limit": self.options.page_size, **params}

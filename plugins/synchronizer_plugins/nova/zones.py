@@ -20,7 +20,8 @@ from oslo_config import cfg
 
 from synchronizer.errors import InvalidRecord
 from synchronizer.model import Entity
-from synchronizer_plugins.nova import NovaCollector, shapes
+from synchronizer_plugins.nova import shapes
+from synchronizer_plugins.nova.collector import NovaCollector
 
 LOG = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from oslo_config import cfg
 from synchronizer import fingerprint
 from synchronizer.errors import ConfigError, PermanentError, TransientError
 from synchronizer_plugins import openstack
-from synchronizer_plugins.nova import next_marker, shapes, translate_error
+from synchronizer_plugins.nova import shapes
+from synchronizer_plugins.nova.collector import translate_error
 from synchronizer_plugins.nova.hosts import HostCollector, host_facts
 from synchronizer_plugins.nova.instances import (
     InstanceCollector,
@@ -20,6 +21,7 @@ from synchronizer_plugins.nova.instances import (
     server_instance,
 )
 from synchronizer_plugins.nova.zones import zone_facts
+from synchronizer_plugins.paging import next_marker
 
 SERVER_247: dict[str, Any] = {
     "id": "f5dc173b-6804-445a-a6d8-c705dad5b5eb",

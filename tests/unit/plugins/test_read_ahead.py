@@ -1,11 +1,11 @@
-"""Paging with one page read ahead (synchronizer_plugins.openstack.read_ahead), without HTTP."""
+"""Paging with one page read ahead (synchronizer_plugins.paging.read_ahead), without HTTP."""
 
 import threading
 
 import pytest
 
 from synchronizer.errors import IncompleteListing, TransientError
-from synchronizer_plugins.openstack import read_ahead
+from synchronizer_plugins.paging import read_ahead
 
 LINKS = {"p1": "p2", "p2": "p3", "p3": None}
 

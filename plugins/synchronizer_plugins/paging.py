@@ -1,0 +1,111 @@
+"""Paged listings: every page in order, the next one read ahead, loops refused.
+
+Free of HTTP (the caller's ``fetch`` does the request), so every collector
+pages the same way whatever client it uses: keystoneauth adapters follow
+``next`` links (:func:`next_link`), Nova's collectors pass markers
+(:func:`next_marker`).  For example, over pages held in a dict::
+
+    >>> pages = {"p1": {"items": [1, 2], "next": "p2"}, "p2": {"items": [3]}}
+    >>> list(listing(pages.__getitem__, "p1", lambda page: page.get("next"), "items",
+    ...              lambda link: RuntimeError(f"loops at {link}")))
+    [1, 2, 3]
+
+Read-ahead (:func:`read_ahead`): while the collector converts a page, a
+helper thread already waits for the next one, so the service's time to build
+a page overlaps the collector's work instead of adding to it (for 100,000
+Nova servers that hides most of the conversion).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import urllib.parse
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from oslo_config import cfg
+
+__all__ = ["listing", "next_link", "next_marker", "page_size_option", "read_ahead"]
+
+_Next = TypeVar("_Next", bound=Hashable)
+
+
+def page_size_option(help_text: str) -> cfg.IntOpt:
+    """The ``page_size`` option every paged collector has (1000 records, at least 1)."""
+    return cfg.IntOpt("page_size", default=1000, min=1, help=help_text)
+
+
+def read_ahead(
+    fetch: Callable[[_Next], Any],
+    first: _Next,
+    follow: Callable[[Any], _Next | None],
+    looping: Callable[[_Next], Exception],
+) -> Iterator[Any]:
+    """Every page of a listing, fetching the next one while the caller has this one.
+
+    ``fetch(first)`` gives the first page; ``follow(page)`` what to fetch for
+    the page after it (a URL, a marker), or None at the end.  A helper
+    thread fetches that while the caller handles the current page, never
+    more than one ahead.  A page that failed raises when the caller asks
+    for it, after every page before it, as a plain loop would; a ``follow``
+    seen before raises ``looping(it)`` there too.  Leaving the listing (it
+    ends, fails or is abandoned) waits for a request still in flight, which
+    the session's timeout bounds.
+    """
+    seen = {first}
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as ahead:
+        page = fetch(first)
+        while True:
+            following = follow(page)
+            pending = None
+            if following is not None and following not in seen:
+                seen.add(following)
+                pending = ahead.submit(fetch, following)
+            yield page
+            if following is None:
+                return
+            if pending is None:
+                raise looping(following)
+            page = pending.result()
+
+
+def listing(
+    fetch: Callable[[_Next], Mapping[str, Any]],
+    first: _Next,
+    follow: Callable[[Any], _Next | None],
+    collection: str,
+    looping: Callable[[_Next], Exception],
+) -> Iterator[Any]:
+    """Every record under ``collection`` of every page, as :func:`read_ahead` reads them.
+
+    A page without the collection (or with null) holds no record; any
+    failing page raises, so the caller's listing counts as incomplete.
+    """
+    for page in read_ahead(fetch, first, follow, looping):
+        yield from page.get(collection) or ()
+
+
+def next_link(links: Any, fallback: Any = None) -> str | None:
+    """The ``rel: next`` href of a links list (or an explicit ``next`` URL)."""
+    if isinstance(links, list):
+        for link in links:
+            if isinstance(link, dict) and link.get("rel") == "next":
+                return link.get("href")
+    return fallback if isinstance(fallback, str) else None
+
+
+def next_marker(links: Any, records: list[Any]) -> str | None:
+    """The marker of the next page, from a ``rel: next`` link, or None at the end.
+
+    Only the marker is taken from the link (not its scheme and host, which a
+    proxy in front of the service often gets wrong); a link without one
+    means "after the last record".
+    """
+    href = next_link(links)
+    if not href or not records:
+        return None
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(href).query)
+    if query.get("marker"):
+        return query["marker"][-1]
+    last = records[-1]
+    return str(last.get("id")) if isinstance(last, Mapping) and last.get("id") else None
