@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from synchronizer.errors import InvalidNotification
-from synchronizer.model import Action, Change
-from synchronizer.plugin_base import Notification, NotificationPlugin
+from synchronizer.model import Action, Entity
+from synchronizer.plugin_base import Notification
 from synchronizer_plugins.cinder import shapes
+from synchronizer_plugins.notification import EntityNotifications
 
 
 def action_of(event_type: str) -> Action:
@@ -39,7 +39,7 @@ def action_of(event_type: str) -> Action:
     return Action.UPDATE
 
 
-class CinderNotifications(NotificationPlugin):
+class CinderNotifications(EntityNotifications):
     """Maps ``volume.*`` notifications to ``cinder.volume`` changes.
 
     The entity has exactly the shape of
@@ -61,10 +61,8 @@ class CinderNotifications(NotificationPlugin):
     event_types: ClassVar[tuple[str, ...]] = (r"volume\.",)
     publishers: ClassVar[tuple[str, ...]] = (r"volume(\.|$)",)
 
-    def convert(self, notification: Notification) -> list[Change]:
-        action = action_of(notification.event_type)
-        try:
-            entity = shapes.from_payload(self, notification.payload, notification.timestamp)
-        except ValueError as exc:
-            raise InvalidNotification(f"{notification.event_type}: {exc}") from exc
-        return [self.change(action, entity)]
+    def entities(self, notification: Notification) -> list[Entity]:
+        return [shapes.from_payload(self, notification.payload, notification.timestamp)]
+
+    def action(self, event_type: str) -> Action:
+        return action_of(event_type)

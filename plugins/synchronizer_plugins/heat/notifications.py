@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from synchronizer.errors import InvalidNotification
-from synchronizer.model import Action, Change
-from synchronizer.plugin_base import Notification, NotificationPlugin
+from synchronizer.model import Action, Entity
+from synchronizer.plugin_base import Notification
 from synchronizer_plugins.heat import shapes
+from synchronizer_plugins.notification import EntityNotifications
 
 
 def action_of(event_type: str) -> Action:
@@ -32,7 +32,7 @@ def action_of(event_type: str) -> Action:
     return Action.UPDATE
 
 
-class HeatNotifications(NotificationPlugin):
+class HeatNotifications(EntityNotifications):
     """Maps ``orchestration.stack.*`` notifications to ``heat.stack`` changes.
 
     Every stack action (``create``, ``update``, ``delete``, ``suspend``,
@@ -58,9 +58,8 @@ class HeatNotifications(NotificationPlugin):
     event_types: ClassVar[tuple[str, ...]] = (r"orchestration\.stack\.[a-z_]+\.(start|end|error)$",)
     publishers: ClassVar[tuple[str, ...]] = (r"orchestration(\.|$)",)
 
-    def convert(self, notification: Notification) -> list[Change]:
-        try:
-            entity = shapes.from_payload(self, notification.payload, notification.timestamp)
-        except ValueError as exc:
-            raise InvalidNotification(f"{notification.event_type}: {exc}") from exc
-        return [self.change(action_of(notification.event_type), entity)]
+    def entities(self, notification: Notification) -> list[Entity]:
+        return [shapes.from_payload(self, notification.payload, notification.timestamp)]
+
+    def action(self, event_type: str) -> Action:
+        return action_of(event_type)

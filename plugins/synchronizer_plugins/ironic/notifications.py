@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from synchronizer.errors import InvalidNotification
-from synchronizer.model import Action, Change
-from synchronizer.plugin_base import Notification, NotificationPlugin
+from synchronizer.model import Action, Entity
+from synchronizer.plugin_base import Notification
 from synchronizer_plugins.ironic import shapes
+from synchronizer_plugins.notification import EntityNotifications
 
 SUPPORTED_MAJOR = 1
 _NODE_PAYLOAD = re.compile(r"Node[A-Za-z]*Payload$")
@@ -71,7 +72,7 @@ def unwrap(payload: Any) -> Mapping[str, Any]:
     return data
 
 
-class IronicNotifications(NotificationPlugin):
+class IronicNotifications(EntityNotifications):
     """Maps ``baremetal.node.*`` notifications to ``ironic.node`` changes.
 
     Every node event (``create``, ``update``, ``delete``, ``power_set``,
@@ -99,12 +100,11 @@ class IronicNotifications(NotificationPlugin):
     event_types: ClassVar[tuple[str, ...]] = (r"baremetal\.node\.",)
     publishers: ClassVar[tuple[str, ...]] = (r"ironic-",)
 
-    def convert(self, notification: Notification) -> list[Change]:
+    def entities(self, notification: Notification) -> list[Entity]:
         data = unwrap(notification.payload)
         if notification.event_type in UNSTORED:
             return []
-        try:
-            entity = shapes.node(self, data, notification.timestamp)
-        except ValueError as exc:
-            raise InvalidNotification(f"{notification.event_type}: {exc}") from exc
-        return [self.change(action_of(notification.event_type), entity)]
+        return [shapes.node(self, data, notification.timestamp)]
+
+    def action(self, event_type: str) -> Action:
+        return action_of(event_type)

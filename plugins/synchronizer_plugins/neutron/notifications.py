@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from synchronizer.errors import InvalidNotification
-from synchronizer.model import Action, Change, Entity
-from synchronizer.plugin_base import Notification, NotificationPlugin, Plugin
+from synchronizer.model import Action, Entity
+from synchronizer.plugin_base import Notification, Plugin
 from synchronizer_plugins.neutron import shapes
+from synchronizer_plugins.notification import EntityNotifications
 
 _TYPES: dict[str, str] = {"network": shapes.NETWORK, "port": shapes.PORT}
 _SHAPES: dict[str, Callable[[Plugin, Any, str | None], Entity]] = {
@@ -27,7 +28,7 @@ _SHAPES: dict[str, Callable[[Plugin, Any, str | None], Entity]] = {
 _ACTIONS = {"create": Action.CREATE, "update": Action.UPDATE, "delete": Action.DELETE}
 
 
-class NeutronNotifications(NotificationPlugin):
+class NeutronNotifications(EntityNotifications):
     """Maps ``network.*.end`` and ``port.*.end`` notifications to changes.
 
     ``{network,port}.{create,update}.end`` carry the resource (``{"port":
@@ -51,19 +52,17 @@ class NeutronNotifications(NotificationPlugin):
     event_types: ClassVar[tuple[str, ...]] = (r"(network|port)\.(create|update|delete)\.end$",)
     publishers: ClassVar[tuple[str, ...]] = (r"network(\.|$)",)
 
-    def convert(self, notification: Notification) -> list[Change]:
+    def entities(self, notification: Notification) -> list[Entity]:
         resource, verb = _parse(notification.event_type)
         payload = notification.payload
         if not isinstance(payload, Mapping):
-            raise InvalidNotification(f"{notification.event_type}: payload must be an object")
-        try:
-            if verb == "delete":
-                entities = [self._deleted(resource, payload, notification.timestamp)]
-            else:
-                entities = self._resources(resource, payload, notification.timestamp)
-        except ValueError as exc:
-            raise InvalidNotification(f"{notification.event_type}: {exc}") from exc
-        return [self.change(_ACTIONS[verb], entity) for entity in entities]
+            raise ValueError("payload must be an object")
+        if verb == "delete":
+            return [self._deleted(resource, payload, notification.timestamp)]
+        return self._resources(resource, payload, notification.timestamp)
+
+    def action(self, event_type: str) -> Action:
+        return _ACTIONS[_parse(event_type)[1]]
 
     def _resources(self, resource: str, payload: Mapping[str, Any], ts: str) -> list[Entity]:
         build = _SHAPES[resource]
