@@ -76,7 +76,12 @@ class JsonlSink(Sink):
 
     def close(self) -> None:
         if self._own:
-            self._out.close()
+            try:
+                self._out.close()
+            except OSError as exc:
+                # A pipe whose reader left: the file is closed all the same, and
+                # the lines it still buffered are lost with the reader.
+                LOG.warning("jsonl sink: %s closed with lines unwritten: %s", self._out.name, exc)
 
 
 class MessageSink(Sink):
