@@ -32,7 +32,7 @@ from oslo_config import cfg
 from synchronizer import fingerprint
 from synchronizer.model import Action, Change, Entity
 from synchronizer.workers.converter import Converter
-from synchronizer_plugins import openstack
+from synchronizer_plugins import fields, openstack
 from synchronizer_plugins.nova import hosts, instances, shapes, zones
 from synchronizer_plugins.nova.instances import InstanceCollector
 from synchronizer_plugins.nova.notifications import NovaNotifications
@@ -339,7 +339,8 @@ def server_view(data: dict[str, Any]) -> dict[str, Any]:
     record = copy.deepcopy(json.loads((NOVA / TEMPLATE_PATH).read_text())["servers"][0])
     flavor = (data.get("flavor") or {}).get("nova_object.data") or {}
     bdms = [b["nova_object.data"] for b in data.get("block_devices") or []]
-    created = shapes.second_precision(data.get("created_at"))
+    # The API shows seconds with a Z (2012-10-29T13:42:11Z), whatever the payload's form.
+    created = str(fields.seconds(data["created_at"]))[:19] + "Z"
     record.update(
         {
             "id": data["uuid"],

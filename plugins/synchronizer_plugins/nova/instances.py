@@ -53,6 +53,7 @@ from oslo_config import cfg
 from synchronizer.errors import IncompleteListing
 from synchronizer.model import Entity
 from synchronizer.plugin_base import Delta, Plugin
+from synchronizer_plugins import fields
 from synchronizer_plugins.nova import shapes
 from synchronizer_plugins.nova.collector import NovaCollector
 
@@ -101,7 +102,7 @@ def server_instance(record: Mapping[str, Any], flavor: str | None) -> shapes.Ins
         flavor=flavor,
         image=_image_id(record),
         user_id=shapes.text(record, "user_id"),
-        created_at=shapes.second_precision(record.get("created")),
+        created_at=fields.seconds(record.get("created")),
         metadata=shapes.mapping(record, "metadata"),
         volumes=_volume_ids(record),
     )
@@ -158,7 +159,7 @@ def server_entity(
         vm_state,
         task_state or None,
         user_id or None,
-        shapes.second_precision(get("created")),
+        fields.seconds(get("created")),
         metadata or {},
     )
 

@@ -63,6 +63,7 @@ from oslo_config import cfg
 from synchronizer.errors import InvalidNotification
 from synchronizer.model import Action, Change
 from synchronizer.plugin_base import Notification, NotificationPlugin
+from synchronizer_plugins import fields
 from synchronizer_plugins.nova import shapes
 
 LOG = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def versioned_instance(data: Mapping[str, Any]) -> shapes.Instance:
         flavor=shapes.text(_nested(flavor, "flavor"), "name") if flavor is not None else None,
         image=shapes.text(data, "image_uuid"),
         user_id=shapes.text(data, "user_id"),
-        created_at=shapes.second_precision(data.get("created_at")),
+        created_at=fields.seconds(data.get("created_at")),
         metadata=shapes.mapping(data, "metadata"),
         volumes=_volumes(data.get("block_devices")),
     )
@@ -213,7 +214,7 @@ def legacy_instance(payload: Mapping[str, Any]) -> shapes.Instance:
         flavor=shapes.text(payload, "instance_type"),
         image=_legacy_image(payload),
         user_id=shapes.text(payload, "user_id"),
-        created_at=shapes.second_precision(payload.get("created_at")),
+        created_at=fields.seconds(payload.get("created_at")),
         metadata=shapes.mapping(payload, "metadata"),
         volumes=None,
     )

@@ -21,7 +21,7 @@ payload) carries in a comparable form.
                 when the plugins' ``volume_relations`` option is on
     properties  name, host, node, availability_zone, flavor (its name), image
                 (its id, None when booted from volume), vm_state, task_state,
-                user_id, created_at (second precision, ``...Z``), metadata
+                user_id, created_at (to the second, ``...SS.000000Z``), metadata
 
 Left out on purpose: power_state, locked, key_name (the legacy payload has
 none of them), launched_at and updated_at (the versioned payload drops the
@@ -44,11 +44,9 @@ Nothing in these shapes is volatile: every property is state.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from synchronizer import timeutil
 from synchronizer.model import Entity, Ref, Relation
 from synchronizer.plugin_base import Plugin
 
@@ -66,7 +64,6 @@ __all__ = [
     "instance_properties",
     "instance_status",
     "mapping",
-    "second_precision",
     "text",
 ]
 
@@ -123,27 +120,6 @@ def instance_status(vm_state: str, task_state: str | None) -> str:
 def host_state(up: bool, enabled: bool) -> str:
     """``up`` / ``down``, suffixed ``-disabled`` for a disabled service."""
     return ("up" if up else "down") + ("" if enabled else "-disabled")
-
-
-# UTC forms Nova writes, with or without a fraction: parsed without a datetime.
-_UTC_SECONDS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(?:Z|\+00:00)?$")
-
-
-def second_precision(value: Any) -> str | None:
-    """A timestamp as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC), or None when empty.
-
-    Seconds, because the versioned payload drops the fraction the API shows;
-    naive times are UTC, as Nova writes them.  Raises ValueError when the
-    value is not a timestamp.
-    """
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"not a timestamp: {value!r}")
-    match = _UTC_SECONDS.match(value)
-    if match:
-        return match.group(1) + "Z"
-    return timeutil.normalize(value)[:19] + "Z"
 
 
 def text(data: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:

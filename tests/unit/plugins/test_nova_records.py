@@ -88,7 +88,7 @@ def test_server_record_becomes_the_normalised_instance():
         "vm_state": "active",
         "task_state": None,
         "user_id": "admin",
-        "created_at": "2013-09-03T04:01:32Z",
+        "created_at": "2013-09-03T04:01:32.000000Z",
         "metadata": {"My Server Name": "Apache1"},
     }
 

@@ -1,4 +1,4 @@
-"""The normalised Nova shapes: status table, host state, field normalisers."""
+"""The normalised Nova shapes: status table, host state, field readers."""
 
 from __future__ import annotations
 
@@ -60,29 +60,6 @@ def test_instance_status_follows_novas_state_map(vm_state, task_state, status):
 def test_host_state_combines_liveness_and_status(up, enabled, state):
     """A host's state is up/down, suffixed -disabled when its service is disabled."""
     assert shapes.host_state(up, enabled) == state
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("2013-09-03T04:01:32Z", "2013-09-03T04:01:32Z"),
-        ("2013-09-23T13:53:12.774549", "2013-09-23T13:53:12Z"),
-        ("2016-08-17 13:53:23+00:00", "2016-08-17T13:53:23Z"),
-        ("2016-08-17T15:53:23+02:00", "2016-08-17T13:53:23Z"),
-        ("", None),
-        (None, None),
-    ],
-)
-def test_second_precision_normalises_every_nova_time_form(value, expected):
-    """API, versioned and legacy time forms all become UTC seconds with a Z."""
-    assert shapes.second_precision(value) == expected
-
-
-@pytest.mark.parametrize("value", [12, "yesterday"])
-def test_second_precision_rejects_non_timestamps(value):
-    """A value that is not a timestamp raises ValueError."""
-    with pytest.raises(ValueError):  # noqa: PT011 - the only error it raises
-        shapes.second_precision(value)
 
 
 @pytest.mark.parametrize(
