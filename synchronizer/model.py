@@ -188,11 +188,15 @@ class Change:
             action = Action(data["action"])
         except (KeyError, ValueError) as exc:
             raise ValueError(f"invalid change action: {exc!r}") from exc
+        try:
+            seq = int(data.get("seq") or 0)
+        except (TypeError, ValueError, OverflowError) as exc:  # "three", [3], Infinity
+            raise ValueError(f"invalid change seq: {exc!r}") from exc
         return cls(
             action=action,
             entity=Entity.from_dict(data),
             final_state_unknown=bool(data.get("final_state_unknown", False)),
-            seq=int(data.get("seq") or 0),
+            seq=seq,
         )
 
 

@@ -55,7 +55,10 @@ def normalize(value: str | float | datetime.datetime | None) -> str:
     elif isinstance(value, datetime.datetime):
         parsed = value
     elif isinstance(value, int | float):
-        parsed = datetime.datetime.fromtimestamp(float(value), datetime.UTC)
+        try:
+            parsed = datetime.datetime.fromtimestamp(float(value), datetime.UTC)
+        except (OverflowError, OSError) as exc:  # beyond what the platform's time_t holds
+            raise ValueError(f"timestamp out of range: {str(value)[:40]}") from exc
     else:
         raise ValueError(f"unsupported timestamp {value!r}")
     if parsed.tzinfo is None:

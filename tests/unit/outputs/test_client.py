@@ -1,0 +1,279 @@
+"""The out-of-process client: the gate's ordering, the stream endpoint, and round trips.
+
+The round trips run the daemon's real parts in-process (a dispatcher, the
+RPC view server, the message sink) on oslo.messaging's in-memory ``fake:``
+transport, and the client's real ``get_all``/``subscribe``/``watch``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from synchronizer import backend
+from synchronizer.dispatch.subscriber import Subscription
+from synchronizer.model import Action, Change, Entity, Synced
+from synchronizer.outputs import client, rpc, sinks
+from tests.unit.outputs.common import bus_conf, change, seeded
+
+# -- the gate -------------------------------------------------------------
+
+
+def gated(view_keys: list[str], view_seq: int, buffered: list, live: list) -> list[tuple]:
+    """Run a gate: offer ``buffered``, open on the view, offer ``live``; what it delivered."""
+    out: list = []
+    gate = client._Gate(out.append)
+    for key, seq in buffered:
+        gate.offer(change(key, seq=seq))
+    assert out == []  # nothing passes before the view
+    view = client.View([Entity("test.thing", k) for k in view_keys], view_seq)
+    gate.open(view, ("test.thing",))
+    for key, seq in live:
+        gate.offer(change(key, seq=seq))
+    return [describe(item) for item in out]
+
+
+def describe(item: Change | Synced) -> tuple:
+    if isinstance(item, Synced):
+        return ("synced", item.types, item.count)
+    return (item.action, item.key, item.seq)
+
+
+SNAP = [("snapshot", "a", 0), ("snapshot", "b", 0), ("synced", ("test.thing",), 2)]
+U = Action.UPDATE
+
+
+@pytest.mark.parametrize(
+    ("buffered", "live", "after_synced"),
+    [
+        pytest.param([], [], [], id="view only"),
+        pytest.param([("c", 11), ("a", 12)], [], [(U, "c", 11), (U, "a", 12)], id="buffered"),
+        pytest.param([("a", 9), ("a", 10), ("b", 11)], [], [(U, "b", 11)], id="covered by view"),
+        pytest.param(
+            [("a", 13), ("b", 11), ("a", 12)],
+            [],
+            [(U, "b", 11), (U, "a", 12), (U, "a", 13)],
+            id="buffer replayed in seq order",
+        ),
+        pytest.param([], [("a", 5), ("a", 10)], [], id="live covered by view"),
+        pytest.param(
+            [], [("a", 15), ("a", 14), ("b", 14)], [(U, "a", 15), (U, "b", 14)], id="stale per key"
+        ),
+        pytest.param([], [("a", 15), ("a", 15)], [(U, "a", 15)], id="repeat dropped"),
+        pytest.param(
+            [("a", 14)],
+            [("a", 12), ("a", 16)],
+            [(U, "a", 14), (U, "a", 16)],
+            id="buffer, then live",
+        ),
+    ],
+)
+def test_gate_delivers_view_then_synced_then_only_newer_changes(buffered, live, after_synced):
+    """Snapshots, then Synced, then per key only changes above the view's seq and the last one."""
+    assert gated(["a", "b"], 10, buffered, live) == SNAP + after_synced
+
+
+def test_gate_serialises_callbacks_from_concurrent_offers():
+    """Changes offered from many listener threads reach the callback one at a time, in key order."""
+    busy = threading.Lock()
+    overlaps: list[int] = []
+    seen: dict[str, list[int]] = {}
+
+    def callback(item):
+        if not busy.acquire(blocking=False):
+            overlaps.append(1)
+            return
+        try:
+            if isinstance(item, Change):
+                seen.setdefault(item.key, []).append(item.seq)
+            time.sleep(0.0005)
+        finally:
+            busy.release()
+
+    gate = client._Gate(callback)
+    gate.open(client.View([], 0), None)
+
+    def offer_from(thread: int) -> None:
+        for i in range(50):
+            gate.offer(change(f"k{i % 4}", seq=thread * 1000 + i))
+
+    threads = [threading.Thread(target=offer_from, args=(t,)) for t in range(1, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == []
+    assert all(seqs == sorted(set(seqs)) for seqs in seen.values())
+
+
+# -- the stream endpoint --------------------------------------------------
+
+GOOD = change("a", seq=3).to_dict()
+MALFORMED = [
+    None,
+    "not an object",
+    [],
+    {},
+    {**GOOD, "action": "exploded"},
+    {**GOOD, "type": ""},
+    {**GOOD, "key": ""},
+    {**GOOD, "seq": "three"},
+    {**GOOD, "seq": [3]},
+    {**GOOD, "seq": float("inf")},
+    {**GOOD, "timestamp": "yesterday"},
+    {**GOOD, "timestamp": 1e300},
+    {**GOOD, "timestamp": 1e18},
+    {**GOOD, "properties": 5},
+    {**GOOD, "parent": "host-1"},
+    {**GOOD, "relations": [1]},
+    {**GOOD, "source": {"kind": "poll"}},
+]
+
+
+@pytest.mark.parametrize("payload", MALFORMED)
+def test_stream_endpoint_acknowledges_and_drops_a_malformed_change(caplog, payload):
+    """A payload that is not a change is logged as a warning, acknowledged and not delivered."""
+    got: list[Change] = []
+    endpoint = client._StreamEndpoint(None, got.append)
+    with caplog.at_level(logging.WARNING, logger="synchronizer.outputs.client"):
+        result = endpoint.info({}, "synchronizer.h", "entity.update", payload, {})
+    assert result == client.HANDLED
+    assert got == []
+    assert any("malformed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("types", "delivered"),
+    [(None, ["a.x", "b.y"]), (frozenset({"a.x"}), ["a.x"]), (frozenset(), [])],
+)
+def test_stream_endpoint_delivers_the_types_asked_for(types, delivered):
+    """Only changes of the subscribed types reach the callback (None: all types)."""
+    got: list[Change] = []
+    endpoint = client._StreamEndpoint(types, got.append)
+    for type_ in ("a.x", "b.y"):
+        sent = change("k", type_=type_, seq=4)
+        assert endpoint.info({}, "p", "entity.update", sent.to_dict(), {}) == client.HANDLED
+    assert [c.type for c in got] == delivered
+    assert all((c.key, c.seq, c.action) == ("k", 4, Action.UPDATE) for c in got)
+
+
+# -- round trips on the fake transport -------------------------------------
+
+
+class Daemonside:
+    """The daemon's parts a remote consumer talks to: view server and message sink."""
+
+    def __init__(self, conf, dispatcher) -> None:
+        self.conf = conf
+        self.dispatcher = dispatcher
+        self.server = rpc.build_server(conf, dispatcher)
+        self.sink = sinks.MessageSink(conf)
+        self.sink_sub = Subscription(None, self.sink, name="message")
+        dispatcher.add(self.sink_sub, snapshot=False)
+        self.sink_sub.start()
+        self.server.start()
+
+    def publish(self, *changes: Change) -> list[Change]:
+        told = self.dispatcher.dispatch(changes)
+        assert self.sink_sub.wait_idle(5)
+        return told
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.server.wait()
+        self.sink_sub.close()
+        self.sink.close()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    conf = bus_conf(tmp_path, "chunk_size = 2")
+    side = Daemonside(conf, seeded({"a.x": ["1", "2", "3"], "b.y": ["4"]}))
+    yield side
+    side.stop()
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: list = []
+
+    def __call__(self, item) -> None:
+        with self.lock:
+            self.items.append(item)
+
+    def wait(self, predicate, timeout: float = 5.0) -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if predicate(self.items):
+                    return list(self.items)
+            time.sleep(0.02)
+        with self.lock:
+            return list(self.items)
+
+
+@pytest.mark.parametrize(
+    ("types", "keys"),
+    [(None, ["1", "2", "3", "4"]), (["a.x"], ["1", "2", "3"]), (["b.y", "c.z"], ["4"])],
+)
+def test_get_all_returns_the_daemons_view_over_rpc(daemon, types, keys):
+    """get_all gathers every chunk of the daemon's view of those types, with the seq it covers."""
+    view = client.get_all(daemon.conf, types, timeout=10)
+    assert sorted(e.key for e in view.entities) == keys
+    assert sorted(view.entities, key=lambda e: e.key) == sorted(
+        daemon.dispatcher.get_all(types), key=lambda e: e.key
+    )
+    (later,) = daemon.dispatcher.dispatch([change("5", type_="a.x", action=Action.CREATE)])
+    assert later.seq > view.seq
+
+
+def test_get_all_without_a_daemon_times_out(tmp_path):
+    """With nobody serving the view, get_all raises MessagingTimeout instead of hanging."""
+    conf = bus_conf(tmp_path)
+    with pytest.raises(backend.messaging().MessagingTimeout):
+        client.get_all(conf, None, timeout=1)
+
+
+def test_subscribe_receives_published_changes_of_its_types_until_stopped(daemon):
+    """subscribe calls back with each published change of its types; after stop() nothing more."""
+    got = Collected()
+    handle = client.subscribe(daemon.conf, ["a.x"], got, pool="unit-sub")
+    try:
+        told = daemon.publish(
+            change("1", "down", type_="a.x", ts="2026-01-02T00:00:00.000000Z"),
+            change("4", "down", type_="b.y", ts="2026-01-02T00:00:00.000000Z"),
+            change("9", type_="a.x", action=Action.CREATE),
+        )
+        items = got.wait(lambda items: len(items) >= 2)
+    finally:
+        handle.stop()
+    expected = [(c.action, c.type, c.key, c.seq, c.entity) for c in told if c.type == "a.x"]
+    assert sorted((c.action, c.type, c.key, c.seq, c.entity) for c in items) == sorted(expected)
+    daemon.publish(change("2", "down", type_="a.x", ts="2026-01-02T00:00:00.000000Z"))
+    assert len(got.wait(lambda items: len(items) > 2, timeout=0.3)) == 2
+
+
+def test_watch_delivers_view_then_synced_then_live_changes(daemon):
+    """watch gives the view as snapshots, one Synced, then the changes made after it, once each."""
+    got = Collected()
+    handle = client.watch(daemon.conf, ["a.x"], got, pool="unit-watch")
+    try:
+        synced_at = len(got.wait(lambda items: any(isinstance(i, Synced) for i in items)))
+        told = daemon.publish(
+            change("2", "down", type_="a.x", ts="2026-01-02T00:00:00.000000Z"),
+            change("4", "down", type_="b.y", ts="2026-01-02T00:00:00.000000Z"),
+            change("3", type_="a.x", action=Action.DELETE, ts="2026-01-02T00:00:00.000000Z"),
+        )
+        items = got.wait(lambda items: len(items) >= synced_at + 2)
+    finally:
+        handle.stop()
+    view, synced, live = items[: synced_at - 1], items[synced_at - 1], items[synced_at:]
+    assert sorted((c.action, c.key) for c in view) == [("snapshot", k) for k in ("1", "2", "3")]
+    assert (synced.types, synced.count) == (("a.x",), 3)
+    assert sorted((c.action, c.key, c.seq) for c in live) == sorted(
+        (c.action, c.key, c.seq) for c in told if c.type == "a.x"
+    )
