@@ -121,7 +121,7 @@ def server_entity(
     """
     get = record.get
     uuid, vm_state, image, metadata = get("id"), get(VM_STATE), get("image"), get("metadata")
-    # The string (or null) fields, in instance_entity's order.
+    # The string (or null) fields, unpacked below.
     texts = (
         get("tenant_id"),
         get("name"),
@@ -143,13 +143,7 @@ def server_entity(
         instance = server_instance(record, flavor)
         return instance.entity(plugin, volume_relations=volume_relations)
     project, name, host, node, zone, task_state, user_id = texts
-    return shapes.instance_entity(
-        plugin,
-        volume_relations,
-        None,
-        uuid,
-        project or None,
-        _volume_ids(record) if get(VOLUMES_ATTACHED) else (),
+    properties = shapes.instance_properties(
         name or None,
         host or None,
         node or None,
@@ -161,6 +155,10 @@ def server_entity(
         user_id or None,
         fields.seconds(get("created")),
         metadata or {},
+    )
+    volumes = _volume_ids(record) if get(VOLUMES_ATTACHED) else ()
+    return shapes.instance_entity(
+        plugin, volume_relations, None, uuid, project or None, volumes, properties
     )
 
 

@@ -163,23 +163,30 @@ def _volumes(block_devices: Any) -> tuple[str, ...] | None:
     )
 
 
+def _common_facts(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The instance facts both payload formats carry under the same names."""
+    return {
+        "project": shapes.text(payload, "tenant_id", required=True),
+        "vm_state": str(shapes.text(payload, "state", required=True)),
+        "name": shapes.text(payload, "display_name"),
+        "host": shapes.text(payload, "host"),
+        "node": shapes.text(payload, "node"),
+        "availability_zone": shapes.text(payload, "availability_zone"),
+        "user_id": shapes.text(payload, "user_id"),
+        "created_at": fields.seconds(payload.get("created_at")),
+        "metadata": shapes.mapping(payload, "metadata"),
+    }
+
+
 def versioned_instance(data: Mapping[str, Any]) -> shapes.Instance:
     """Instance facts from an unwrapped ``Instance*Payload``; ValueError if unusable."""
     flavor = data.get("flavor")
     return shapes.Instance(
         uuid=str(shapes.text(data, "uuid", required=True)),
-        project=shapes.text(data, "tenant_id", required=True),
-        vm_state=str(shapes.text(data, "state", required=True)),
+        **_common_facts(data),
         task_state=shapes.text(data, "task_state"),
-        name=shapes.text(data, "display_name"),
-        host=shapes.text(data, "host"),
-        node=shapes.text(data, "node"),
-        availability_zone=shapes.text(data, "availability_zone"),
         flavor=shapes.text(_nested(flavor, "flavor"), "name") if flavor is not None else None,
         image=shapes.text(data, "image_uuid"),
-        user_id=shapes.text(data, "user_id"),
-        created_at=fields.seconds(data.get("created_at")),
-        metadata=shapes.mapping(data, "metadata"),
         volumes=_volumes(data.get("block_devices")),
     )
 
@@ -204,18 +211,10 @@ def legacy_instance(payload: Mapping[str, Any]) -> shapes.Instance:
     """Instance facts from a legacy ``compute.instance.*`` payload; ValueError if unusable."""
     return shapes.Instance(
         uuid=str(shapes.text(payload, "instance_id", required=True)),
-        project=shapes.text(payload, "tenant_id", required=True),
-        vm_state=str(shapes.text(payload, "state", required=True)),
+        **_common_facts(payload),
         task_state=shapes.text(payload, "state_description"),
-        name=shapes.text(payload, "display_name"),
-        host=shapes.text(payload, "host"),
-        node=shapes.text(payload, "node"),
-        availability_zone=shapes.text(payload, "availability_zone"),
         flavor=shapes.text(payload, "instance_type"),
         image=_legacy_image(payload),
-        user_id=shapes.text(payload, "user_id"),
-        created_at=fields.seconds(payload.get("created_at")),
-        metadata=shapes.mapping(payload, "metadata"),
         volumes=None,
     )
 

@@ -187,13 +187,7 @@ class Instance:
         return instance_status(self.vm_state, self.task_state)
 
     def properties(self) -> dict[str, Any]:
-        return instance_properties(*self._facts()[3:])
-
-    def _facts(self) -> tuple[Any, ...]:
-        return (
-            self.uuid,
-            self.project,
-            self.volumes,
+        return instance_properties(
             self.name,
             self.host,
             self.node,
@@ -211,7 +205,15 @@ class Instance:
         self, plugin: Plugin, *, volume_relations: bool, timestamp: str | None = None
     ) -> Entity:
         """The ``nova.instance`` entity, built by ``plugin`` (its source)."""
-        return instance_entity(plugin, volume_relations, timestamp, *self._facts())
+        return instance_entity(
+            plugin,
+            volume_relations,
+            timestamp,
+            self.uuid,
+            self.project,
+            self.volumes,
+            self.properties(),
+        )
 
 
 def instance_properties(
@@ -263,46 +265,26 @@ def instance_entity(
     uuid: str,
     project: str | None,
     volumes: tuple[str, ...] | None,
-    name: str | None,
-    host: str | None,
-    node: str | None,
-    availability_zone: str | None,
-    flavor: str | None,
-    image: str | None,
-    vm_state: str,
-    task_state: str | None,
-    user_id: str | None,
-    created_at: str | None,
-    metadata: Mapping[str, Any],
+    properties: dict[str, Any],
 ) -> Entity:
     """The ``nova.instance`` entity of these facts, built by ``plugin`` (its source).
 
-    Positional, for the poll's hot path (100,000 servers a cycle), which
-    calls it straight from a servers-detail record; :meth:`Instance.entity`
-    is the same with the facts of an :class:`Instance`.  Equivalent to
-    ``plugin.entity(...)`` with the fields of the docstring at the top.
+    ``properties`` is what :func:`instance_properties` gives (state and
+    parent are read from it).  Positional, for the poll's hot path (100,000
+    servers a cycle), which calls it straight from a servers-detail record;
+    :meth:`Instance.entity` is the same with the facts of an
+    :class:`Instance`.  Equivalent to ``plugin.entity(...)`` with the fields
+    of the docstring at the top.
     """
     relations: tuple[Relation, ...] = ()
     if volume_relations and volumes:
         ids = sorted(set(volumes)) if len(volumes) > 1 else volumes
         relations = tuple(Relation(ATTACHED, VOLUME, v) for v in ids)
-    properties = instance_properties(
-        name,
-        host,
-        node,
-        availability_zone,
-        flavor,
-        image,
-        vm_state,
-        task_state,
-        user_id,
-        created_at,
-        metadata,
-    )
+    host = properties["host"]
     return Entity(
         INSTANCE,
         uuid,
-        instance_status(vm_state, task_state),
+        instance_status(properties["vm_state"], properties["task_state"]),
         project,
         _host_ref(host) if host else None,
         relations,
