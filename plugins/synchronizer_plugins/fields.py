@@ -48,6 +48,15 @@ def required_str(record: Mapping[str, Any], field: str) -> str:
     return value
 
 
+def sorted_strings(value: Any, field: str) -> list[str]:
+    """A list of strings, sorted (its order means nothing); ``[]`` for None."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{field} must be a list of strings, got {value!r}")
+    return sorted(value)
+
+
 def mapping(value: Any, what: str) -> Mapping[str, Any]:
     """``value`` when it is a JSON object."""
     if not isinstance(value, Mapping):

@@ -52,52 +52,69 @@ VOLATILE: frozenset[str] = frozenset()
 _LIVE_ATTACHMENT = frozenset({"attached"})
 
 
+# Where each part of the shape is, in an API volume and in a notification payload
+# (the table at the top).
+_API = {
+    "key": "id",
+    "state": "status",
+    "project": "os-vol-tenant-attr:tenant_id",
+    "attachments": "attachments",
+    "name": "name",
+    "size": "size",
+    "availability_zone": "availability_zone",
+    "host": "os-vol-host-attr:host",
+    "volume_type_id": "volume_type_id",
+    "snapshot_id": "snapshot_id",
+    "user_id": "user_id",
+    "created_at": "created_at",
+}
+_PAYLOAD = {
+    **_API,
+    "key": "volume_id",
+    "project": "tenant_id",
+    "attachments": "volume_attachment",
+    "name": "display_name",
+    "host": "host",
+    "volume_type_id": "volume_type",
+}
+_PROPERTIES = (
+    "name",
+    "size",
+    "availability_zone",
+    "host",
+    "volume_type_id",
+    "snapshot_id",
+    "user_id",
+    "created_at",
+)
+
+
 def from_api(plugin: Plugin, record: Mapping[str, Any]) -> Entity:
     """The entity of one API volume record; raises ValueError if it is unusable."""
-    fields.mapping(record, "volume")
-    return plugin.entity(
-        VOLUME,
-        fields.required_str(record, "id"),
-        state=_text(record.get("status")),
-        project=_text(record.get("os-vol-tenant-attr:tenant_id")),
-        relations=_attached(record.get("attachments"), "attachments"),
-        properties=_properties(
-            name=record.get("name"),
-            size=record.get("size"),
-            availability_zone=record.get("availability_zone"),
-            host=record.get("os-vol-host-attr:host"),
-            volume_type_id=record.get("volume_type_id"),
-            snapshot_id=record.get("snapshot_id"),
-            user_id=record.get("user_id"),
-            created_at=record.get("created_at"),
-        ),
-    )
+    return _volume(plugin, fields.mapping(record, "volume"), _API)
 
 
 def from_payload(plugin: Plugin, payload: Mapping[str, Any], timestamp: str) -> Entity:
     """The entity of one ``volume.*`` notification payload; raises ValueError if malformed."""
-    fields.mapping(payload, "payload")
+    return _volume(plugin, fields.mapping(payload, "payload"), _PAYLOAD, timestamp)
+
+
+def _volume(
+    plugin: Plugin, record: Mapping[str, Any], names: dict[str, str], timestamp: str | None = None
+) -> Entity:
+    attachments = names["attachments"]
     return plugin.entity(
         VOLUME,
-        fields.required_str(payload, "volume_id"),
-        state=_text(payload.get("status")),
-        project=_text(payload.get("tenant_id")),
-        relations=_attached(payload.get("volume_attachment"), "volume_attachment"),
-        properties=_properties(
-            name=payload.get("display_name"),
-            size=payload.get("size"),
-            availability_zone=payload.get("availability_zone"),
-            host=payload.get("host"),
-            volume_type_id=payload.get("volume_type"),
-            snapshot_id=payload.get("snapshot_id"),
-            user_id=payload.get("user_id"),
-            created_at=payload.get("created_at"),
-        ),
+        fields.required_str(record, names["key"]),
+        state=_text(record.get(names["state"])),
+        project=_text(record.get(names["project"])),
+        relations=_attached(record.get(attachments), attachments),
+        properties=_properties({prop: record.get(names[prop]) for prop in _PROPERTIES}),
         timestamp=timestamp,
     )
 
 
-def _properties(**raw: Any) -> dict[str, Any]:
+def _properties(raw: dict[str, Any]) -> dict[str, Any]:
     props = {name: _text(value) for name, value in raw.items()}
     props["size"] = _size(raw["size"])
     props["created_at"] = fields.seconds(raw["created_at"])

@@ -114,13 +114,9 @@ def _build(
 
 
 def _tags(value: Any) -> list[str]:
-    if value is None:
-        return []
     if isinstance(value, str):  # older Heat returned "a,b"
         value = [tag for tag in value.split(",") if tag]
-    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
-        raise ValueError(f"tags must be a list of strings, got {value!r}")
-    return sorted(value)
+    return fields.sorted_strings(value, "tags")
 
 
 def _link_project(links: Any) -> str | None:

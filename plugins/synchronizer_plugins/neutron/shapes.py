@@ -67,7 +67,7 @@ def network(plugin: Plugin, record: Any, timestamp: str | None = None) -> Entity
     """The ``neutron.network`` entity of an API record or a notification's ``network``."""
     record = fields.mapping(record, "network")
     props = {field: record.get(field) for field in _NETWORK_FIELDS}
-    props["subnets"] = _sorted_strings(record.get("subnets"), "subnets")
+    props["subnets"] = fields.sorted_strings(record.get("subnets"), "subnets")
     props.update(_common(record))
     return plugin.entity(
         NETWORK,
@@ -84,7 +84,9 @@ def port(plugin: Plugin, record: Any, timestamp: str | None = None) -> Entity:
     record = fields.mapping(record, "port")
     props = {field: record.get(field) for field in _PORT_FIELDS}
     props["fixed_ips"] = _fixed_ips(record.get("fixed_ips"))
-    props["security_groups"] = _sorted_strings(record.get("security_groups"), "security_groups")
+    props["security_groups"] = fields.sorted_strings(
+        record.get("security_groups"), "security_groups"
+    )
     props.update(_common(record))
     network_id = record.get("network_id")
     return plugin.entity(
@@ -101,7 +103,7 @@ def port(plugin: Plugin, record: Any, timestamp: str | None = None) -> Entity:
 
 def _common(record: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "tags": _sorted_strings(record.get("tags"), "tags"),
+        "tags": fields.sorted_strings(record.get("tags"), "tags"),
         "created_at": fields.seconds(record.get("created_at")),
         "updated_at": fields.seconds(record.get("updated_at")),
         "revision_number": record.get("revision_number"),
@@ -123,14 +125,6 @@ def _fixed_ips(value: Any) -> list[dict[str, Any]]:
         raise ValueError(f"fixed_ips must be a list of objects, got {value!r}")
     ips = [{"subnet_id": ip.get("subnet_id"), "ip_address": ip.get("ip_address")} for ip in value]
     return sorted(ips, key=lambda ip: (str(ip["subnet_id"]), str(ip["ip_address"])))
-
-
-def _sorted_strings(value: Any, field: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{field} must be a list of strings, got {value!r}")
-    return sorted(value)
 
 
 def _project(record: Mapping[str, Any]) -> str | None:
