@@ -33,7 +33,9 @@ def select() -> str:
 
     chosen = backend.get_backend_type()
     if chosen is None:
-        backend.init_backend(backend.BackendType.THREADING)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_EVENTLET_BANNER)
+            backend.init_backend(backend.BackendType.THREADING)
         return backend.BackendType.THREADING.value
     if chosen is not backend.BackendType.THREADING:
         LOG.debug("oslo.service backend already chosen by the host process: %s", chosen.value)

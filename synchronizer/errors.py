@@ -35,3 +35,7 @@ class InvalidNotification(SynchronizerError):
 
 class InvalidRecord(SynchronizerError):
     """An API record could not be converted into an entity."""
+
+
+class DaemonUnreachable(SynchronizerError):
+    """No synchronizer daemon answered a client's call on its RPC topic."""

@@ -7,13 +7,16 @@ groups shared by several plugins (the OpenStack collectors'
 
 from __future__ import annotations
 
+import configparser
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 
 from oslo_config import cfg
 from oslo_log import log
 
 from synchronizer import backend
+from synchronizer.errors import ConfigError
 
 LOG = logging.getLogger(__name__)
 
@@ -142,6 +145,15 @@ CORE_OPTS = [
         help="Seconds a delete is remembered, during which a poll still listing the "
         "deleted entity (a stale read) cannot resurrect it.",
     ),
+    cfg.IntOpt(
+        "tombstone_max",
+        default=100000,
+        min=0,
+        help="Most deletes remembered at once (see tombstone_ttl).  Past it the oldest "
+        "is forgotten before its time, so create/delete churn cannot grow the ledger "
+        "(each takes about 400 bytes: 40 MB at the default).  Raise it for a cloud "
+        "that deletes more entities than this per tombstone_ttl.",
+    ),
     cfg.StrOpt(
         "ledger_file",
         help="Keep the ledger (what subscribers were last told of each entity: "
@@ -160,7 +172,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(CORE_OPTS)
     # oslo.messaging's options come with oslo.messaging: the backend is chosen
     # here, where a process first reads its configuration, not at import.
-    backend.select()
+    backend.messaging()
     from oslo_messaging import opts as messaging_opts
 
     for group, group_opts in messaging_opts.list_opts():
@@ -170,6 +182,9 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
         log.register_options(conf)
     except cfg.ArgsAlreadyParsedError:
         LOG.debug("oslo.log options already registered")
+    # stdout carries data only (the jsonl sink, the commands' JSON lines):
+    # without a log file, logs go to stderr, not oslo.log's stdout default.
+    conf.set_default("use_stderr", True)
 
 
 def _register_tracing_opts(conf: cfg.ConfigOpts) -> None:
@@ -194,6 +209,62 @@ def parse(argv: Sequence[str], *, setup_logging: bool = True) -> cfg.ConfigOpts:
     if setup_logging:
         log.setup(conf, PROJECT)
     return conf
+
+
+_BAD_VALUE = re.compile(
+    r"Value for option (?P<opt>\S+) from LocationInfo\(.*?detail='(?P<file>[^']*)'\)"
+    r" is not valid: (?P<reason>.*)",
+    re.S,
+)
+
+
+def check_group(conf: cfg.ConfigOpts, group: str | None = None, names: Iterable[str] = ()) -> None:
+    """Read the options of ``group`` (DEFAULT: ``names``, or every option it has).
+
+    Raises :class:`ConfigError` with one line naming the file, section,
+    option and value for the first malformed or missing required value,
+    instead of oslo.config's message (which names a ``LocationInfo``).
+    """
+    section = conf[group] if group else conf
+    keys = list(names) or [key for key, _ in section.items()] if group else list(names)
+    for key in keys:
+        try:
+            value = section[key]
+        except cfg.ConfigFileValueError as exc:
+            raise ConfigError(describe_value_error(conf, group or "DEFAULT", exc)) from None
+        opt = _opt(conf, group, key)
+        if opt is not None and opt.required and value is None:
+            files = ", ".join(conf.config_file or ()) or "(no --config-file)"
+            raise ConfigError(
+                f"{files}: [{group or 'DEFAULT'}] {key}: a value is required and none is set"
+            )
+
+
+def _opt(conf: cfg.ConfigOpts, group: str | None, key: str) -> cfg.Opt | None:
+    try:
+        return conf._get_opt_info(key, group)["opt"]  # oslo.config has no public lookup
+    except (cfg.NoSuchOptError, cfg.NoSuchGroupError, KeyError):
+        return None
+
+
+def describe_value_error(conf: cfg.ConfigOpts, group: str, exc: cfg.ConfigFileValueError) -> str:
+    """``FILE: [section] option = value: reason`` for oslo.config's value error."""
+    match = _BAD_VALUE.match(str(exc))
+    if match is None:
+        return f"[{group}] {exc}"
+    path, key = match["file"], match["opt"]
+    raw = _raw_value(path, group, key)
+    shown = f" = {raw}" if raw is not None else ""
+    return f"{path}: [{group}] {key}{shown}: {match['reason']}"
+
+
+def _raw_value(path: str, group: str, key: str) -> str | None:
+    parser = configparser.RawConfigParser(strict=False)
+    try:
+        parser.read(path)
+        return parser.get(group, key)
+    except (configparser.Error, OSError):
+        return None
 
 
 def config_args(conf: cfg.ConfigOpts) -> list[str]:

@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from oslo_config import cfg
+from synchronizer import cmd
 
-from synchronizer import opts
-
-
-def check_core_options(conf: cfg.ConfigOpts) -> str | None:
-    """Why the core options cannot be used (a malformed value), or None."""
-    try:
-        for opt in opts.CORE_OPTS:
-            conf[opt.dest]
-    except cfg.ConfigFileValueError as exc:
-        return f"[DEFAULT] {exc}"
-    return None
+DESCRIPTION = (
+    "The polling synchronizer: keeps an always-current view of an OpenStack cloud "
+    "(and of monitors such as Nagios) and streams only what changed to subscribers "
+    "and sinks. SIGTERM stops it, SIGHUP reloads the plugin list and periods."
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    conf = opts.parse(args)
-    problem = check_core_options(conf)
-    if problem:
-        print(f"synchronizer: configuration error: {problem}", file=sys.stderr)
-        return 2
+    conf = cmd.parse(args, prog="synchronizer", description=DESCRIPTION)
     from synchronizer.service import daemon
 
     return daemon.run(conf, args)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from synchronizer import backend, opts
+from synchronizer.errors import DaemonUnreachable
 from synchronizer.model import Action, Change, Entity, Synced
 from synchronizer.outputs import rpc_api
 
@@ -57,7 +58,13 @@ def get_all(
     try:
         caller = oslo_messaging.get_rpc_client(transport, rpc_api.target(conf), timeout=timeout)
         types = sorted(entity_types) if entity_types else None
-        meta = caller.call({}, "snapshot_begin", types=types)
+        try:
+            meta = caller.call({}, "snapshot_begin", types=types)
+        except oslo_messaging.MessagingTimeout:
+            raise DaemonUnreachable(
+                f"no synchronizer daemon answered on RPC topic {conf.rpc_topic!r} within "
+                f"{timeout} s (is one running, with the 'message' sink on, on this broker?)"
+            ) from None
         pinned = caller.prepare(server=meta["server"])
         entities: list[Entity] = []
         for index in range(meta["chunks"]):
@@ -89,20 +96,50 @@ class _StreamEndpoint:
 
 
 class Handle:
-    """A running subscription; ``stop()`` ends it."""
+    """A running subscription; ``stop()`` ends it.
 
-    def __init__(self, listener: Any, transport: Any) -> None:
+    A subscription in an *ephemeral* pool (the default: one per process)
+    deletes its queue on the broker when it stops, so that no queue is
+    left filling after the consumer is gone.  One in a *named* pool keeps
+    it: the broker then holds what is published while the consumer is away.
+    """
+
+    def __init__(self, listener: Any, transport: Any, ephemeral_queue: str | None = None) -> None:
         self._listener = listener
         self._transport = transport
+        self._ephemeral_queue = ephemeral_queue
 
     def stop(self) -> None:
         self._listener.stop()
         self._listener.wait()
+        if self._ephemeral_queue is not None:
+            _delete_queue(self._transport, self._ephemeral_queue)
         self._transport.cleanup()
 
 
+EPHEMERAL_PREFIX = "synchronizer-client-"
+
+
 def default_pool() -> str:
-    return f"synchronizer-client-{socket.gethostname()}-{os.getpid()}"
+    """The ephemeral pool of this process (a queue deleted when it stops)."""
+    return f"{EPHEMERAL_PREFIX}{socket.gethostname()}-{os.getpid()}"
+
+
+def _delete_queue(transport: Any, name: str) -> None:
+    """Delete a pool's queue through the transport's own connection (AMQP drivers only).
+
+    oslo.messaging cannot declare a pool queue auto-delete or expiring, so the
+    client deletes its ephemeral queue itself; a consumer killed outright
+    leaves it to the broker policy the README gives (``expires``).
+    """
+    get_connection = getattr(transport._driver, "_get_connection", None)  # no public API
+    if get_connection is None:
+        return  # a driver without AMQP queues (the fake: driver)
+    try:
+        with get_connection() as context:
+            context.connection.channel.queue_delete(name, nowait=True)
+    except Exception as exc:  # noqa: BLE001 - the broker may be gone; the policy expires it
+        LOG.warning("Could not delete the queue %s of this consumer: %s", name, exc)
 
 
 def subscribe(
@@ -125,7 +162,7 @@ def subscribe(
         pool=pool or default_pool(),
     )
     listener.start()
-    return Handle(listener, transport)
+    return Handle(listener, transport, None if pool else default_pool())
 
 
 def watch(
@@ -134,11 +171,16 @@ def watch(
     callback: Callable[[Change | Synced], None],
     *,
     pool: str | None = None,
+    timeout: int = 60,
 ) -> Handle:
     """The view as snapshot items, a Synced marker, then live changes: no gap, no duplicate."""
     gate = _Gate(callback)
     handle = subscribe(conf, entity_types, gate.offer, pool=pool)
-    view = get_all(conf, entity_types)
+    try:
+        view = get_all(conf, entity_types, timeout=timeout)
+    except BaseException:
+        handle.stop()
+        raise
     gate.open(view, tuple(sorted(entity_types)) if entity_types else None)
     return handle
 

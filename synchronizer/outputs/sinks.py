@@ -14,6 +14,7 @@ slow sink has its own thread and coalescing queue like any subscriber.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 import threading
@@ -59,29 +60,51 @@ class LogSink(Sink):
 
 
 class JsonlSink(Sink):
-    """JSON lines; each line is flushed so a pipe reader sees it at once."""
+    """JSON lines; each line is flushed so a pipe reader sees it at once.
+
+    On standard output (``-``), a reader that goes away (``| head``, a
+    ``jq`` that exits) ends the sink quietly: standard output is pointed at
+    ``/dev/null`` (so nothing complains at exit), one line is logged, and
+    ``on_closed`` is called (the daemon stops, as a filter whose output is
+    gone does).  A file that cannot be written is logged and retried on the
+    next change.
+    """
 
     name = "jsonl"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, on_closed: Callable[[], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._own = path != "-"
         self._out: IO[bytes] = open(path, "ab") if self._own else sys.stdout.buffer  # noqa: SIM115
+        self._on_closed = on_closed
+        self.closed = False
 
     def __call__(self, item: Item) -> None:
-        if isinstance(item, Change):
-            with self._lock:
+        if not isinstance(item, Change):
+            return
+        with self._lock:
+            if self.closed:
+                return
+            try:
                 self._out.write(item.to_json() + b"\n")
                 self._out.flush()
+            except BrokenPipeError:
+                if self._own:
+                    raise
+                self._stdout_gone()
+
+    def _stdout_gone(self) -> None:
+        self.closed = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._out.fileno())
+        os.close(devnull)
+        LOG.info("Standard output was closed; the jsonl sink stops")
+        if self._on_closed is not None:
+            self._on_closed()
 
     def close(self) -> None:
         if self._own:
-            try:
-                self._out.close()
-            except OSError as exc:
-                # A pipe whose reader left: the file is closed all the same, and
-                # the lines it still buffered are lost with the reader.
-                LOG.warning("jsonl sink: %s closed with lines unwritten: %s", self._out.name, exc)
+            self._out.close()
 
 
 class MessageSink(Sink):
@@ -104,11 +127,15 @@ class MessageSink(Sink):
             self._notifier.info({}, f"entity.{item.action}", item.to_dict())
 
 
-def build(conf: cfg.ConfigOpts) -> list[Sink]:
-    """The sinks named in ``[DEFAULT] sinks``; an unknown name is a ConfigError."""
+def build(conf: cfg.ConfigOpts, on_output_closed: Callable[[], None] | None = None) -> list[Sink]:
+    """The sinks named in ``[DEFAULT] sinks``; an unknown name is a ConfigError.
+
+    ``on_output_closed`` is called when the jsonl sink's standard output
+    is closed by its reader.
+    """
     makers: dict[str, Callable[[], Any]] = {
         "log": LogSink,
-        "jsonl": lambda: JsonlSink(conf.jsonl_path),
+        "jsonl": lambda: JsonlSink(conf.jsonl_path, on_output_closed),
         "message": lambda: MessageSink(conf),
     }
     sinks = []

@@ -40,7 +40,12 @@ STATUS_INTERVAL = 5.0
 
 
 def sd_status(text: str) -> None:
-    """Send ``STATUS=text`` to systemd when run under ``Type=notify``."""
+    """Send ``STATUS=text`` to systemd when run under ``Type=notify``.
+
+    Read from the environment on every call: READY is sent with
+    oslo.service's ``systemd.notify()``, which (unlike ``notify_once()``)
+    leaves ``NOTIFY_SOCKET`` set, so STATUS keeps updating after READY.
+    """
     path = os.environ.get("NOTIFY_SOCKET")
     if not path:
         return
@@ -87,7 +92,7 @@ class SynchronizerService(ServiceBase):
         sd_status(self.sync.status.text())
         from oslo_service import systemd
 
-        systemd.notify_once()
+        systemd.notify()
 
     def _report_status(self) -> None:
         while not self._stopped.wait(STATUS_INTERVAL):

@@ -1,0 +1,234 @@
+"""What a new operator meets first: the commands' output, their errors, systemd, the watch tools."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.daemon import REPO, Daemon, script
+
+EMBEDDED = REPO / "etc" / "synchronizer"
+STATIC_COUNT = 6
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Path:
+    """A copy of the embedded default (config + static folder) with a short period."""
+    shutil.copytree(EMBEDDED / "static", tmp_path / "static")
+    conf = (EMBEDDED / "synchronizer.conf").read_text().replace("period = 2", "period = 0.3")
+    (tmp_path / "synchronizer.conf").write_text(conf)
+    return tmp_path
+
+
+def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+# -- stdout carries data only ------------------------------------------------
+
+
+def test_daemon_stdout_is_json_lines_only(embedded):
+    """Every line the embedded default prints on stdout is JSON; its logs go to stderr."""
+    proc = subprocess.Popen(
+        [script("synchronizer"), "--config-file", str(embedded / "synchronizer.conf")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = [proc.stdout.readline() for _ in range(STATIC_COUNT)]
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=15)
+    records = [json.loads(line) for line in lines + rest.splitlines() if line.strip()]
+    assert len(records) >= STATIC_COUNT
+    assert {r["action"] for r in records} == {"create"}
+    assert "Started worker static" in err
+    assert proc.returncode == 0
+
+
+def test_snapshot_stdout_is_json_lines_only():
+    """synchronizer-snapshot prints only JSON lines on stdout; logs go to stderr."""
+    out = _run(
+        script("synchronizer-snapshot"), "--config-file", str(EMBEDDED / "synchronizer.conf")
+    )
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["action"] for line in out.stdout.splitlines()] == [
+        "snapshot"
+    ] * STATIC_COUNT
+
+
+def test_closed_stdout_ends_the_daemon_quietly(embedded):
+    """A reader that goes away (| head -1) stops the daemon: exit 0, no traceback."""
+    proc = subprocess.Popen(
+        [script("synchronizer"), "--config-file", str(embedded / "synchronizer.conf")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.readline().startswith(b"{")
+    proc.stdout.close()  # the reader exits
+    hosts = embedded / "static" / "hosts.yaml"
+    hosts.write_text(hosts.read_text().replace("state: up", "state: down"))
+    try:
+        code = proc.wait(timeout=15)
+    finally:
+        proc.kill()
+    err = proc.stderr.read().decode()
+    assert code == 0, err[-2000:]
+    assert "Traceback" not in err
+    assert "Standard output was closed" in err
+
+
+# -- configuration errors: one line, exit 2 -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "No such file or directory"),
+        ("[DEFAULT\nplugins = static\n", "Invalid section"),
+        ("[DEFAULT]\nchunk_size = lots\n", "[DEFAULT] chunk_size = lots: invalid literal"),
+        ("[DEFAULT]\nmetrics_port = 99999\n", "[DEFAULT] metrics_port = 99999"),
+    ],
+)
+@pytest.mark.parametrize("command", ["synchronizer", "synchronizer-snapshot"])
+def test_configuration_error_is_one_line_and_exit_2(tmp_path, command, content, expected):
+    """A missing file, an INI syntax error or a bad core value: one line naming it, exit 2."""
+    path = tmp_path / "bad.conf"
+    if content is not None:
+        path.write_text(content)
+    out = _run(script(command), "--config-file", str(path))
+    assert out.returncode == 2, out.stderr
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert expected in lines[0]
+    assert str(path) in lines[0]
+    assert "LocationInfo" not in lines[0]
+
+
+def test_version_and_described_help():
+    """--version prints the version; --help says what the daemon is."""
+    version = _run(script("synchronizer"), "--version")
+    assert version.returncode == 0
+    assert version.stdout.strip() == "0.1.0"
+    helptext = _run(script("synchronizer"), "--help").stdout
+    assert "always-current view of an OpenStack cloud" in " ".join(helptext.split())
+
+
+# -- systemd -----------------------------------------------------------------
+
+
+def test_systemd_status_keeps_updating_after_ready(embedded, tmp_path):
+    """STATUS= still reaches NOTIFY_SOCKET after READY=1, with the entity count as it changes."""
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    with Daemon(embedded / "synchronizer.conf", {"NOTIFY_SOCKET": path}) as d:
+        messages = [sock.recv(4096)]
+        while not messages[-1].startswith(b"READY=1"):
+            messages.append(sock.recv(4096))
+        d.wait_records(STATIC_COUNT)
+        (embedded / "static" / "volumes.yaml").unlink()
+        deadline = time.monotonic() + 20
+        after: list[bytes] = []
+        while time.monotonic() < deadline and not any(b"STATUS=4 entities" in m for m in after):
+            after.append(sock.recv(4096))
+    sock.close()
+    assert any(m.startswith(b"STATUS=4 entities") for m in after), after
+
+
+# -- the watch tools -----------------------------------------------------------
+
+
+def _queues(prefix: str) -> dict[str, int]:
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "messages"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = (line.split("\t") for line in out.splitlines() if "\t" in line)
+    return {name: int(n) for name, n in rows if name.startswith(prefix)}
+
+
+@pytest.mark.broker
+def test_watch_with_no_daemon_says_so_and_leaves_no_queue(tmp_path, transport_url, unique):
+    """synchronizer-watch with nobody answering: one line naming the topic, exit 1, no queue."""
+    conf = tmp_path / "w.conf"
+    conf.write_text(
+        f"[DEFAULT]\ntransport_url = {transport_url}\nrpc_topic = view_{unique}\n"
+        f"message_topic = synchronizer_{unique}\n"
+    )
+    t0 = time.monotonic()
+    out = _run(script("synchronizer-watch"), "--config-file", str(conf), "--timeout", "2")
+    assert time.monotonic() - t0 < 20
+    assert out.returncode == 1
+    assert f"no synchronizer daemon answered on RPC topic 'view_{unique}'" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert _queues("synchronizer-client-") == {}
+
+
+@pytest.fixture
+def message_daemon(tmp_path, transport_url, unique):
+    """A daemon with the message sink over a one-entity file, and its config path."""
+    things = tmp_path / "things.json"
+    things.write_text(json.dumps({"w1": "up", "w2": "down"}))
+    conf = tmp_path / "s.conf"
+    conf.write_text(
+        "[DEFAULT]\nplugins = tests.helpers.plugins:FileCollector\nsinks = message\n"
+        f"transport_url = {transport_url}\nmessage_topic = synchronizer_{unique}\n"
+        f"rpc_topic = view_{unique}\nnotification_pool = pool-{unique}\n"
+        f"[filecollector]\npath = {things}\nperiod = 1.0\n"
+    )
+    with Daemon(conf) as d:
+        d.wait_log("complete", timeout=30)
+        yield conf
+
+
+@pytest.mark.broker
+def test_watch_once_prints_the_view_and_exits(message_daemon):
+    """synchronizer-watch --once prints the daemon's entities as JSON and exits 0."""
+    out = _run(script("synchronizer-watch"), "--config-file", str(message_daemon), "--once")
+    assert out.returncode == 0, out.stderr
+    keys = sorted(json.loads(line)["key"] for line in out.stdout.splitlines())
+    assert keys == ["w1", "w2"]
+
+
+@pytest.mark.broker
+def test_show_prints_one_entity_or_says_it_is_not_there(message_daemon):
+    """synchronizer-show TYPE KEY prints that entity; an unknown key exits 1 with one line."""
+    found = _run(
+        script("synchronizer-show"), "--config-file", str(message_daemon), "test.thing", "w2"
+    )
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["state"] == "down"
+    missing = _run(
+        script("synchronizer-show"), "--config-file", str(message_daemon), "test.thing", "w9"
+    )
+    assert missing.returncode == 1
+    assert "has no test.thing 'w9'" in missing.stderr
+
+
+@pytest.mark.broker
+def test_stopped_watchers_leave_no_queue_behind(message_daemon):
+    """A watcher stopped by SIGTERM deletes its ephemeral queue: none is left filling."""
+    watch = subprocess.Popen(
+        [script("synchronizer-watch"), "--config-file", str(message_daemon)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert "snapshot" in watch.stdout.readline()
+        assert _queues(f"synchronizer-client-{socket.gethostname()}-{watch.pid}") != {}
+    finally:
+        watch.send_signal(signal.SIGTERM)
+        assert watch.wait(15) == 0
+    assert _queues("synchronizer-client-") == {}
