@@ -19,6 +19,7 @@ from bench import common
 from synchronizer import diff, fingerprint
 from synchronizer.dispatch.dispatcher import Dispatcher
 from synchronizer.dispatch.ledger import Ledger
+from synchronizer.dispatch.store import FileStore
 from synchronizer.dispatch.subscriber import Subscription
 from synchronizer.model import Action, Change, Entity, Synced
 
@@ -71,7 +72,7 @@ def _build_ledger_file(n: int) -> tuple[Any, dict[str, float], int]:
     # The same ledger with its entries in a SQLite file (ledger_file): what
     # stays in the heap is the codec, SQLite's page cache and the tombstones.
     path = os.path.join(tempfile.mkdtemp(prefix="bench-ledger-"), "ledger.db")
-    ledger = Ledger(path=path)
+    ledger = Ledger(store=FileStore(path))
     for e in _stream(n):
         ledger.admit(Change(Action.CREATE, e, fingerprint.of(e)))
     return ledger, {}, os.path.getsize(path)

@@ -29,7 +29,9 @@ import threading
 from collections.abc import Collection, Iterable
 
 from synchronizer import timeutil
-from synchronizer.dispatch.ledger import Ledger, gc_paused
+from synchronizer.dispatch.codec import gc_paused
+from synchronizer.dispatch.ledger import Ledger
+from synchronizer.dispatch.store import open_store
 from synchronizer.dispatch.subscriber import Subscription
 from synchronizer.model import Action, Change, Entity, Source, Synced
 
@@ -49,7 +51,7 @@ class Dispatcher:
 
     def __init__(self, tombstone_ttl: float = 3600.0, ledger_file: str | None = None) -> None:
         self._lock = threading.Lock()
-        self.ledger = Ledger(tombstone_ttl, ledger_file)
+        self.ledger = Ledger(tombstone_ttl, open_store(ledger_file))
         self._subscribers: list[Subscription] = []
         self._seq = itertools.count(1)
         self._resyncs: dict[str, _Resync] = {}
@@ -80,6 +82,7 @@ class Dispatcher:
                 continue
             self.counts[str(admitted.action)] += 1
             told.append(admitted)
+        self.ledger.commit()
         return told
 
     def _fan_out(self, told: list[Change]) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from synchronizer import fingerprint
 from synchronizer.dispatch import ledger as ledger_module
+from synchronizer.dispatch.store import FileStore
 from synchronizer.model import Action, Change, Entity, Ref, Relation, Source
 
 Ledger = ledger_module.Ledger
@@ -21,7 +22,7 @@ def store(request, tmp_path, monkeypatch):
         files = (str(tmp_path / f"ledger-{i}.db") for i in itertools.count())
 
         def in_a_file(*args, **kwargs):
-            return ledger_module.Ledger(*args, path=next(files), **kwargs)
+            return ledger_module.Ledger(*args, store=FileStore(next(files)), **kwargs)
 
         monkeypatch.setattr(sys.modules[__name__], "Ledger", in_a_file)
     return request.param
