@@ -138,10 +138,10 @@ def test_systemd_status_keeps_updating_after_ready(embedded, tmp_path):
         (embedded / "static" / "volumes.yaml").unlink()
         deadline = time.monotonic() + 20
         after: list[bytes] = []
-        while time.monotonic() < deadline and not any(b"STATUS=4 entities" in m for m in after):
+        while time.monotonic() < deadline and not any(b"STATUS=5 entities" in m for m in after):
             after.append(sock.recv(4096))
     sock.close()
-    assert any(m.startswith(b"STATUS=4 entities") for m in after), after
+    assert any(m.startswith(b"STATUS=5 entities") for m in after), after  # one volume gone
 
 
 # -- the watch tools -----------------------------------------------------------
