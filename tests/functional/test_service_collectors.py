@@ -78,6 +78,7 @@ CASES = [
     ),
 ]
 PAGED = [case for case in CASES if case.service != "nagios"]
+CASE = {case.plugin: case for case in CASES}
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +212,33 @@ def test_microversions_bring_the_fields_the_shapes_need(cloud, make):
     (node,) = make(NodeCollector).list_all()
     assert volume.properties["volume_type_id"]
     assert (node.project, node.properties["lessee"]) == ("p-owner", "p-lessee")
+
+
+@pytest.mark.parametrize(
+    ("case", "refusal"),
+    [
+        (CASE[VolumeCollector], r"Cinder does not support microversion 3\.63 \(Wallaby"),
+        (CASE[NodeCollector], r"Ironic does not support API version 1\.65 \(Ussuri"),
+    ],
+    ids=str,
+)
+def test_a_refused_pinned_version_disables_the_plugin(cloud, make, case, refusal):
+    """A 406 to the version Cinder or Ironic pins is permanent, and says which release is needed."""
+    cloud.create(case.kind, **case.create(0))
+    cloud.fail(case.service, status=406, times=1)
+    with pytest.raises(PermanentError, match=refusal):
+        list(make(case.plugin).list_all())
+
+
+@pytest.mark.parametrize("case", [CASE[NetworkCollector], CASE[StackCollector]], ids=str)
+def test_a_406_without_a_pinned_version_stays_an_http_error(cloud, make, case):
+    """Neutron and Heat pin no version: their 406 is the HTTP error, classified transient."""
+    cloud.create(case.kind, **case.create(0))
+    cloud.fail(case.service, status=406, times=1)
+    plugin = make(case.plugin)
+    with pytest.raises(ks_exc.NotAcceptable) as info:
+        list(plugin.list_all())
+    assert isinstance(plugin.classify_error(info.value), TransientError)
 
 
 def test_volume_attachments_and_port_bindings_relate_to_instances(cloud, make):
