@@ -5,12 +5,14 @@ it.  :func:`diff_snapshot` compares a full listing with it, :func:`diff_delta`
 a delta listing (Nova's ``changes-since``).  Both are pure: they return the
 changes and the new baseline and mutate nothing they are given.
 
-The correctness rule they enforce (DESIGN.md rule 1): a delete is inferred
-only from a *complete* listing.  An incomplete listing (a page failed, a
-timeout) yields no deletes and leaves the baseline exactly as it was::
+The correctness rule they enforce (DESIGN.md rule 1, decided in
+:mod:`synchronizer.deletes`): a delete is inferred only from a *complete*
+listing or an explicit delete in a delta.  An incomplete listing (a page
+failed, a timeout) yields no deletes and leaves the baseline exactly as it
+was::
 
     >>> from synchronizer.model import Entity
-    >>> result = diff_snapshot({}, [Entity("t", "k")], complete=True)
+    >>> result = diff_snapshot({}, [Entity("t", "k")], complete=True, now="2026-01-01")
     >>> [str(c.action) for c in result.changes]
     ['create']
     >>> result.baseline[("t", "k")] == result.changes[0].fingerprint
@@ -19,11 +21,11 @@ timeout) yields no deletes and leaves the baseline exactly as it was::
 
 from __future__ import annotations
 
-import collections
 import dataclasses
+import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
-from synchronizer import fingerprint
+from synchronizer import deletes, fingerprint, timeutil
 from synchronizer.model import Action, Change, Entity
 
 BaselineKey = tuple[str, str]
@@ -130,43 +132,31 @@ def _upserts(
     return changes, listed, created
 
 
-def _vanished(
-    old: dict[str, dict[str, int]], seen: dict[str, dict[str, int]], created: set[BaselineKey]
-) -> Iterator[BaselineKey]:
-    """Keys of ``old`` that ``seen`` lacks.
-
-    A type's set difference is computed only when counting says some key is
-    missing (seen - created < old), which a steady-state poll never does.
-    """
-    new_by_type = collections.Counter(type_ for type_, _ in created)
-    for type_, old_t in old.items():
-        seen_t = seen.get(type_, {})
-        if len(seen_t) - new_by_type[type_] == len(old_t):
-            continue
-        for key in old_t.keys() - seen_t.keys():
-            yield (type_, key)
-
-
 def diff_snapshot(
     baseline: Mapping[BaselineKey, int],
     entities: Iterable[Entity],
     *,
     complete: bool | Callable[[], bool],
+    now: str | Callable[[], str] | None = None,
     volatile: Collection[str] = (),
-    deleted_template: Mapping[BaselineKey, Entity] | None = None,
 ) -> DiffResult:
     """Diff a full listing against ``baseline``.
 
     When ``complete`` is true, keys in the baseline that the listing lacks
-    become deletes and the new baseline is exactly the listing.  When false,
-    the creates/updates seen are still returned (they are true, if partial),
-    no deletes are, and the returned baseline is ``baseline`` unchanged, so
-    the next good cycle still produces the true delta; the dispatcher's
-    ledger drops whatever it repeats.
+    become deletes observed at ``now`` (:func:`synchronizer.deletes.unlisted`)
+    and the new baseline is exactly the listing.  When false, the
+    creates/updates seen are still returned (they are true, if partial), no
+    deletes are, and the returned baseline is ``baseline`` unchanged, so the
+    next good cycle still produces the true delta; the dispatcher's ledger
+    drops whatever it repeats.
 
-    ``complete`` may be a callable, asked once ``entities`` is exhausted: a
-    listing can then be streamed (diffed as its pages arrive, never held
-    whole in memory) and still say at its end whether it was complete.
+    ``complete`` and ``now`` may be callables, asked once ``entities`` is
+    exhausted: a listing can then be streamed (diffed as its pages arrive,
+    never held whole in memory) and still say at its end whether it was
+    complete, and when it ended (the time its deletes are known by).
+    ``now`` is asked only when something is gone.  Given a string ``now``,
+    equal inputs give equal results.  Without ``now``, a diff that deletes
+    reads the clock (deprecated: a DeprecationWarning says so).
     """
     base = Baseline.of(baseline)
     seen: dict[str, dict[str, int]] = {}
@@ -175,10 +165,19 @@ def diff_snapshot(
         complete = complete()
     if not complete:
         return DiffResult(changes, base, listed)
-    for key in _vanished(base._by_type, seen, created):
-        entity = (deleted_template or {}).get(key) or Entity(key[0], key[1])
-        changes.append(Change(Action.DELETE, entity))
+    changes += deletes.unlisted(base._by_type, seen, created, _clock if now is None else now)
     return DiffResult(changes, Baseline._wrap(seen), listed)
+
+
+def _clock() -> str:
+    # diff_snapshot -> deletes.unlisted -> here: warn the caller of diff_snapshot.
+    warnings.warn(
+        "diff_snapshot() without now= stamps its deletes with the clock; "
+        "pass the time the listing ended",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    return timeutil.now()
 
 
 def diff_delta(
@@ -190,13 +189,12 @@ def diff_delta(
 ) -> DiffResult:
     """Apply a delta listing: changed entities and explicitly deleted ones.
 
-    Entities absent from a delta listing are unchanged, never deleted.
+    Entities absent from a delta listing are unchanged, never deleted; a
+    reported delete deletes what the baseline holds
+    (:func:`synchronizer.deletes.reported`).
     """
     base = Baseline.of(baseline)
     new = base.copy_by_type()
     changes, listed, _ = _upserts(base._by_type, entities, volatile, new)
-    for entity in deleted:
-        keys = new.get(entity.type)
-        if keys is not None and keys.pop(entity.key, None) is not None:
-            changes.append(Change(Action.DELETE, entity))
+    changes += deletes.reported(new, deleted)
     return DiffResult(changes, Baseline._wrap(new), listed)

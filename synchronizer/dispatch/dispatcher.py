@@ -11,10 +11,11 @@ queue was filled with the current entities (``snapshot`` items) and the
 ``synced`` marker: every change is either in that snapshot or delivered
 after it, never both, never neither.
 
-Resyncs (a worker's first complete full listing, see ``worker``) are
-tracked here: entities of the worker's plugin that the resync did not list
-and that were last seen before it began are deleted with their last known
-state, marked ``final_state_unknown``.
+Resyncs (a worker's first complete full listing, see
+:mod:`synchronizer.workers.collector`) are tracked here and decided by
+:class:`synchronizer.deletes.Resync`: entities of the worker's plugin that
+the resync did not list and that were last seen before it began are
+deleted with their last known state, marked ``final_state_unknown``.
 
 Threading: all public methods are thread-safe.
 """
@@ -22,28 +23,20 @@ Threading: all public methods are thread-safe.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import itertools
 import logging
 import threading
 from collections.abc import Collection, Iterable
 
 from synchronizer import timeutil
+from synchronizer.deletes import Resync
 from synchronizer.dispatch.codec import gc_paused
 from synchronizer.dispatch.ledger import Ledger
 from synchronizer.dispatch.store import open_store
 from synchronizer.dispatch.subscriber import Subscription
-from synchronizer.model import Action, Change, Entity, Source, Synced
+from synchronizer.model import Action, Change, Entity, Synced
 
 LOG = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class _Resync:
-    plugin: str
-    types: frozenset[str]
-    started: str
-    seen: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 
 
 class Dispatcher:
@@ -54,7 +47,7 @@ class Dispatcher:
         self.ledger = Ledger(tombstone_ttl, open_store(ledger_file))
         self._subscribers: list[Subscription] = []
         self._seq = itertools.count(1)
-        self._resyncs: dict[str, _Resync] = {}
+        self._resyncs: dict[str, Resync] = {}
         self.counts: collections.Counter[str] = collections.Counter()
 
     @property
@@ -98,7 +91,7 @@ class Dispatcher:
 
     def begin_resync(self, plugin: str, types: Collection[str], started: str) -> None:
         with self._lock:
-            self._resyncs[plugin] = _Resync(plugin, frozenset(types), started)
+            self._resyncs[plugin] = Resync(plugin, frozenset(types), started)
 
     def _note_resync(self, change: Change) -> None:
         source = change.entity.source
@@ -106,7 +99,7 @@ class Dispatcher:
             return
         resync = self._resyncs.get(source.plugin)
         if resync is not None:
-            resync.seen.add((change.entity.type, change.entity.key))
+            resync.note(change.entity)
 
     def end_resync(self, plugin: str, complete: bool) -> list[Change]:
         """Finish a resync; when complete, delete what it no longer lists."""
@@ -114,33 +107,12 @@ class Dispatcher:
             resync = self._resyncs.pop(plugin, None)
             if resync is None or not complete:
                 return []
-            gone = [c for c in self.ledger.current() if self._vanished(resync, c)]
-            now = timeutil.now()
-            deletes = [
-                Change(
-                    Action.DELETE,
-                    c.entity.replace(timestamp=now, source=Source("poll", plugin)),
-                    final_state_unknown=True,
-                )
-                for c in gone
-            ]
-            told = self._admit(deletes)
+            # The listing has ended (its END message came): the gone are known gone now.
+            told = self._admit(resync.sweep(self.ledger.current(), timeutil.now()))
             self._fan_out(told)
         if told:
             LOG.info("%s: resync found %d entities gone", plugin, len(told))
         return told
-
-    @staticmethod
-    def _vanished(resync: _Resync, change: Change) -> bool:
-        entity = change.entity
-        owned = entity.type in resync.types or (
-            entity.source is not None and entity.source.plugin == resync.plugin
-        )
-        return (
-            owned
-            and (entity.type, entity.key) not in resync.seen
-            and entity.timestamp < resync.started
-        )
 
     # -- subscribers and views ---------------------------------------------
 

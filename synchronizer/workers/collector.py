@@ -143,6 +143,7 @@ class PollLoop:
             self.baseline,
             self._listing(errors),
             complete=lambda: not errors,
+            now=timeutil.now,  # asked at the listing's end: when its deletes are known
             volatile=volatile,
         )
         return result, errors[0] if errors else None

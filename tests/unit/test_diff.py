@@ -7,6 +7,8 @@ import pytest
 from synchronizer import diff, fingerprint
 from synchronizer.model import Action, Entity
 
+NOW = "2026-01-01T00:10:00.000000Z"
+
 
 def E(key, state="ACTIVE"):
     return Entity("t", key, state=state)
@@ -32,7 +34,7 @@ CASES = [
 @pytest.mark.parametrize(("old", "listing", "complete", "expected"), CASES)
 def test_snapshot_table(old, listing, complete, expected):
     """Each listing yields exactly the expected creates, updates and deletes."""
-    result = diff.diff_snapshot(base(*old), listing, complete=complete)
+    result = diff.diff_snapshot(base(*old), listing, complete=complete, now=NOW)
     assert {c.key: c.action for c in result.changes} == expected
 
 
@@ -41,7 +43,7 @@ def test_incomplete_keeps_baseline_and_input_untouched(old, listing, complete, e
     """An incomplete listing leaves the baseline as it was; no input is mutated."""
     baseline = base(*old)
     frozen = copy.deepcopy(baseline)
-    result = diff.diff_snapshot(baseline, listing, complete=complete)
+    result = diff.diff_snapshot(baseline, listing, complete=complete, now=NOW)
     assert baseline == frozen
     if complete:
         assert result.baseline == base(*listing)
@@ -52,7 +54,7 @@ def test_incomplete_keeps_baseline_and_input_untouched(old, listing, complete, e
 
 def test_changes_carry_fingerprints():
     """Creates and updates carry the fingerprint the baseline stores."""
-    result = diff.diff_snapshot({}, [E("a")], complete=True)
+    result = diff.diff_snapshot({}, [E("a")], complete=True, now=NOW)
     assert result.changes[0].fingerprint == result.baseline[("t", "a")]
 
 
@@ -74,13 +76,13 @@ def test_volatile_properties_do_not_cause_updates():
     old = Entity("t", "a", properties={"last_check": 1})
     new = Entity("t", "a", properties={"last_check": 2})
     baseline = {("t", "a"): fingerprint.of(old, {"last_check"})}
-    result = diff.diff_snapshot(baseline, [new], complete=True, volatile={"last_check"})
+    result = diff.diff_snapshot(baseline, [new], complete=True, now=NOW, volatile={"last_check"})
     assert result.changes == []
 
 
 def test_a_listing_swapping_one_key_for_another_deletes_the_old_one():
     """Same count of keys, one new and one gone: the gone one is still deleted."""
-    result = diff.diff_snapshot(base(E("a"), E("b")), [E("a"), E("c")], complete=True)
+    result = diff.diff_snapshot(base(E("a"), E("b")), [E("a"), E("c")], complete=True, now=NOW)
     assert {c.key: c.action for c in result.changes} == {
         "c": Action.CREATE,
         "b": Action.DELETE,
@@ -89,14 +91,14 @@ def test_a_listing_swapping_one_key_for_another_deletes_the_old_one():
 
 def test_a_key_listed_twice_does_not_hide_a_delete():
     """A duplicate in the listing does not count as another baseline key being present."""
-    result = diff.diff_snapshot(base(E("a"), E("b")), [E("a"), E("a")], complete=True)
+    result = diff.diff_snapshot(base(E("a"), E("b")), [E("a"), E("a")], complete=True, now=NOW)
     assert [(c.key, c.action) for c in result.changes] == [("b", Action.DELETE)]
 
 
 def test_types_are_diffed_apart():
     """The same key under two types is two entities; one type vanishing deletes only it."""
     x, y = Entity("x", "k"), Entity("y", "k")
-    result = diff.diff_snapshot(base(x, y), [x], complete=True)
+    result = diff.diff_snapshot(base(x, y), [x], complete=True, now=NOW)
     assert [(c.type, c.key, c.action) for c in result.changes] == [("y", "k", Action.DELETE)]
     assert dict(result.baseline) == base(x)
 
@@ -113,7 +115,7 @@ def test_completeness_can_be_decided_after_a_streamed_listing():
         seen.append("asked")
         return False
 
-    result = diff.diff_snapshot(base(E("a"), E("b")), listing(), complete=complete)
+    result = diff.diff_snapshot(base(E("a"), E("b")), listing(), complete=complete, now=NOW)
     assert seen == ["listed", "asked"]
     assert result.changes == []
     assert dict(result.baseline) == base(E("a"), E("b"))
@@ -121,7 +123,7 @@ def test_completeness_can_be_decided_after_a_streamed_listing():
 
 def test_baseline_is_a_read_only_mapping_of_type_and_key():
     """The diff's baseline reads like the dict it replaces, and comparing them works."""
-    result = diff.diff_snapshot({}, [E("a"), Entity("u", "a")], complete=True)
+    result = diff.diff_snapshot({}, [E("a"), Entity("u", "a")], complete=True, now=NOW)
     b = result.baseline
     assert len(b) == 2
     assert ("t", "a") in b
@@ -131,3 +133,36 @@ def test_baseline_is_a_read_only_mapping_of_type_and_key():
     assert b == {("t", "a"): fingerprint.of(E("a")), ("u", "a"): fingerprint.of(Entity("u", "a"))}
     assert diff.Baseline(dict(b)) == b
     assert not hasattr(b, "__setitem__")
+
+
+def test_equal_input_gives_equal_results():
+    """Two diffs of the same baseline, listing and time give equal changes and baselines."""
+    baseline, listing = base(E("a"), E("b"), E("c")), [E("a", "SHUTOFF"), E("d")]
+    first = diff.diff_snapshot(baseline, listing, complete=True, now=NOW)
+    second = diff.diff_snapshot(baseline, listing, complete=True, now=NOW)
+    assert first == second
+    assert {c.key for c in first.changes if c.action is Action.DELETE} == {"b", "c"}
+
+
+def test_deletes_are_observed_when_the_listing_ended():
+    """A callable ``now`` is asked once the listing is consumed, and stamps every delete."""
+    seen = []
+
+    def listing():
+        seen.append("listed")
+        yield E("a")
+
+    def now():
+        seen.append("now")
+        return NOW
+
+    result = diff.diff_snapshot(base(E("a"), E("b")), listing(), complete=True, now=now)
+    assert seen == ["listed", "now"]
+    assert [(c.key, c.entity.timestamp) for c in result.changes] == [("b", NOW)]
+
+
+def test_a_diff_without_a_time_warns_that_it_reads_the_clock():
+    """Leaving ``now`` out still deletes, with a DeprecationWarning naming the fix."""
+    with pytest.warns(DeprecationWarning, match="now="):
+        result = diff.diff_snapshot(base(E("a")), [], complete=True)
+    assert [c.action for c in result.changes] == [Action.DELETE]

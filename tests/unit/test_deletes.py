@@ -1,0 +1,98 @@
+"""Delete inference: complete listings, reported deletes, and a resync's sweep."""
+
+import copy
+
+import pytest
+
+from synchronizer import deletes, fingerprint
+from synchronizer.model import Action, Change, Entity, Source
+
+NOW = "2026-01-01T00:10:00.000000Z"
+POLL = Source("poll", "c")
+
+
+@pytest.mark.parametrize(
+    ("old", "seen", "created", "gone"),
+    [
+        ({"t": {"a": 1, "b": 2}}, {"t": {"a": 1, "b": 3}}, set(), []),
+        ({"t": {"a": 1, "b": 2}}, {"t": {"a": 1}}, set(), [("t", "b")]),
+        ({"t": {"a": 1}}, {"t": {"c": 1}}, {("t", "c")}, [("t", "a")]),
+        ({"t": {"a": 1}, "u": {"a": 1}}, {"t": {"a": 1}}, set(), [("u", "a")]),
+        ({}, {"t": {"a": 1}}, {("t", "a")}, []),
+    ],
+    ids=["all-listed", "one-unlisted", "swapped", "type-vanished", "all-new"],
+)
+def test_missing_finds_exactly_the_unlisted_keys(old, seen, created, gone):
+    """The keys a listing lacks are found, and no other, even when its count matches."""
+    assert sorted(deletes.missing(old, seen, created)) == gone
+
+
+def test_unlisted_deletes_are_observed_at_now_and_repeatable():
+    """Deletes of a complete listing carry the given time; equal input gives equal deletes."""
+    old, seen = {"t": {"a": 1, "b": 2}}, {"t": {"a": 1}}
+    frozen = copy.deepcopy((old, seen))
+    first = deletes.unlisted(old, seen, set(), NOW)
+    assert first == [Change(Action.DELETE, Entity("t", "b", timestamp=NOW))]
+    assert deletes.unlisted(old, seen, set(), NOW) == first
+    assert (old, seen) == frozen
+
+
+def test_a_lazy_time_is_asked_only_when_something_is_gone():
+    """A callable ``now`` is not called for a listing that deletes nothing."""
+    asked = []
+    assert deletes.unlisted({"t": {"a": 1}}, {"t": {"a": 1}}, set(), asked.append) == []
+    assert asked == []
+    (gone,) = deletes.unlisted({"t": {"a": 1}}, {}, set(), lambda: NOW)
+    assert gone.entity.timestamp == NOW
+
+
+def test_reported_deletes_only_what_the_baseline_holds():
+    """A delta's reported deletes delete known keys and take them out of the new baseline."""
+    known = {"t": {"a": 1, "b": 2}}
+    told = deletes.reported(
+        known, [Entity("t", "a", timestamp=NOW), Entity("t", "zz"), Entity("u", "a")]
+    )
+    assert [(c.action, c.key) for c in told] == [(Action.DELETE, "a")]
+    assert told[0].entity.timestamp == NOW
+    assert known == {"t": {"b": 2}}
+
+
+def told(key, ts, type_="t", source=POLL):
+    e = Entity(type_, key, state="ACTIVE", timestamp=ts, source=source)
+    return Change(Action.CREATE, e, fingerprint.of(e))
+
+
+STARTED = "2026-01-01T00:01:00.000000Z"
+BEFORE = "2026-01-01T00:00:00.000000Z"
+AFTER = "2026-01-01T00:02:00.000000Z"
+
+
+@pytest.mark.parametrize(
+    ("change", "swept"),
+    [
+        (told("gone", BEFORE), True),
+        (told("listed", BEFORE), False),
+        (told("pushed-later", AFTER, source=Source("push", "n")), False),
+        (told("other-type-by-plugin", BEFORE, type_="x"), True),
+        (told("other-type-other-plugin", BEFORE, type_="x", source=Source("poll", "o")), False),
+        (told("own-type-by-push", BEFORE, source=Source("push", "n")), True),
+    ],
+    ids=lambda v: v.key if isinstance(v, Change) else str(v),
+)
+def test_a_resync_sweeps_what_it_owns_did_not_list_and_was_seen_before_it(change, swept):
+    """Only entities of the plugin, unlisted, last observed before the resync began, are swept."""
+    resync = deletes.Resync("c", frozenset({"t"}), STARTED)
+    resync.note(Entity("t", "listed", timestamp=STARTED))
+    out = resync.sweep([change], NOW)
+    assert [c.key for c in out] == ([change.key] if swept else [])
+
+
+def test_a_sweep_is_final_state_unknown_from_the_plugin_at_now():
+    """Swept deletes are final_state_unknown, from the plugin's poll, at the given time."""
+    resync = deletes.Resync("c", frozenset({"t"}), STARTED)
+    view = [told("gone", BEFORE, source=Source("push", "n"))]
+    (out,) = resync.sweep(view, NOW)
+    assert (out.action, out.final_state_unknown) == (Action.DELETE, True)
+    assert (out.entity.timestamp, out.entity.source) == (NOW, Source("poll", "c"))
+    assert out.entity.state == "ACTIVE"
+    assert resync.sweep(view, NOW) == [out]
