@@ -166,8 +166,9 @@ class PagedCollector(OpenStackCollector):
     """A collector of one paged collection: every page, each record through :meth:`build`.
 
     Subclasses set ``path`` (below the endpoint) and ``collection`` (the
-    records' key in a page), ``noun`` (what ``page_size`` counts, for its
-    help) and ``record_name`` (for the log), and implement :meth:`build`;
+    records' key in a page), ``record_name`` (for the log) and, unless it
+    is the collection's name, ``noun`` (what ``page_size`` counts, for its
+    help), and implement :meth:`build`;
     they may add query parameters in :meth:`query`, set ``links_key`` when
     the next link is not under ``<collection>_links`` or ``links``, and pin
     a ``microversion``, which a service too old for it refuses (406): the
@@ -184,7 +185,7 @@ class PagedCollector(OpenStackCollector):
     path: ClassVar[str] = ""
     collection: ClassVar[str] = ""
     links_key: ClassVar[str | None] = None
-    noun: ClassVar[str] = "Records"
+    noun: ClassVar[str] = ""
     record_name: ClassVar[str] = ""
     microversion: ClassVar[str | None] = None
     unsupported: ClassVar[str] = ""
@@ -192,7 +193,10 @@ class PagedCollector(OpenStackCollector):
     @classmethod
     def get_options(cls) -> list[cfg.Opt]:
         return [
-            paging.page_size_option(f"{cls.noun} asked for per page (the limit query parameter).")
+            paging.page_size_option(
+                f"{cls.noun or cls.collection.capitalize()} asked for per page "
+                "(the limit query parameter)."
+            )
         ]
 
     @abc.abstractmethod

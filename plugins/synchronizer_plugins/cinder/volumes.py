@@ -47,7 +47,6 @@ class VolumeCollector(PagedCollector):
     service_type: ClassVar[str] = "block-storage"
     path: ClassVar[str] = "/volumes/detail"
     collection: ClassVar[str] = "volumes"
-    noun: ClassVar[str] = "Volumes"
     record_name: ClassVar[str] = "Cinder volume"
     microversion: ClassVar[str | None] = MICROVERSION
     unsupported: ClassVar[str] = (

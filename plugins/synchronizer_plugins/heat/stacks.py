@@ -46,7 +46,6 @@ class StackCollector(PagedCollector):
     path: ClassVar[str] = "/stacks"
     collection: ClassVar[str] = "stacks"
     links_key: ClassVar[str | None] = "links"
-    noun: ClassVar[str] = "Stacks"
     record_name: ClassVar[str] = "Heat stack"
 
     @classmethod

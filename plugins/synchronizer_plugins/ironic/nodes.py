@@ -51,7 +51,6 @@ class NodeCollector(PagedCollector):
     service_type: ClassVar[str] = "baremetal"
     path: ClassVar[str] = "/v1/nodes/detail"
     collection: ClassVar[str] = "nodes"
-    noun: ClassVar[str] = "Nodes"
     record_name: ClassVar[str] = "Ironic node"
     microversion: ClassVar[str | None] = API_VERSION
     unsupported: ClassVar[str] = (

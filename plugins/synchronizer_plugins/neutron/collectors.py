@@ -27,6 +27,7 @@ class _NeutronCollector(PagedCollector):
     """
 
     service_type: ClassVar[str] = "network"
+    noun: ClassVar[str] = "Records"
 
 
 class NetworkCollector(_NeutronCollector):
