@@ -17,6 +17,13 @@ Resyncs (a worker's first complete full listing, see
 the resync did not list and that were last seen before it began are
 deleted with their last known state, marked ``final_state_unknown``.
 
+Tombstones are pruned on the dispatch path, after each batch: tombstones
+are only made there, so that bounds them without a thread of its own, a
+lifecycle or a second holder of the lock, and a call with nothing expired
+costs one look at the oldest.  While no change arrives nothing is pruned,
+and nothing needs to be: the stale-read rule compares the tombstone's age
+itself, and the count is bounded by ``tombstone_max`` at every delete.
+
 Threading: all public methods are thread-safe.
 """
 
@@ -26,34 +33,70 @@ import collections
 import itertools
 import logging
 import threading
-from collections.abc import Collection, Iterable
+import time
+from collections.abc import Callable, Collection, Iterable
+from typing import TYPE_CHECKING
 
 from synchronizer import timeutil
 from synchronizer.deletes import Resync
 from synchronizer.dispatch.codec import gc_paused
-from synchronizer.dispatch.ledger import Ledger
-from synchronizer.dispatch.store import open_store
+from synchronizer.dispatch.ledger import TOMBSTONE_MAX, Ledger
+from synchronizer.dispatch.store import EntryStore, open_store
 from synchronizer.dispatch.subscriber import Subscription
 from synchronizer.model import Action, Change, Entity, Synced
 
+if TYPE_CHECKING:
+    from oslo_config import cfg
+
 LOG = logging.getLogger(__name__)
+
+# Most tombstones one batch prunes: a mass delete expiring at once is
+# forgotten over several batches rather than in one long hold of the lock.
+PRUNE_STEP = 10_000
 
 
 class Dispatcher:
-    """Filters changes through the ledger and fans them out to subscribers."""
+    """Filters changes through the ledger and fans them out to subscribers.
 
-    def __init__(self, tombstone_ttl: float = 3600.0, ledger_file: str | None = None) -> None:
+    ``store`` keeps the ledger's entries (the heap by default); ``clock``
+    (monotonic seconds) times its tombstones.
+    """
+
+    def __init__(
+        self,
+        tombstone_ttl: float = 3600.0,
+        store: EntryStore | None = None,
+        *,
+        tombstone_max: int = TOMBSTONE_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lock = threading.Lock()
-        self.ledger = Ledger(tombstone_ttl, open_store(ledger_file))
+        self.ledger = Ledger(tombstone_ttl, store, tombstone_max=tombstone_max, clock=clock)
         self._subscribers: list[Subscription] = []
         self._seq = itertools.count(1)
         self._resyncs: dict[str, Resync] = {}
         self.counts: collections.Counter[str] = collections.Counter()
 
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts) -> Dispatcher:
+        """The dispatcher the core options describe (tombstones, ``ledger_file``)."""
+        return cls(
+            conf.tombstone_ttl,
+            open_store(conf.ledger_file),
+            tombstone_max=conf.tombstone_max,
+        )
+
     @property
     def subscribers(self) -> list[Subscription]:
         with self._lock:
             return list(self._subscribers)
+
+    # -- reads --------------------------------------------------------------
+
+    def tombstone_count(self) -> int:
+        """Deletes the ledger still remembers (see ``tombstone_ttl``, ``tombstone_max``)."""
+        with self._lock:
+            return self.ledger.tombstone_count()
 
     # -- changes ----------------------------------------------------------
 
@@ -62,6 +105,7 @@ class Dispatcher:
         with self._lock:
             told = self._admit(changes)
             self._fan_out(told)
+            self.ledger.prune(PRUNE_STEP)
         return told
 
     def _admit(self, changes: Iterable[Change]) -> list[Change]:
@@ -143,5 +187,6 @@ class Dispatcher:
             return changes, last
 
     def prune(self) -> int:
+        """Forget every expired tombstone now; return how many went."""
         with self._lock:
             return self.ledger.prune()

@@ -14,6 +14,13 @@ both the dispatcher's filter and the daemon's current view (``get_all``).
 * the action is rewritten to what the subscribers know: ``create`` when
   they never saw the key (or saw it deleted), ``update`` otherwise.
 
+Tombstones: a delete leaves its key's entry as a tombstone (the delete's
+header: time and seq), which the stale-read rule reads.  A tombstone
+expires ``tombstone_ttl`` seconds after the delete and goes, entry and all,
+when :meth:`Ledger.prune` next runs (the dispatcher runs it on its
+dispatch path).  At most ``tombstone_max`` are kept: a delete beyond that
+forgets the oldest tombstone at once, so churn cannot grow the ledger.
+
 Each entry is kept compact by :mod:`synchronizer.dispatch.codec` (a
 header plus compressed content: about 75 bytes of content per Nova
 instance), in an :class:`~synchronizer.dispatch.store.EntryStore` (the
@@ -26,15 +33,18 @@ Threading: not thread-safe; the dispatcher calls it under its own lock.
 
 from __future__ import annotations
 
+import collections
 import sqlite3
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from synchronizer.dispatch.codec import Entry, EntryCodec, Head, gc_paused
 from synchronizer.dispatch.store import EntryStore, EntryTable, FileStore, MemoryStore
 from synchronizer.model import Action, Change, Entity, Ref
 
 LedgerKey = tuple[str, str]
+
+TOMBSTONE_MAX = 100_000
 
 
 class Ledger:
@@ -43,16 +53,30 @@ class Ledger:
     ``store`` keeps the entries (the heap by default; a
     :class:`~synchronizer.dispatch.store.FileStore` keeps the process's
     memory flat, for a few microseconds more per change and per entity of a
-    view).
+    view).  ``clock`` (seconds, monotonic) times the tombstones.
+
+    Invariants: ``len(ledger)`` is the number of live entities; the store
+    holds those plus ``tombstone_count()`` tombstones, never more than
+    ``tombstone_max`` of them.
     """
 
-    def __init__(self, tombstone_ttl: float = 3600.0, store: EntryStore | None = None) -> None:
+    def __init__(
+        self,
+        tombstone_ttl: float = 3600.0,
+        store: EntryStore | None = None,
+        *,
+        tombstone_max: int = TOMBSTONE_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store: EntryStore = store if store is not None else MemoryStore()
         self._entries: dict[str, EntryTable] = dict(self.store.tables())
-        self._tombstones: dict[LedgerKey, float] = {}
+        # Oldest delete first: expiry and the bound both take from the front.
+        self._tombstones: collections.OrderedDict[LedgerKey, float] = collections.OrderedDict()
         self._count = len(self.store)
         self._codec = EntryCodec()
+        self._clock = clock
         self.tombstone_ttl = tombstone_ttl
+        self.tombstone_max = tombstone_max
 
     @property
     def _db(self) -> sqlite3.Connection | None:
@@ -67,6 +91,10 @@ class Ledger:
 
     def __len__(self) -> int:
         return self._count - len(self._tombstones)
+
+    def tombstone_count(self) -> int:
+        """Tombstones kept (deletes still guarding against stale reads)."""
+        return len(self._tombstones)
 
     def get(self, type_: str, key: str) -> Change | None:
         """The last delivered change of an entity (a delete for tombstones)."""
@@ -109,7 +137,7 @@ class Ledger:
             entity = last.replace(timestamp=entity.timestamp, source=entity.source)
         told = Change(Action.DELETE, entity, 0, change.final_state_unknown, seq)
         entries[entity.key] = self._codec.encode(told, content=False)
-        self._tombstones[(entity.type, entity.key)] = time.monotonic()
+        self._bury((entity.type, entity.key))
         return told
 
     def _admit_upsert(
@@ -142,7 +170,7 @@ class Ledger:
         deleted_at = self._tombstones.get(k)
         if deleted_at is None:
             return False
-        if time.monotonic() - deleted_at > self.tombstone_ttl:
+        if self._clock() - deleted_at > self.tombstone_ttl:
             return False
         source = change.entity.source
         return source is None or source.kind == "poll"
@@ -153,15 +181,39 @@ class Ledger:
             retimed = self._codec.retime(seen.type, seen.key, entry, prev, seen.timestamp)
             entries[seen.key] = retimed
 
-    def prune(self) -> int:
-        """Forget tombstones older than the TTL; return how many went."""
-        cutoff = time.monotonic() - self.tombstone_ttl
-        expired = [k for k, at in self._tombstones.items() if at < cutoff]
-        for type_, key in expired:
-            del self._tombstones[(type_, key)]
-            del self._entries[type_][key]
-            self._count -= 1
-        return len(expired)
+    # -- tombstones ---------------------------------------------------------
+
+    def _bury(self, k: LedgerKey) -> None:
+        stones = self._tombstones
+        stones[k] = self._clock()
+        stones.move_to_end(k)
+        while len(stones) > self.tombstone_max:
+            self._forget(next(iter(stones)))
+
+    def _forget(self, k: LedgerKey) -> None:
+        """Drop a tombstone and its entry: the key is as if never told."""
+        del self._tombstones[k]
+        del self._entries[k[0]][k[1]]
+        self._count -= 1
+
+    def prune(self, limit: int | None = None) -> int:
+        """Forget tombstones older than the TTL, oldest first; return how many went.
+
+        With ``limit``, at most that many go (the rest on a later call), so
+        one call never holds the dispatcher long after a mass delete.  Only
+        the expired ones are visited: a call with none expired costs one
+        look at the oldest.
+        """
+        cutoff = self._clock() - self.tombstone_ttl
+        stones = self._tombstones
+        pruned = 0
+        while stones and (limit is None or pruned < limit):
+            k, deleted_at = next(iter(stones.items()))
+            if deleted_at >= cutoff:
+                break
+            self._forget(k)
+            pruned += 1
+        return pruned
 
     # -- the view -------------------------------------------------------------
 

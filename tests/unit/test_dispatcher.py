@@ -1,14 +1,18 @@
-"""The dispatcher: fan-out, isolation, snapshot→synced→live, resyncs."""
+"""The dispatcher: fan-out, isolation, snapshot→synced→live, resyncs, pruning."""
 
 import threading
 import time
 
-from synchronizer import fingerprint, timeutil
+from oslo_config import cfg
+
+from synchronizer import fingerprint, opts, timeutil
 from synchronizer.dispatch.dispatcher import Dispatcher
+from synchronizer.dispatch.store import FileStore
 from synchronizer.dispatch.subscriber import Subscription
 from synchronizer.model import Action, Change, Entity, Source, Synced
 
 SRC = Source("poll", "c")
+T1, T2 = "2026-01-01T00:00:01.000000Z", "2026-01-01T00:00:02.000000Z"
 
 
 def ch(key, state="s", type_="t", action=Action.UPDATE, ts=None):
@@ -138,3 +142,52 @@ def test_resync_keeps_entities_seen_after_it_began():
     d.dispatch([Change(Action.CREATE, pushed, fingerprint.of(pushed))])
     assert d.end_resync("c", complete=True) == []
     assert {e.key for e in d.get_all()} == {"late"}
+
+
+def churn(d, pairs, chunk=500):
+    """Create and delete ``pairs`` distinct entities, in chunks as workers send them."""
+    for start in range(0, pairs, chunk):
+        keys = [f"k{i}" for i in range(start, start + chunk)]
+        d.dispatch(
+            [Change(Action.CREATE, Entity("t", k, "s", timestamp=T1, source=SRC), 1) for k in keys]
+        )
+        d.dispatch([Change(Action.DELETE, Entity("t", k, "s", timestamp=T2)) for k in keys])
+        yield len(d.ledger.store), d.tombstone_count()
+
+
+def test_create_delete_churn_leaves_the_ledger_bounded():
+    """Over 100,000 create/delete pairs the ledger's entries and tombstones stay at the bound."""
+    d = Dispatcher(tombstone_max=1000)
+    sizes = list(churn(d, 100_000))
+    assert max(entries for entries, _ in sizes) <= 1000
+    assert sizes[-1] == (1000, 1000)
+    assert len(d.ledger) == 0
+    assert d.counts["delete"] == 100_000
+
+
+def test_expired_tombstones_are_pruned_by_the_dispatch_path():
+    """A tombstone past its TTL is gone after the next dispatch, with nobody calling prune."""
+    clock = [0.0]
+    d = Dispatcher(tombstone_ttl=10.0, clock=lambda: clock[0])
+    list(churn(d, 3, chunk=3))
+    assert (len(d.ledger.store), d.tombstone_count()) == (3, 3)
+    clock[0] = 5.0
+    d.dispatch([])
+    assert d.tombstone_count() == 3
+    clock[0] = 11.0
+    d.dispatch([])
+    assert (len(d.ledger.store), d.tombstone_count()) == (0, 0)
+
+
+def test_the_ledger_file_option_puts_the_entries_in_that_file(tmp_path):
+    """from_conf keeps the ledger in the configured file and applies the tombstone options."""
+    conf = cfg.ConfigOpts()
+    conf.register_opts(opts.CORE_OPTS)
+    conf([])
+    conf.set_override("ledger_file", str(tmp_path / "ledger.db"))
+    conf.set_override("tombstone_max", 7)
+    d = Dispatcher.from_conf(conf)
+    d.dispatch([ch("a")])
+    assert isinstance(d.ledger.store, FileStore)
+    assert (tmp_path / "ledger.db").stat().st_size > 0
+    assert d.ledger.tombstone_max == 7

@@ -243,3 +243,60 @@ def test_a_fingerprint_out_of_the_header_range_is_still_kept(fp):
     assert ledger.admit(Change(Action.UPDATE, e.replace(timestamp="2026-01-02"), fp)) is None
     gone = ledger.admit(Change(Action.DELETE, Entity("nova.instance", "k", timestamp="2026-01-03")))
     assert gone.entity.properties == e.properties
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def create_and_delete(ledger, key, ts="2026-01-01T00:00:01Z"):
+    ledger.admit(ch(Action.CREATE, key=key, ts=ts))
+    ledger.admit(ch(Action.DELETE, key=key, ts="2026-01-01T00:00:05Z"))
+
+
+def test_past_tombstone_max_the_oldest_tombstone_goes_at_once():
+    """The bound keeps the newest deletes: the oldest key is forgotten, the others still guard."""
+    ledger = Ledger(tombstone_max=2)
+    for key in ("a", "b", "c"):
+        create_and_delete(ledger, key)
+    assert ledger.tombstone_count() == 2
+    assert ledger.get("t", "a") is None
+    assert ledger.get("t", "b").action is Action.DELETE
+    assert len(ledger.store) == 2
+    stale = ch(Action.CREATE, key="c", ts="2026-01-01T00:00:09Z", source=POLL)
+    assert ledger.admit(stale) is None
+
+
+def test_prune_takes_the_expired_oldest_first_and_at_most_limit():
+    """Only tombstones past the TTL go, oldest first, ``limit`` at a time."""
+    clock = Clock()
+    ledger = Ledger(tombstone_ttl=10.0, clock=clock)
+    for i in range(5):
+        create_and_delete(ledger, f"k{i}")
+        clock.now += 1.0
+    clock.now = 111.5  # k0 and k1 (deleted at 100 and 101) are older than the TTL
+    assert ledger.prune(limit=1) == 1
+    assert ledger.get("t", "k0") is None
+    assert ledger.get("t", "k1") is not None
+    assert ledger.prune() == 1
+    assert ledger.prune() == 0
+    assert [ledger.get("t", f"k{i}") is None for i in range(5)] == [True, True, False, False, False]
+    assert ledger.tombstone_count() == 3
+
+
+def test_an_expired_tombstone_no_longer_stops_a_polled_create():
+    """After the TTL a poll may bring the key back, pruned or not."""
+    clock = Clock()
+    ledger = Ledger(tombstone_ttl=10.0, clock=clock)
+    create_and_delete(ledger, "k")
+    clock.now += 11.0
+    again = ledger.admit(ch(Action.CREATE, key="k", ts="2026-01-01T00:00:09Z", source=POLL))
+    assert again is not None
+    assert again.action is Action.CREATE
+    assert ledger.tombstone_count() == 0
