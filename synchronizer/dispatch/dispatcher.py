@@ -91,7 +91,17 @@ class Dispatcher:
         with self._lock:
             return list(self._subscribers)
 
-    # -- reads --------------------------------------------------------------
+    # -- reads for metrics and status ----------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        """Changes received, dropped, and told by action, since start."""
+        with self._lock:
+            return dict(self.counts)
+
+    def entity_count(self) -> int:
+        """Entities in the current view (deleted ones excluded)."""
+        with self._lock:
+            return len(self.ledger)
 
     def tombstone_count(self) -> int:
         """Deletes the ledger still remembers (see ``tombstone_ttl``, ``tombstone_max``)."""

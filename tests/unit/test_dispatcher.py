@@ -161,8 +161,8 @@ def test_create_delete_churn_leaves_the_ledger_bounded():
     sizes = list(churn(d, 100_000))
     assert max(entries for entries, _ in sizes) <= 1000
     assert sizes[-1] == (1000, 1000)
-    assert len(d.ledger) == 0
-    assert d.counts["delete"] == 100_000
+    assert d.entity_count() == 0
+    assert d.counters()["delete"] == 100_000
 
 
 def test_expired_tombstones_are_pruned_by_the_dispatch_path():
@@ -177,6 +177,18 @@ def test_expired_tombstones_are_pruned_by_the_dispatch_path():
     clock[0] = 11.0
     d.dispatch([])
     assert (len(d.ledger.store), d.tombstone_count()) == (0, 0)
+
+
+def test_counters_and_entity_count_read_what_was_dispatched():
+    """counters() counts received, dropped and told by action; entity_count() the live view."""
+    d = Dispatcher()
+    d.dispatch([ch("a", ts="2026-01-01T00:00:01Z"), ch("b", ts="2026-01-01T00:00:01Z")])
+    d.dispatch([ch("a", ts="2026-01-01T00:00:02Z")])
+    counters = d.counters()
+    assert counters == {"received": 3, "create": 2, "dropped": 1}
+    counters["received"] = 0
+    assert d.counters()["received"] == 3
+    assert d.entity_count() == 2
 
 
 def test_the_ledger_file_option_puts_the_entries_in_that_file(tmp_path):
