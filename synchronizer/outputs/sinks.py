@@ -13,11 +13,13 @@ slow sink has its own thread and coalescing queue like any subscriber.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import socket
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -104,27 +106,99 @@ class JsonlSink(Sink):
 
     def close(self) -> None:
         if self._own:
-            self._out.close()
+            try:
+                self._out.close()
+            except OSError as exc:
+                # A pipe whose reader left: the file is closed all the same, and
+                # the lines it still buffered are lost with the reader.
+                LOG.warning("jsonl sink: %s closed with lines unwritten: %s", self._out.name, exc)
 
 
 class MessageSink(Sink):
-    """Publishes each change as a notification for out-of-process consumers."""
+    """Publishes each change as a notification for out-of-process consumers.
+
+    The message is oslo.messaging's notification (``messagingv2`` format,
+    priority ``INFO``, event type ``entity.<action>``, payload the change's
+    JSON form), sent through the transport itself rather than through
+    ``oslo_messaging.Notifier``: the Notifier swallows a failed send after
+    logging the whole payload (server metadata is user data), so the sink
+    could neither retry nor keep that payload out of the logs.  Here a send
+    that fails is retried, with back-off up to ``RETRY_MAX`` seconds, until
+    the broker takes it: a broker outage delays changes and loses none
+    (meanwhile this sink's subscription queue coalesces what waits, per
+    key), and the log says which broker, once per outage, naming keys and
+    reasons only.  ``close()`` ends the retrying at once.
+
+    Threading: called on its subscription's own thread; ``close()`` from any.
+    """
 
     name = "message"
+    RETRY_FIRST = 0.5
+    RETRY_MAX = 10.0
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         oslo_messaging = backend.messaging()
-        transport = oslo_messaging.get_notification_transport(conf)
-        self._notifier = oslo_messaging.Notifier(
-            transport,
-            publisher_id=f"synchronizer.{socket.gethostname()}",
-            driver="messagingv2",
-            topics=[conf.message_topic],
-        )
+        self._transport = oslo_messaging.get_notification_transport(conf)
+        self._target = oslo_messaging.Target(topic=f"{conf.message_topic}.info")
+        self._publisher = f"synchronizer.{socket.gethostname()}"
+        self._broker = broker_address(conf)
+        self._closing = threading.Event()
+        self.failures = 0
 
     def __call__(self, item: Item) -> None:
-        if isinstance(item, Change):
-            self._notifier.info({}, f"entity.{item.action}", item.to_dict())
+        if not isinstance(item, Change):
+            return
+        message = {
+            "message_id": str(uuid.uuid4()),
+            "publisher_id": self._publisher,
+            "event_type": f"entity.{item.action}",
+            "priority": "INFO",
+            "payload": item.to_dict(),
+            "timestamp": str(datetime.datetime.now(datetime.UTC).replace(tzinfo=None)),
+        }
+        delay = self.RETRY_FIRST
+        while not self._closing.is_set():
+            try:
+                # retry=0: one attempt; the loop below retries, and close() stops it.
+                self._transport._send_notification(self._target, {}, message, 2.0, retry=0)
+            except Exception as exc:  # noqa: BLE001 - any failure: wait, retry, never drop
+                self._failed(item, exc, delay)
+                self._closing.wait(delay)
+                delay = min(delay * 2, self.RETRY_MAX)
+                continue
+            if self.failures:
+                LOG.info("Message sink: the broker at %s takes changes again", self._broker)
+                self.failures = 0
+            return
+
+    def _failed(self, item: Change, exc: Exception, delay: float) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            LOG.warning(
+                "Message sink: the broker at %s does not take changes (%s %s seq %d: %s: %s); "
+                "they wait and are retried",
+                self._broker,
+                item.entity.type,
+                item.entity.key,
+                item.seq,
+                type(exc).__name__,
+                exc,
+            )
+
+    def close(self) -> None:
+        self._closing.set()
+        self._transport.cleanup()
+
+
+def broker_address(conf: cfg.ConfigOpts) -> str:
+    """``host:port[, ...]`` of the transport URL, never its credentials."""
+    oslo_messaging = backend.messaging()
+    try:
+        url = oslo_messaging.TransportURL.parse(conf, conf.transport_url)
+    except oslo_messaging.InvalidTransportURL:
+        return "(invalid transport_url)"
+    hosts = [f"{h.hostname}:{h.port}" if h.port else str(h.hostname) for h in url.hosts]
+    return ", ".join(hosts) or url.transport or "(default)"
 
 
 def build(conf: cfg.ConfigOpts, on_output_closed: Callable[[], None] | None = None) -> list[Sink]:
