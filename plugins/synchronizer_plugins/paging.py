@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 from oslo_config import cfg
 
+from synchronizer.errors import IncompleteListing
+
 __all__ = ["listing", "next_link", "next_marker", "page_size_option", "read_ahead"]
 
 _Next = TypeVar("_Next", bound=Hashable)
@@ -78,11 +80,20 @@ def listing(
 ) -> Iterator[Any]:
     """Every record under ``collection`` of every page, as :func:`read_ahead` reads them.
 
-    A page without the collection (or with null) holds no record; any
-    failing page raises, so the caller's listing counts as incomplete.
+    Strict: a page that is not an object, or whose ``collection`` is missing,
+    null or not a list, raises :class:`IncompleteListing` (a broken 200 must
+    never read as an empty, complete listing, which would delete
+    everything); an empty list is an empty page.  Any failing page raises,
+    so the caller's listing counts as incomplete.
     """
     for page in read_ahead(fetch, first, follow, looping):
-        yield from page.get(collection) or ()
+        records = page.get(collection) if isinstance(page, Mapping) else None
+        if not isinstance(records, list):
+            raise IncompleteListing(
+                f"{collection}: a page has no {collection!r} list "
+                f"(got {type(records).__name__ if records is not None else 'none'})"
+            )
+        yield from records
 
 
 def next_link(links: Any, fallback: Any = None) -> str | None:
