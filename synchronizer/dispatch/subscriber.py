@@ -61,9 +61,6 @@ class Subscription:
         self.delivered = 0
         self.failures = 0
 
-    def wants(self, type_: str) -> bool:
-        return self.types is None or type_ in self.types
-
     @property
     def backlog(self) -> int:
         return len(self._queue)
