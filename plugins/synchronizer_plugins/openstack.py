@@ -62,11 +62,11 @@ _CLIENT_OPTS = [
 ]
 
 
-def register_opts(conf: cfg.ConfigOpts) -> None:
-    """Register ``[service_credentials]`` (idempotent)."""
-    conf.register_opts(_CLIENT_OPTS, group=GROUP)
-    ks_loading.register_session_conf_options(conf, GROUP)
-    ks_loading.register_auth_conf_options(conf, GROUP)
+def register_opts(conf: cfg.ConfigOpts, group: str = GROUP) -> None:
+    """Register a credentials group of the ``[service_credentials]`` form (idempotent)."""
+    conf.register_opts(_CLIENT_OPTS, group=group)
+    ks_loading.register_session_conf_options(conf, group)
+    ks_loading.register_auth_conf_options(conf, group)
 
 
 def list_opts() -> list[cfg.Opt]:
@@ -78,19 +78,33 @@ def list_opts() -> list[cfg.Opt]:
     return [o for o in opts if not (o.dest in seen or seen.add(o.dest))]
 
 
-def load_session(conf: cfg.ConfigOpts) -> ks_session.Session:
-    """A keystoneauth session from ``[service_credentials]``.
+def load_session(conf: cfg.ConfigOpts, group: str = GROUP) -> ks_session.Session:
+    """A keystoneauth session from a credentials group (``[service_credentials]``).
 
-    Raises PermanentError when no auth plugin is configured.
+    Raises PermanentError when the group configures no auth plugin.
     """
-    register_opts(conf)
-    auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
+    register_opts(conf, group)
+    auth = ks_loading.load_auth_from_conf_options(conf, group)
     if auth is None:
-        raise PermanentError("[service_credentials] auth_type is not set")
-    sess = ks_loading.load_session_from_conf_options(conf, GROUP, auth=auth)
+        raise PermanentError(f"[{group}] auth_type is not set")
+    sess = ks_loading.load_session_from_conf_options(conf, group, auth=auth)
     if sess.timeout is None:
         sess.timeout = DEFAULT_TIMEOUT
     return sess
+
+
+def credentials_option(default: str = GROUP) -> cfg.StrOpt:
+    """The ``credentials`` option every OpenStack collector has."""
+    return cfg.StrOpt(
+        "credentials",
+        default=default,
+        regex=r"^[A-Za-z0-9_.-]+$",
+        help="Config group holding this plugin's credentials, of the "
+        "[service_credentials] form (auth_type and its options, region_name, "
+        "interface, cafile, timeout), loaded with keystoneauth1's conf "
+        "loading. Give a service that needs another scope its own group, "
+        "e.g. Ironic a system-scoped one (system_scope = all).",
+    )
 
 
 def classify(exc: Exception) -> Exception:
@@ -104,24 +118,52 @@ class OpenStackCollector(CollectorPlugin):
     """A collector that talks to one OpenStack service through the catalog.
 
     Subclasses set ``service_type`` (catalog type) and use :meth:`adapter`
-    or :meth:`paginate`.  One keystoneauth session per worker process,
-    created lazily on first use.
+    or :meth:`paginate`.  Credentials come from the group the plugin's
+    ``credentials`` option names (``[service_credentials]`` by default), so
+    a service that needs another scope or user gets its own group.  One
+    keystoneauth session per credentials group and worker process, created
+    lazily on first use.
     """
 
     service_type: ClassVar[str] = ""
-    _session: ClassVar[ks_session.Session | None] = None
+    # One session per credentials group and worker process.
+    _sessions: ClassVar[dict[str, ks_session.Session]] = {}
 
     @classmethod
-    def session(cls, conf: cfg.ConfigOpts) -> ks_session.Session:
-        # One session per worker process, shared by every collector in it.
-        if OpenStackCollector._session is None:
-            OpenStackCollector._session = load_session(conf)
-        return OpenStackCollector._session
+    def all_options(cls) -> list[cfg.Opt]:
+        return [*super().all_options(), credentials_option()]
+
+    @classmethod
+    def session(cls, conf: cfg.ConfigOpts, group: str = GROUP) -> ks_session.Session:
+        # Shared by every collector of the worker process that uses this group.
+        if group not in OpenStackCollector._sessions:
+            OpenStackCollector._sessions[group] = load_session(conf, group)
+        return OpenStackCollector._sessions[group]
 
     @classmethod
     def register_options(cls, conf: cfg.ConfigOpts, group: str) -> None:
         super().register_options(conf, group)
         register_opts(conf)
+
+    @property
+    def credentials_group(self) -> str:
+        """The config group of this plugin's credentials (its ``credentials`` option)."""
+        return self.options.credentials
+
+    @property
+    def credentials(self) -> Any:
+        """That group's options (registered on first use)."""
+        register_opts(self.conf, self.credentials_group)
+        return self.conf[self.credentials_group]
+
+    def available(self) -> bool | str:
+        if not self.credentials.auth_type:
+            return f"[{self.credentials_group}] auth_type is not set"
+        return True
+
+    def keystone_session(self) -> ks_session.Session:
+        """The session of this plugin's credentials group."""
+        return self.session(self.conf, self.credentials_group)
 
     def classify_error(self, exc: Exception) -> Exception:
         if isinstance(exc, ks_exc.ClientException):
@@ -130,13 +172,13 @@ class OpenStackCollector(CollectorPlugin):
 
     def close(self) -> None:
         # A reload may bring new credentials: the next plugin gets a new session.
-        OpenStackCollector._session = None
+        OpenStackCollector._sessions.pop(self.credentials_group, None)
 
     def adapter(self, **kwargs: Any) -> adapter.Adapter:
         """An adapter on this plugin's service endpoint."""
-        creds = self.conf[GROUP]
+        creds = self.credentials
         return adapter.Adapter(
-            self.session(self.conf),
+            self.keystone_session(),
             service_type=self.service_type,
             interface=creds.interface,
             region_name=creds.region_name,

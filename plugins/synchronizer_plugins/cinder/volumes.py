@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from synchronizer.errors import PermanentError
 from synchronizer.model import Entity
+from synchronizer.plugin_base import EntityDoc
 from synchronizer_plugins.cinder import shapes
 from synchronizer_plugins.openstack import PagedCollector
 
@@ -22,6 +24,17 @@ from synchronizer_plugins.openstack import PagedCollector
 # with a message saying so, rather than silently emitting a shape that never
 # matches the notifications'.
 MICROVERSION = "3.63"
+
+# Cinder shows a volume's project only to admins (policy
+# volume_extension:volume_tenant_attribute), and ignores all_tenants=1 for
+# anyone else, answering 200 with their own project's volumes: a record
+# without the attribute says the listing cannot be the whole truth.
+TENANT_ATTR = "os-vol-tenant-attr:tenant_id"
+NOT_ADMIN = (
+    f"Cinder hides {TENANT_ATTR} from this user, so all_tenants=1 is not honoured and "
+    "the listing holds only its own project's volumes: give the user the admin role "
+    "(or Cinder's volume_extension:volume_tenant_attribute and all-tenants policies)"
+)
 
 
 class VolumeCollector(PagedCollector):
@@ -37,12 +50,15 @@ class VolumeCollector(PagedCollector):
 
     Every page is followed (``limit``/``marker`` through ``volumes_links``);
     any failing page raises, so the listing counts as incomplete.  A record
+    without ``os-vol-tenant-attr:tenant_id`` (a non-admin's view, for which
+    Cinder ignores ``all_tenants``) raises :class:`PermanentError`.  A record
     without a usable ``id`` is logged and skipped.  Threading: one worker
     thread uses an instance.
     """
 
     name: ClassVar[str] = "cinder.volume"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.VOLUME,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.DOC,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     service_type: ClassVar[str] = "block-storage"
     path: ClassVar[str] = "/volumes/detail"
@@ -57,4 +73,6 @@ class VolumeCollector(PagedCollector):
         return {"all_tenants": 1, **super().query()}
 
     def build(self, record: Any) -> Entity:
+        if isinstance(record, dict) and TENANT_ATTR not in record:
+            raise PermanentError(NOT_ADMIN)
         return shapes.from_api(self, record)

@@ -15,11 +15,20 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from keystoneauth1 import exceptions as ks_exc
 from oslo_config import cfg
 
+from synchronizer.errors import PermanentError
 from synchronizer.model import Entity
 from synchronizer_plugins.heat import shapes
 from synchronizer_plugins.openstack import PagedCollector
+
+POLICY = "stacks:global_index"
+POLICY_MISSING = (
+    f"Heat refuses this user the all-projects stack listing (HTTP 403): grant it the "
+    f'policy {POLICY} (its default is rule:deny_everybody), e.g. "{POLICY}": '
+    '"rule:context_is_admin" in Heat\'s policy.yaml'
+)
 
 
 class StackCollector(PagedCollector):
@@ -36,7 +45,9 @@ class StackCollector(PagedCollector):
     them: without them a notified nested stack would be an entity no poll
     ever confirms.  Every page is followed (``limit``/``marker`` through
     ``links``); any failing page raises.  A record without a usable ``id``
-    is logged and skipped.  Threading: one worker thread uses an instance.
+    is logged and skipped.  A 403 (the policy ``stacks:global_index`` not
+    granted) is permanent, and :meth:`available` names that policy in one
+    line.  Threading: one worker thread uses an instance.
     """
 
     name: ClassVar[str] = "heat.stack"
@@ -64,6 +75,23 @@ class StackCollector(PagedCollector):
         if self.options.show_nested:
             params["show_nested"] = True
         return params
+
+    def available(self) -> bool | str:
+        verdict = super().available()
+        if verdict is not True:
+            return verdict
+        try:
+            self.adapter().get(self.path, params={"global_tenant": True, "limit": 1})
+        except ks_exc.Forbidden:
+            return POLICY_MISSING
+        except ks_exc.ClientException:
+            return True  # down or refusing otherwise: the listing retries and says why
+        return True
+
+    def classify_error(self, exc: Exception) -> Exception:
+        if isinstance(exc, ks_exc.Forbidden):
+            return PermanentError(POLICY_MISSING)
+        return super().classify_error(exc)
 
     def build(self, record: Any) -> Entity:
         return shapes.from_api(self, record)

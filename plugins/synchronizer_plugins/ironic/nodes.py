@@ -1,17 +1,36 @@
 """The ``ironic.node`` collector: every bare metal node, every page.
 
-Enable it as ``plugins = ironic.node``; it reads ``[service_credentials]``
-(a user that may list every node, e.g. an admin) and its own group::
+Enable it as ``plugins = ironic.node``.  Ironic wants a **system-scoped**
+token: to a project-scoped one (even an admin's) it answers 200 with only
+the nodes that project owns or leases, a listing that can never be the
+whole truth.  So the collector reads its credentials from a group of its
+own, with ``system_scope = all`` (a user with the ``admin`` or ``reader``
+role on the system), and refuses to list with any other scope::
 
     [ironic.node]
     period = 60
     page_size = 1000
+    credentials = ironic_credentials
+
+    [ironic_credentials]
+    auth_type = password
+    auth_url = https://keystone.example.org:5000/v3
+    username = synchronizer
+    password = SECRET
+    user_domain_id = default
+    system_scope = all
+    region_name = RegionOne
+    interface = internal
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from keystoneauth1 import exceptions as ks_exc
+
+from synchronizer.errors import PermanentError
 from synchronizer.model import Entity
 from synchronizer_plugins.ironic import shapes
 from synchronizer_plugins.openstack import PagedCollector
@@ -38,7 +57,9 @@ class NodeCollector(PagedCollector):
     ``conductor_group``, ``owner``, ``lessee``, ``traits``, ``properties``,
     ``created_at``; volatile ``updated_at``, ``provision_updated_at``.
 
-    Requests carry ``X-OpenStack-Ironic-API-Version: 1.65`` (keystoneauth
+    The token must be system-scoped (:meth:`check_scope`): any other scope
+    raises :class:`PermanentError` naming the scope before a request is
+    made.  Requests carry ``X-OpenStack-Ironic-API-Version: 1.65`` (keystoneauth
     sets it from the adapter's microversion).  Every page is followed
     (``limit``/``marker`` through ``next``); any failing page raises.  A
     record without a usable ``uuid`` is logged and skipped.  Threading: one
@@ -56,6 +77,44 @@ class NodeCollector(PagedCollector):
     unsupported: ClassVar[str] = (
         f"Ironic does not support API version {API_VERSION} (Ussuri or later needed)"
     )
+
+    def available(self) -> bool | str:
+        verdict = super().available()
+        if verdict is not True:
+            return verdict
+        try:
+            self.check_scope()
+        except PermanentError as exc:
+            return str(exc)
+        except ks_exc.ClientException:
+            return True  # Keystone down or refusing: the listing retries and says why
+        return True
+
+    def check_scope(self) -> None:
+        """Raise PermanentError unless this plugin's token is system-scoped.
+
+        Ironic filters a project-scoped token's listing to that project's
+        nodes and still answers 200: such a listing is never complete, and
+        taking it as complete would delete every other node.
+        """
+        sess = self.keystone_session()
+        access = sess.auth.get_access(sess)
+        if access.system_scoped:
+            return
+        scope = "project" if access.project_scoped else "domain" if access.domain_scoped else "un"
+        raise PermanentError(
+            f"Ironic lists to a {scope}-scoped token only the nodes its project owns or "
+            f"leases, so [{self.group}] needs a system-scoped token: set [{self.group}] "
+            f"credentials to a group with system_scope = all (role admin or reader on the "
+            f"system); now [{self.credentials_group}] gives a {scope}-scoped one"
+        )
+
+    def list_all(self) -> Iterator[Entity]:
+        try:
+            self.check_scope()
+        except ks_exc.ClientException as exc:
+            raise self.classify_error(exc) from exc
+        yield from super().list_all()
 
     def build(self, record: Any) -> Entity:
         return shapes.node(self, record)

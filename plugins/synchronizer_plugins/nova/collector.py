@@ -125,18 +125,13 @@ class NovaCollector(openstack.OpenStackCollector):
             )
         self._nova: Any = None
 
-    def available(self) -> bool | str:
-        if not self.conf[openstack.GROUP].auth_type:
-            return f"[{openstack.GROUP}] auth_type is not set"
-        return True
-
     # -- the client -------------------------------------------------------
 
     def _new_client(self, version: api_versions.APIVersion | str) -> Any:
-        creds = self.conf[openstack.GROUP]
+        creds = self.credentials
         return nova_client.Client(
             version,
-            session=self.session(self.conf),
+            session=self.keystone_session(),
             endpoint_type=creds.interface,
             region_name=creds.region_name,
         )
