@@ -143,7 +143,7 @@ def bare_listener_main(topic: str, pool: str, count: int, conn: Connection) -> N
     arrivals = _Arrivals()
     target = oslo_messaging.Target(topic=topic, exchange=EXCHANGE)
     listener = oslo_messaging.get_notification_listener(
-        transport, [target], [_BareEndpoint(arrivals)], executor="threading", pool=pool
+        transport, [target], [_BareEndpoint(arrivals)], pool=pool
     )
     listener.start()
     time.sleep(1.0)  # queue declared and consuming

@@ -158,7 +158,6 @@ def subscribe(
         transport,
         [oslo_messaging.Target(topic=conf.message_topic)],
         [_StreamEndpoint(types, callback)],
-        executor="threading",
         pool=pool or default_pool(),
     )
     listener.start()

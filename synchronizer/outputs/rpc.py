@@ -77,6 +77,6 @@ def build_server(
     oslo_messaging = backend.messaging()
     transport = oslo_messaging.get_rpc_transport(conf)
     endpoint = ViewEndpoint(dispatcher, conf.chunk_size)
-    return oslo_messaging.get_rpc_server(
-        transport, target(conf, endpoint.server), [endpoint], executor="threading"
-    )
+    # No executor argument: oslo.messaging deprecates it and picks the
+    # threading executor by itself when eventlet is not monkey-patched.
+    return oslo_messaging.get_rpc_server(transport, target(conf, endpoint.server), [endpoint])
