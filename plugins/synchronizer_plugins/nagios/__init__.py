@@ -1,1 +1,1 @@
-"""Nagios Core plugins: the ``nagios.service`` collector (``statusjson.cgi``)."""
+"""Nagios Core plugins: ``nagios.service`` and ``nagios.host`` collectors (``statusjson.cgi``)."""

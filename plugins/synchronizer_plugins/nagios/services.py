@@ -25,7 +25,7 @@ from oslo_config import cfg
 from synchronizer import timeutil
 from synchronizer.errors import PermanentError, TransientError
 from synchronizer.model import Entity
-from synchronizer.plugin_base import CollectorPlugin
+from synchronizer.plugin_base import CollectorPlugin, EntityDoc
 
 LOG = logging.getLogger(__name__)
 
@@ -53,6 +53,39 @@ _COUNTS = ("current_attempt", "max_attempts", "scheduled_downtime_depth")
 _TIMES = ("last_state_change", "last_hard_state_change")
 _VOLATILE_TIMES = ("last_check", "next_check", "last_update")
 _VOLATILE_TEXT = ("plugin_output", "long_plugin_output", "perf_data")
+
+_TIME = "(UTC ISO 8601; null when never)"
+DOC = EntityDoc(
+    type=SERVICE,
+    summary="A service check of Nagios Core, on one monitored host.",
+    key="`<host_name>/<service description>`",
+    state="the Nagios service status",
+    states=tuple(STATUS_CODES.values()),
+    parent="nova.host",
+    parent_meaning="the monitored host (`host_name`); its type is the `host_type` option, "
+    "`nova.host` by default",
+    properties={
+        "host_name": "the monitored host's name, the parent's key",
+        "description": "the service description",
+        "state_type": "`SOFT` (still retrying) or `HARD`",
+        "current_attempt": "the check attempt the status is from",
+        "max_attempts": "attempts before a problem becomes HARD",
+        "scheduled_downtime_depth": "how many scheduled downtimes cover it now (0: none)",
+        "problem_has_been_acknowledged": "whether an operator acknowledged the problem",
+        "is_flapping": "whether Nagios sees the service flapping",
+        "checks_enabled": "whether active checks are enabled",
+        "notifications_enabled": "whether Nagios sends notifications for it",
+        "last_state_change": f"when the status last changed {_TIME}",
+        "last_hard_state_change": f"when the HARD status last changed {_TIME}",
+        "last_check": f"when it was last checked {_TIME}",
+        "next_check": f"when it is checked next {_TIME}",
+        "last_update": f"when Nagios last updated the record {_TIME}",
+        "plugin_output": "the check's first line of output",
+        "long_plugin_output": "the check's further output lines",
+        "perf_data": "the check's performance data",
+    },
+    volatile=VOLATILE,
+)
 
 
 def status_name(value: Any) -> str:
@@ -115,6 +148,7 @@ class ServiceCollector(CollectorPlugin):
 
     name: ClassVar[str] = "nagios.service"
     entity_types: ClassVar[tuple[str, ...]] = (SERVICE,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (DOC,)
     volatile_properties: ClassVar[frozenset[str]] = VOLATILE
 
     @classmethod
@@ -159,8 +193,10 @@ class ServiceCollector(CollectorPlugin):
             self._session.verify = self.options.cafile or self.options.verify
         return self._session
 
+    query: ClassVar[str] = "servicelist"
+
     def list_all(self) -> Iterator[Entity]:
-        for host, services in self._servicelist().items():
+        for host, services in self.status_list().items():
             if not isinstance(services, Mapping):
                 raise TransientError(f"statusjson servicelist entry of {host!r} is not an object")
             for description, record in services.items():
@@ -168,20 +204,21 @@ class ServiceCollector(CollectorPlugin):
                 if entity is not None:
                     yield entity
 
-    def _servicelist(self) -> Mapping[str, Any]:
+    def status_list(self) -> Mapping[str, Any]:
+        """``data.<query>`` of the statusjson answer to ``query`` (with details)."""
         body = self._fetch()
         result = body.get("result") or {}
         if result.get("type_code", 0) != 0:
             raise TransientError(
                 f"statusjson error {result.get('type_code')}: {result.get('type_text')}"
             )
-        services = (body.get("data") or {}).get("servicelist")
-        if not isinstance(services, Mapping):
-            raise TransientError("statusjson answer has no data.servicelist object")
-        return services
+        records = (body.get("data") or {}).get(self.query)
+        if not isinstance(records, Mapping):
+            raise TransientError(f"statusjson answer has no data.{self.query} object")
+        return records
 
     def _fetch(self) -> Mapping[str, Any]:
-        params = {"query": "servicelist", "details": "true"}
+        params = {"query": self.query, "details": "true"}
         try:
             response = self._http.get(self.options.url, params=params, timeout=self.options.timeout)
         except requests.RequestException as exc:

@@ -143,3 +143,23 @@ def test_the_password_option_is_secret():
     """The password option is marked secret so oslo.config never logs it."""
     opts = {opt.name: opt for opt in ServiceCollector.get_options()}
     assert opts["password"].secret is True
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [(1, "PENDING"), (2, "UP"), (4, "DOWN"), (8, "UNREACHABLE"), ("down", "DOWN")],
+)
+def test_host_status_codes_and_names(value, name):
+    """statusjson's host status bits (and names) map to Nagios' host states."""
+    from synchronizer_plugins.nagios import hosts
+
+    assert hosts.status_name(value) == name
+
+
+@pytest.mark.parametrize("value", [0, 16, True, "OK", None])
+def test_an_unknown_host_status_is_refused(value):
+    """A host status that is not one of Nagios' four is a malformed record."""
+    from synchronizer_plugins.nagios import hosts
+
+    with pytest.raises(ValueError, match="host status"):
+        hosts.status_name(value)
