@@ -16,22 +16,19 @@ restarted worker with an empty baseline still catches deletes it missed.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from synchronizer import diff, opts, plugin_loader, timeutil, wire
+from synchronizer import diff, plugin_loader, timeutil, wire
 from synchronizer.errors import PermanentError, PluginLoadError, PluginUnavailable
 from synchronizer.model import Action, Change, Entity
 from synchronizer.plugin_base import CollectorPlugin
+from synchronizer.workers.process import EXIT_PERMANENT, prepare_child
 
 LOG = logging.getLogger(__name__)
-
-EXIT_PERMANENT = 3  # the supervisor does not restart a worker that exits so
 
 Send = Callable[[wire.Message], None]
 
@@ -221,27 +218,6 @@ def _describe(exc: BaseException) -> str:
 
 
 # -- the worker process ------------------------------------------------------
-
-
-def _watch_parent(stop: threading.Event, parent: int) -> None:
-    # A worker whose main process died (even by SIGKILL) must not linger.
-    while not stop.wait(1.0):
-        if os.getppid() != parent:
-            LOG.warning("Main process is gone; worker exits")
-            os._exit(0)
-
-
-def prepare_child(conf_args: list[str]) -> tuple[Any, threading.Event]:
-    """Common start of a worker process: signals, config, logging, watchdog."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    conf = opts.parse(conf_args)
-    threading.Thread(
-        target=_watch_parent, args=(stop, os.getppid()), daemon=True, name="watch-parent"
-    ).start()
-    return conf, stop
 
 
 def collector_main(conf_args: list[str], name: str, chunk_size: int, conn: Connection) -> None:

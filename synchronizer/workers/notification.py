@@ -52,8 +52,8 @@ from oslo_config import cfg
 from synchronizer import backend, plugin_loader, wire
 from synchronizer.errors import PluginLoadError, PluginUnavailable
 from synchronizer.plugin_base import NotificationPlugin
-from synchronizer.workers.collector import EXIT_PERMANENT, prepare_child
 from synchronizer.workers.converter import Converter
+from synchronizer.workers.process import EXIT_PERMANENT, prepare_child
 
 if TYPE_CHECKING:
     import oslo_messaging

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from synchronizer.workers.collector import EXIT_PERMANENT
+from synchronizer.workers.process import EXIT_PERMANENT
 
 LOG = logging.getLogger(__name__)
 

@@ -1,0 +1,48 @@
+"""The start of every worker process.
+
+A worker (a collector, or the notification worker) is a fresh interpreter
+started by the supervisor.  :func:`prepare_child` gives it the same
+configuration as the main process, leaves SIGINT and SIGHUP to the main
+process, turns SIGTERM into a stop event, and starts a watchdog that ends
+the worker if the main process dies (even by SIGKILL).
+
+A worker that exits with :data:`EXIT_PERMANENT` (its plugin cannot run) is
+not restarted by the supervisor until the next reload; any other exit is a
+crash and is restarted with back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+from oslo_config import cfg
+
+from synchronizer import opts
+
+LOG = logging.getLogger(__name__)
+
+EXIT_PERMANENT = 3  # the supervisor does not restart a worker that exits so
+
+
+def _watch_parent(stop: threading.Event, parent: int) -> None:
+    # A worker whose main process died (even by SIGKILL) must not linger.
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            LOG.warning("Main process is gone; worker exits")
+            os._exit(0)
+
+
+def prepare_child(conf_args: list[str]) -> tuple[cfg.ConfigOpts, threading.Event]:
+    """Common start of a worker process: signals, config, logging, watchdog."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    conf = opts.parse(conf_args)
+    threading.Thread(
+        target=_watch_parent, args=(stop, os.getppid()), daemon=True, name="watch-parent"
+    ).start()
+    return conf, stop
