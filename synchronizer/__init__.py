@@ -3,7 +3,7 @@
 Public API::
 
     from synchronizer import Synchronizer, Change, Entity, Action, Synced
-    from synchronizer import CollectorPlugin, NotificationPlugin
+    from synchronizer import CollectorPlugin, EntityDoc, NotificationPlugin
 
 Importing this package (or any of its modules) has no effect on the host
 process: the names below are loaded on first use, nothing of oslo.messaging
@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from synchronizer.dispatch.subscriber import Subscription
     from synchronizer.model import Action, Change, Entity, Ref, Relation, Source, Synced
-    from synchronizer.plugin_base import CollectorPlugin, Delta, Notification, NotificationPlugin
+    from synchronizer.plugin_base import (
+        CollectorPlugin,
+        Delta,
+        EntityDoc,
+        Notification,
+        NotificationPlugin,
+    )
     from synchronizer.service.library import Synchronizer
 
 _EXPORTS = {
@@ -28,6 +34,7 @@ _EXPORTS = {
     "CollectorPlugin": "synchronizer.plugin_base",
     "Delta": "synchronizer.plugin_base",
     "Entity": "synchronizer.model",
+    "EntityDoc": "synchronizer.plugin_base",
     "Notification": "synchronizer.plugin_base",
     "NotificationPlugin": "synchronizer.plugin_base",
     "Ref": "synchronizer.model",
@@ -44,6 +51,7 @@ __all__ = [
     "CollectorPlugin",
     "Delta",
     "Entity",
+    "EntityDoc",
     "Notification",
     "NotificationPlugin",
     "Ref",

@@ -6,16 +6,18 @@ entry-point name in the ``synchronizer.plugins`` namespace or its class path
 it (the entry-point name, or the class's ``name``), and always include
 ``period`` for collectors.  A minimal collector::
 
-    from synchronizer.plugin_base import CollectorPlugin
+    from synchronizer.plugin_base import CollectorPlugin, EntityDoc
 
     class Racks(CollectorPlugin):
         name = "dc.rack"
         entity_types = ("dc.rack",)
+        entity_docs = (EntityDoc("dc.rack", "A rack of the data centre.", key="rack id",
+                                 properties={"row": "the row it stands in"}),)
 
         def list_all(self):
             for row in fetch_racks():          # raise on any failure
                 yield self.entity("dc.rack", row["id"], state=row["status"],
-                                  properties=row)
+                                  properties={"row": row["row"]})
 
 Threading: a plugin instance is used by one thread of one worker process; it
 need not be thread-safe.  Collectors run in their own subprocess, so they may
@@ -27,28 +29,101 @@ from __future__ import annotations
 import abc
 import dataclasses
 import re
-from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 from oslo_config import cfg
 
 from synchronizer import timeutil
 from synchronizer.model import Action, Change, Entity, Ref, Relation, Source
 
-__all__ = ["CollectorPlugin", "Delta", "Notification", "NotificationPlugin", "Plugin"]
+__all__ = [
+    "CollectorPlugin",
+    "Delta",
+    "EntityDoc",
+    "Notification",
+    "NotificationPlugin",
+    "Plugin",
+    "RelationDoc",
+]
+
+
+class RelationDoc(NamedTuple):
+    """One kind of edge an entity type carries: ``(relation, type, meaning)``."""
+
+    relation: str
+    type: str
+    meaning: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntityDoc:
+    """What operators and consumers may rely on about one entity type.
+
+    A plugin lists one per type it produces in ``entity_docs``; the
+    reference ``doc/entities.md`` is generated from them
+    (``python -m synchronizer.cmd.entity_docs``), and the tests check each
+    against entities the plugin really builds, so it cannot go stale.
+    Plugins producing the same type (its collector and its notification
+    plugin) share one shape, so they share one doc.
+
+    ``key`` says what the key is ("server UUID"); ``state`` what the state
+    is and ``states`` the values it takes; ``project`` what the project is
+    (None: always null, infrastructure); ``parent`` the parent's type (None:
+    never a parent) and ``parent_meaning`` what it is; ``relations`` the
+    kinds of edge (``(relation, type)`` or ``(relation, type, meaning)``);
+    ``properties`` every property name with its one-line meaning, and
+    ``volatile`` those left out of the fingerprint.
+
+    Invariants (checked on construction, ValueError otherwise): ``type``
+    and ``key`` are set, ``volatile`` names properties, no state is listed
+    twice.  Immutable: ``properties`` is a read-only mapping.
+    """
+
+    type: str
+    summary: str
+    key: str
+    state: str = ""
+    states: tuple[str, ...] = ()
+    project: str | None = None
+    parent: str | None = None
+    parent_meaning: str = ""
+    relations: tuple[RelationDoc, ...] = ()
+    properties: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
+    volatile: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.type or not self.key:
+            raise ValueError(f"EntityDoc {self.type!r}: type and key must be set")
+        if len(set(self.states)) != len(self.states):
+            raise ValueError(f"EntityDoc {self.type!r}: a state is listed twice")
+        undocumented = sorted(set(self.volatile) - set(self.properties))
+        if undocumented:
+            raise ValueError(f"EntityDoc {self.type!r}: volatile {undocumented} are no properties")
+        # Normalised once, here (the dataclass is frozen): lists and plain
+        # tuples in, tuples, RelationDocs and a read-only mapping out.
+        assign = object.__setattr__
+        assign(self, "states", tuple(self.states))
+        assign(self, "relations", tuple(RelationDoc(*r) for r in self.relations))
+        assign(self, "properties", types.MappingProxyType(dict(self.properties)))
+        assign(self, "volatile", frozenset(self.volatile))
 
 
 class Plugin(abc.ABC):  # noqa: B024 - the kinds below hold the abstract methods
     """What every plugin has: a name, a config group, options, a health check.
 
     Subclasses set ``name`` (default config group), ``entity_types`` (the
-    types they produce, used for resyncs and documentation) and
-    ``volatile_properties`` (properties left out of fingerprints, such as
-    timers that move on every poll).
+    types they produce, used for resyncs and documentation),
+    ``entity_docs`` (an :class:`EntityDoc` for each of those types, from
+    which the entity reference is generated) and ``volatile_properties``
+    (properties left out of fingerprints, such as timers that move on every
+    poll).
     """
 
     name: ClassVar[str] = ""
     entity_types: ClassVar[tuple[str, ...]] = ()
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = ()
     volatile_properties: ClassVar[frozenset[str]] = frozenset()
     source_kind: ClassVar[str] = "poll"
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from synchronizer.model import Action, Entity
-from synchronizer.plugin_base import Notification
+from synchronizer.plugin_base import EntityDoc, Notification
 from synchronizer_plugins.cinder import shapes
 from synchronizer_plugins.notification import EntityNotifications
 
@@ -55,6 +55,7 @@ class CinderNotifications(EntityNotifications):
 
     name: ClassVar[str] = "cinder.notifications"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.VOLUME,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.DOC,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     default_exchange: ClassVar[str] = "cinder"
     default_topics: ClassVar[tuple[str, ...]] = ("notifications",)

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from synchronizer.model import Entity
-from synchronizer.plugin_base import Plugin
+from synchronizer.plugin_base import EntityDoc, Plugin
 from synchronizer_plugins import fields
 
 VOLUME = "cinder.volume"
@@ -86,6 +86,53 @@ _PROPERTIES = (
     "snapshot_id",
     "user_id",
     "created_at",
+)
+
+
+#: The volume statuses of the Block Storage API reference.
+STATES: tuple[str, ...] = (
+    "creating",
+    "available",
+    "reserved",
+    "attaching",
+    "detaching",
+    "in-use",
+    "maintenance",
+    "deleting",
+    "awaiting-transfer",
+    "error",
+    "error_deleting",
+    "backing-up",
+    "restoring-backup",
+    "error_backing-up",
+    "error_restoring",
+    "error_extending",
+    "downloading",
+    "uploading",
+    "retyping",
+    "extending",
+)
+
+DOC = EntityDoc(
+    type=VOLUME,
+    summary="A Cinder block storage volume, of any project.",
+    key="volume UUID (`id`; `volume_id` in notifications)",
+    state="Cinder's volume status, as the API shows it",
+    states=STATES,
+    project="the project that owns the volume (`os-vol-tenant-attr:tenant_id`)",
+    relations=((ATTACHED, INSTANCE, "each server it is attached to (live attachments only)"),),
+    properties={
+        "name": "volume name",
+        "size": "size in GiB (an integer)",
+        "availability_zone": "availability zone",
+        "host": "the cinder-volume backend holding it (`os-vol-host-attr:host`, "
+        "`host@backend#pool`)",
+        "volume_type_id": "volume type UUID",
+        "snapshot_id": "the snapshot it was created from, or null",
+        "user_id": "the user who created it",
+        "created_at": "creation time (UTC, to the second)",
+    },
+    volatile=VOLATILE,
 )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from synchronizer.model import Action, Entity
-from synchronizer.plugin_base import Notification
+from synchronizer.plugin_base import EntityDoc, Notification
 from synchronizer_plugins.heat import shapes
 from synchronizer_plugins.notification import EntityNotifications
 
@@ -52,6 +52,7 @@ class HeatNotifications(EntityNotifications):
 
     name: ClassVar[str] = "heat.notifications"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.STACK,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.DOC,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     default_exchange: ClassVar[str] = "heat"
     default_topics: ClassVar[tuple[str, ...]] = ("notifications",)

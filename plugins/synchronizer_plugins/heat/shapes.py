@@ -37,11 +37,45 @@ from typing import Any
 from urllib import parse
 
 from synchronizer.model import Entity
-from synchronizer.plugin_base import Plugin
+from synchronizer.plugin_base import EntityDoc, Plugin
 from synchronizer_plugins import fields
 
 STACK = "heat.stack"
 VOLATILE: frozenset[str] = frozenset({"updated_at"})
+
+#: Heat's stack actions and statuses (heat/engine/stack.py): a state is ``<ACTION>_<STATUS>``.
+ACTIONS: tuple[str, ...] = (
+    "CREATE",
+    "DELETE",
+    "UPDATE",
+    "ROLLBACK",
+    "SUSPEND",
+    "RESUME",
+    "ADOPT",
+    "SNAPSHOT",
+    "CHECK",
+    "RESTORE",
+)
+STATUSES: tuple[str, ...] = ("IN_PROGRESS", "FAILED", "COMPLETE")
+STATES: tuple[str, ...] = tuple(f"{action}_{status}" for action in ACTIONS for status in STATUSES)
+
+DOC = EntityDoc(
+    type=STACK,
+    summary="A Heat stack, of any project, nested stacks included.",
+    key="stack UUID (`id`; the last part of `stack_identity` in notifications)",
+    state="Heat's `<ACTION>_<STATUS>` (`stack_status`; `state` in notifications)",
+    states=STATES,
+    project="the project that owns the stack (`project`; `tenant_id` in notifications)",
+    properties={
+        "name": "stack name",
+        "description": "description from its template",
+        "status_reason": "why it is in its state (`stack_status_reason`)",
+        "tags": "tags, sorted",
+        "created_at": "creation time (UTC, to the second)",
+        "updated_at": "time of its last update (UTC, to the second), or null",
+    },
+    volatile=VOLATILE,
+)
 
 _ARN = re.compile(r"arn:openstack:heat::(?P<project>[^:]*):stacks/(?P<name>[^/]+)/(?P<id>[^/]+)")
 _LINK_PROJECT = re.compile(r"/v1/(?P<project>[^/]+)/stacks/")

@@ -20,6 +20,7 @@ from oslo_config import cfg
 
 from synchronizer.errors import PermanentError
 from synchronizer.model import Entity
+from synchronizer.plugin_base import EntityDoc
 from synchronizer_plugins.heat import shapes
 from synchronizer_plugins.openstack import PagedCollector
 
@@ -52,6 +53,7 @@ class StackCollector(PagedCollector):
 
     name: ClassVar[str] = "heat.stack"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.STACK,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.DOC,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     service_type: ClassVar[str] = "orchestration"
     path: ClassVar[str] = "/stacks"

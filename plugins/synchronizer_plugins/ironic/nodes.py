@@ -32,6 +32,7 @@ from keystoneauth1 import exceptions as ks_exc
 
 from synchronizer.errors import PermanentError
 from synchronizer.model import Entity
+from synchronizer.plugin_base import EntityDoc
 from synchronizer_plugins.ironic import shapes
 from synchronizer_plugins.openstack import PagedCollector
 
@@ -68,6 +69,7 @@ class NodeCollector(PagedCollector):
 
     name: ClassVar[str] = "ironic.node"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.NODE,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.DOC,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     service_type: ClassVar[str] = "baremetal"
     path: ClassVar[str] = "/v1/nodes/detail"

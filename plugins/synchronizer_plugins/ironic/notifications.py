@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from synchronizer.errors import InvalidNotification
 from synchronizer.model import Action, Entity
-from synchronizer.plugin_base import Notification
+from synchronizer.plugin_base import EntityDoc, Notification
 from synchronizer_plugins.ironic import shapes
 from synchronizer_plugins.notification import EntityNotifications
 
@@ -94,6 +94,7 @@ class IronicNotifications(EntityNotifications):
 
     name: ClassVar[str] = "ironic.notifications"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.NODE,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.DOC,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     default_exchange: ClassVar[str] = "ironic"
     default_topics: ClassVar[tuple[str, ...]] = ("ironic_versioned_notifications",)

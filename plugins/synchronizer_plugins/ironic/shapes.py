@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from synchronizer.model import Entity
-from synchronizer.plugin_base import Plugin
+from synchronizer.plugin_base import EntityDoc, Plugin
 from synchronizer_plugins import fields
 
 NODE = "ironic.node"
@@ -62,6 +62,79 @@ _PLAIN = (
     "lessee",
 )
 _FLAGS = ("maintenance", "console_enabled", "protected", "retired")
+
+
+#: Ironic's provision states (ironic/common/states.py), in lifecycle order.
+STATES: tuple[str, ...] = (
+    "enroll",
+    "verifying",
+    "manageable",
+    "inspecting",
+    "inspect wait",
+    "inspect failed",
+    "cleaning",
+    "clean wait",
+    "clean hold",
+    "clean failed",
+    "available",
+    "deploying",
+    "wait call-back",
+    "deploy hold",
+    "deploy failed",
+    "active",
+    "deleting",
+    "error",
+    "adopting",
+    "adopt failed",
+    "rescuing",
+    "rescue wait",
+    "rescue",
+    "rescue failed",
+    "unrescuing",
+    "unrescue failed",
+    "servicing",
+    "service wait",
+    "service hold",
+    "service failed",
+)
+
+DOC = EntityDoc(
+    type=NODE,
+    summary="An Ironic bare metal node.",
+    key="node UUID (`uuid`)",
+    state="Ironic's provision state (the power state and maintenance are properties)",
+    states=STATES,
+    project="the node's `owner`, else its `lessee`; null when neither is set",
+    relations=((HOSTS, INSTANCE, "the Nova instance deployed on it (`instance_uuid`)"),),
+    properties={
+        "name": "node name",
+        "description": "description",
+        "driver": "hardware type (`ipmi`, `redfish`...)",
+        "power_state": "`power on`, `power off`, or null when unknown",
+        "target_power_state": "the power state being set, or null",
+        "target_provision_state": "the provision state being reached, or null",
+        "maintenance": "whether the node is in maintenance",
+        "maintenance_reason": "why it is in maintenance, or null",
+        "fault": "the fault that put it into maintenance (`power failure`, "
+        "`clean failure`...), or null",
+        "console_enabled": "whether its serial console is enabled",
+        "protected": "whether it is protected from undeploying and rebuilding",
+        "protected_reason": "why it is protected, or null",
+        "retired": "whether it is retired (not to be deployed again)",
+        "retired_reason": "why it is retired, or null",
+        "last_error": "the last error Ironic recorded, or null",
+        "resource_class": "resource class (what Nova's flavors ask for)",
+        "conductor_group": "conductor group managing it",
+        "owner": "owning project, or null",
+        "lessee": "project leasing it, or null",
+        "traits": "trait names, sorted",
+        "properties": "Ironic's hardware properties (`cpus`, `memory_mb`, `capabilities`...)",
+        "created_at": "creation time (UTC, to the second)",
+        "updated_at": "time of the node's last update (UTC, to the second)",
+        "provision_updated_at": "time of the last provision state change (UTC, to the second)",
+    },
+    volatile=VOLATILE,
+)
 
 
 def node(plugin: Plugin, record: Any, timestamp: str | None = None) -> Entity:

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from synchronizer.model import Entity
+from synchronizer.plugin_base import EntityDoc
 from synchronizer_plugins.nagios import services
 
 LOG = logging.getLogger(__name__)
@@ -27,6 +28,20 @@ LOG = logging.getLogger(__name__)
 HOST = "nagios.host"
 # statusjson format_version 0 host status bits (cgi/statusjson.h).
 STATUS_CODES: dict[int, str] = {1: "PENDING", 2: "UP", 4: "DOWN", 8: "UNREACHABLE"}
+
+DOC = EntityDoc(
+    type=HOST,
+    summary="A host as Nagios Core checks it (its own host check, not its services').",
+    key="the host's name (`name`)",
+    state="the Nagios host status",
+    states=tuple(STATUS_CODES.values()),
+    parent=services.DOC.parent,
+    parent_meaning="the same host as the cloud knows it (`name`); its type is the "
+    "`host_type` option, `nova.host` by default",
+    # The service shape but the description, with the same meanings.
+    properties={k: v for k, v in services.DOC.properties.items() if k != "description"},
+    volatile=services.VOLATILE,
+)
 
 
 def status_name(value: Any) -> str:
@@ -57,6 +72,7 @@ class HostCollector(services.ServiceCollector):
 
     name: ClassVar[str] = "nagios.host"
     entity_types: ClassVar[tuple[str, ...]] = (HOST,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (DOC,)
     volatile_properties: ClassVar[frozenset[str]] = services.VOLATILE
     query: ClassVar[str] = "hostlist"
 

@@ -72,7 +72,7 @@ DOC = EntityDoc(
         "max_attempts": "attempts before a problem becomes HARD",
         "scheduled_downtime_depth": "how many scheduled downtimes cover it now (0: none)",
         "problem_has_been_acknowledged": "whether an operator acknowledged the problem",
-        "is_flapping": "whether Nagios sees the service flapping",
+        "is_flapping": "whether Nagios sees its status flapping",
         "checks_enabled": "whether active checks are enabled",
         "notifications_enabled": "whether Nagios sends notifications for it",
         "last_state_change": f"when the status last changed {_TIME}",

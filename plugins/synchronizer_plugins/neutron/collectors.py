@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from synchronizer.model import Entity
+from synchronizer.plugin_base import EntityDoc
 from synchronizer_plugins.neutron import shapes
 from synchronizer_plugins.openstack import PagedCollector
 
@@ -42,6 +43,7 @@ class NetworkCollector(_NeutronCollector):
 
     name: ClassVar[str] = "neutron.network"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.NETWORK,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.NETWORK_DOC,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     collection: ClassVar[str] = "networks"
     path: ClassVar[str] = "/v2.0/networks"
@@ -65,6 +67,7 @@ class PortCollector(_NeutronCollector):
 
     name: ClassVar[str] = "neutron.port"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.PORT,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.PORT_DOC,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     collection: ClassVar[str] = "ports"
     path: ClassVar[str] = "/v2.0/ports"

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from synchronizer.errors import InvalidNotification
 from synchronizer.model import Action, Entity
-from synchronizer.plugin_base import Notification, Plugin
+from synchronizer.plugin_base import EntityDoc, Notification, Plugin
 from synchronizer_plugins.neutron import shapes
 from synchronizer_plugins.notification import EntityNotifications
 
@@ -46,6 +46,7 @@ class NeutronNotifications(EntityNotifications):
 
     name: ClassVar[str] = "neutron.notifications"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.NETWORK, shapes.PORT)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.NETWORK_DOC, shapes.PORT_DOC)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     default_exchange: ClassVar[str] = "neutron"
     default_topics: ClassVar[tuple[str, ...]] = ("notifications",)

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from synchronizer.model import Entity
-from synchronizer.plugin_base import Plugin
+from synchronizer.plugin_base import EntityDoc, Plugin
 from synchronizer_plugins import fields
 
 NETWORK = "neutron.network"
@@ -60,6 +60,71 @@ _PORT_FIELDS = (
     "device_id",
     "device_owner",
     "port_security_enabled",
+)
+
+
+#: Neutron's network statuses (neutron_lib.constants NET_STATUS_*).
+NETWORK_STATES: tuple[str, ...] = ("ACTIVE", "DOWN", "BUILD", "ERROR")
+#: Neutron's port statuses (neutron_lib.constants PORT_STATUS_*).
+PORT_STATES: tuple[str, ...] = ("ACTIVE", "DOWN", "BUILD", "ERROR", "N/A")
+
+_PROJECT = "the project that owns it (`project_id`, or `tenant_id`)"
+_COMMON_PROPERTIES = {
+    "name": "name",
+    "description": "description",
+    "admin_state_up": "administrative state (true: up)",
+    "tags": "tags, sorted",
+    "created_at": "creation time (UTC, to the second)",
+    "updated_at": "time of the last write (UTC, to the second)",
+    "revision_number": "Neutron's revision counter, moved by every write",
+}
+
+NETWORK_DOC = EntityDoc(
+    type=NETWORK,
+    summary="A Neutron network, of any project.",
+    key="network UUID (`id`)",
+    state="Neutron's network status",
+    states=NETWORK_STATES,
+    project=_PROJECT,
+    properties={
+        **_COMMON_PROPERTIES,
+        "shared": "whether every project may use it",
+        "mtu": "maximum transmission unit, in bytes",
+        "router:external": "whether it is external (floating IPs and router gateways)",
+        "subnets": "subnet UUIDs, sorted",
+        "port_security_enabled": "the port security its new ports get by default",
+    },
+    volatile=VOLATILE,
+)
+
+PORT_DOC = EntityDoc(
+    type=PORT,
+    summary="A Neutron port: a virtual NIC, a router interface, a DHCP port...",
+    key="port UUID (`id`)",
+    state="Neutron's port status",
+    states=PORT_STATES,
+    project=_PROJECT + "; null for the ports Neutron owns itself",
+    parent=NETWORK,
+    parent_meaning="the network it is on (`network_id`)",
+    relations=(
+        (
+            ATTACHED,
+            INSTANCE,
+            "the server it is plugged into (`device_id`), for `compute:*` device owners",
+        ),
+    ),
+    properties={
+        **_COMMON_PROPERTIES,
+        "mac_address": "MAC address",
+        "device_id": "UUID of what uses it (a server, a router...), or empty",
+        "device_owner": "what kind of device uses it (`compute:<zone>`, `network:dhcp`, "
+        "`network:router_interface`...)",
+        "fixed_ips": "its addresses, `{subnet_id, ip_address}` objects, sorted",
+        "security_groups": "security group UUIDs, sorted",
+        "port_security_enabled": "whether port security (security groups, anti-spoofing) "
+        "applies to it",
+    },
+    volatile=VOLATILE,
 )
 
 

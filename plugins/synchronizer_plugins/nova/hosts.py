@@ -36,6 +36,7 @@ from novaclient import api_versions
 
 from synchronizer.errors import IncompleteListing
 from synchronizer.model import Entity
+from synchronizer.plugin_base import EntityDoc
 from synchronizer_plugins.nova import shapes
 from synchronizer_plugins.nova.collector import NovaCollector
 
@@ -102,6 +103,7 @@ class HostCollector(NovaCollector):
 
     name: ClassVar[str] = "nova.host"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.HOST,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.HOST_DOC,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
 
     def list_all(self) -> Iterator[Entity]:

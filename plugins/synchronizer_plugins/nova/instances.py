@@ -52,7 +52,7 @@ from oslo_config import cfg
 
 from synchronizer.errors import IncompleteListing
 from synchronizer.model import Entity
-from synchronizer.plugin_base import Delta, Plugin
+from synchronizer.plugin_base import Delta, EntityDoc, Plugin
 from synchronizer_plugins import fields
 from synchronizer_plugins.nova import shapes
 from synchronizer_plugins.nova.collector import NovaCollector
@@ -200,6 +200,7 @@ class InstanceCollector(NovaCollector):
 
     name: ClassVar[str] = "nova.instance"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.INSTANCE,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.INSTANCE_DOC,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     supports_delta: ClassVar[bool] = True
 

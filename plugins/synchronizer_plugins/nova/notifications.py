@@ -62,7 +62,7 @@ from oslo_config import cfg
 
 from synchronizer.errors import InvalidNotification
 from synchronizer.model import Action, Change
-from synchronizer.plugin_base import Notification, NotificationPlugin
+from synchronizer.plugin_base import EntityDoc, Notification, NotificationPlugin
 from synchronizer_plugins import fields
 from synchronizer_plugins.nova import shapes
 
@@ -236,6 +236,7 @@ class NovaNotifications(NotificationPlugin):
 
     name: ClassVar[str] = "nova.notifications"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.INSTANCE, shapes.HOST)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.INSTANCE_DOC, shapes.HOST_DOC)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     default_exchange: ClassVar[str] = "nova"
     default_topics: ClassVar[tuple[str, ...]] = ()

@@ -48,14 +48,19 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from synchronizer.model import Entity, Ref, Relation
-from synchronizer.plugin_base import Plugin
+from synchronizer.plugin_base import EntityDoc, Plugin
 
 __all__ = [
     "HOST",
+    "HOST_DOC",
+    "HOST_STATES",
     "INSTANCE",
+    "INSTANCE_DOC",
+    "INSTANCE_STATES",
     "VOLATILE",
     "VOLUME",
     "ZONE",
+    "ZONE_DOC",
     "Host",
     "Instance",
     "Zone",
@@ -109,6 +114,13 @@ _STATE_MAP: dict[str, dict[str | None, str]] = {
 }
 
 
+#: Every status :func:`instance_status` gives, in the table's order.
+INSTANCE_STATES: tuple[str, ...] = (
+    *dict.fromkeys(status for by_task in _STATE_MAP.values() for status in by_task.values()),
+    "UNKNOWN",
+)
+
+
 def instance_status(vm_state: str, task_state: str | None) -> str:
     """The API status Nova shows for a vm_state and task_state (UNKNOWN if unmapped)."""
     by_task = _STATE_MAP.get(vm_state)
@@ -120,6 +132,12 @@ def instance_status(vm_state: str, task_state: str | None) -> str:
 def host_state(up: bool, enabled: bool) -> str:
     """``up`` / ``down``, suffixed ``-disabled`` for a disabled service."""
     return ("up" if up else "down") + ("" if enabled else "-disabled")
+
+
+#: Every state :func:`host_state` gives.
+HOST_STATES: tuple[str, ...] = tuple(
+    host_state(up, enabled) for enabled in (True, False) for up in (True, False)
+)
 
 
 def text(data: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
@@ -342,3 +360,70 @@ class Zone:
             properties={"hosts": sorted(set(self.hosts))},
             timestamp=timestamp,
         )
+
+
+# -- the reference (doc/entities.md is generated from these) ---------------------------
+
+INSTANCE_DOC = EntityDoc(
+    type=INSTANCE,
+    summary="A Nova server (a virtual machine, or an instance on a bare metal node), "
+    "of any project.",
+    key="server UUID (`id`)",
+    state="Nova's API status, computed from vm_state and task_state with Nova's own "
+    "table (as `openstack server list` shows it); DELETED only on the entity of a delete",
+    states=INSTANCE_STATES,
+    project="the project that owns the server (`tenant_id`)",
+    parent=HOST,
+    parent_meaning="the compute host running it (`OS-EXT-SRV-ATTR:host`); "
+    "none while it is not scheduled",
+    relations=(
+        (ATTACHED, VOLUME, "each attached volume, when the `volume_relations` option is on"),
+    ),
+    properties={
+        "name": "server name",
+        "host": "compute host name (`OS-EXT-SRV-ATTR:host`), the parent's key",
+        "node": "hypervisor node name (`OS-EXT-SRV-ATTR:hypervisor_hostname`)",
+        "availability_zone": "availability zone (`OS-EXT-AZ:availability_zone`)",
+        "flavor": "flavor name (the name it was built with from microversion 2.47)",
+        "image": "image UUID; null when booted from a volume",
+        "vm_state": "Nova's vm_state (`active`, `stopped`, `error`...)",
+        "task_state": "Nova's task_state (`spawning`, `rebooting`...); null when idle",
+        "user_id": "the user who created it",
+        "created_at": "creation time (UTC, to the second)",
+        "metadata": "user metadata (an object of strings)",
+    },
+    volatile=VOLATILE,
+)
+
+HOST_DOC = EntityDoc(
+    type=HOST,
+    summary="A compute host: one nova-compute service and its hypervisor nodes.",
+    key="the compute service's host name (what an instance's `OS-EXT-SRV-ATTR:host` says)",
+    state="the service's liveness (`down` when forced down), suffixed `-disabled` when an "
+    "operator disabled it",
+    states=HOST_STATES,
+    parent=ZONE,
+    parent_meaning="its availability zone; none when Nova reports no zone",
+    properties={
+        "status": "`enabled` or `disabled` (the service's administrative status)",
+        "disabled_reason": "why an operator disabled the service, or null",
+        "forced_down": "whether an operator forced the service down (null before "
+        "microversion 2.11)",
+        "nodes": "hypervisor node names, sorted (one for libvirt, many for ironic)",
+        "hypervisor_type": "hypervisor type of its first node (`QEMU`, `ironic`...)",
+        "host_ip": "host IP of its first node",
+    },
+    volatile=VOLATILE,
+)
+
+ZONE_DOC = EntityDoc(
+    type=ZONE,
+    summary="A Nova availability zone (Nova's internal zone of non-compute services is left out).",
+    key="zone name",
+    state="whether Nova reports the zone available",
+    states=("available", "unavailable"),
+    properties={
+        "hosts": "host names Nova lists in the zone (hosts with an enabled service), sorted",
+    },
+    volatile=VOLATILE,
+)

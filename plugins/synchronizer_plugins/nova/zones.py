@@ -20,6 +20,7 @@ from oslo_config import cfg
 
 from synchronizer.errors import InvalidRecord
 from synchronizer.model import Entity
+from synchronizer.plugin_base import EntityDoc
 from synchronizer_plugins.nova import shapes
 from synchronizer_plugins.nova.collector import NovaCollector
 
@@ -46,6 +47,7 @@ class ZoneCollector(NovaCollector):
 
     name: ClassVar[str] = "nova.zone"
     entity_types: ClassVar[tuple[str, ...]] = (shapes.ZONE,)
+    entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.ZONE_DOC,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
 
     @classmethod
