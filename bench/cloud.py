@@ -169,8 +169,8 @@ class _Delivery:
 
     def send(self, msg: wire.Message) -> None:
         self.sent.append(msg)
-        if msg[0] == wire.CHANGES:
-            self.dispatcher.dispatch(wire.decode(msg[2]))
+        if isinstance(msg, wire.Changes):
+            self.dispatcher.dispatch(msg.decode())
 
     def cycle(self, loop: PollLoop) -> bool:
         """One poll cycle, until the subscriber has been handed every change."""

@@ -138,8 +138,8 @@ def b4(n: int, cycles: int) -> dict[str, Any]:
     sub.start()
 
     def send(msg: Any) -> None:
-        if msg[0] == wire.CHANGES:
-            dispatcher.dispatch(wire.decode(msg[2]))
+        if isinstance(msg, wire.Changes):
+            dispatcher.dispatch(msg.decode())
 
     loop = PollLoop(plugin, common.INSTANCE, send, chunk_size=1000)
     loop.cycle()

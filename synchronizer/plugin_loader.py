@@ -2,19 +2,32 @@
 
 A name is either an entry-point name in the ``synchronizer.plugins``
 namespace (loaded with stevedore) or a class path ``package.module:Class``.
-Loading is two steps so the main process can classify plugins without
-starting them: :func:`resolve` imports the class and registers its options
-in its group; :func:`instantiate` builds the plugin and runs its
-``available()`` check.  Failures raise :class:`PluginLoadError` or
-:class:`PluginUnavailable` with a message naming the plugin; callers report
-them and go on with the other plugins.
+:func:`load` is what every caller uses (the main process, both kinds of
+worker, the command-line tools), after stevedore's
+``NamedExtensionManager`` with its ``on_load_failure_callback``: it loads
+the named plugins of one kind, calls back with ``(name, PluginState,
+reason)`` for each that cannot run, and returns the others, by name::
+
+    def report(name, state, reason):
+        print(f"{name}: {state}: {reason}")
+
+    collectors = load(conf, conf.plugins, CollectorPlugin, report, skip_other_kinds=True)
+    classes = load(conf, conf.plugins, Plugin, report, invoke=False)  # nothing built
+
+Loading is two steps, so the main process can classify plugins without
+building them: :func:`resolve` imports the class, registers its options in
+its group and reads them back (a malformed value fails that plugin only);
+:func:`instantiate` also builds the plugin and runs its ``available()``
+check.  Those two raise :class:`PluginLoadError` or
+:class:`PluginUnavailable` with a message naming the plugin.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Literal, Protocol, TypeVar, overload
 
 from oslo_config import cfg
 from stevedore import driver, extension
@@ -22,10 +35,19 @@ from stevedore import exception as stevedore_exc
 
 from synchronizer.errors import PluginLoadError, PluginUnavailable
 from synchronizer.plugin_base import CollectorPlugin, NotificationPlugin, Plugin
+from synchronizer.wire import PluginState
 
 LOG = logging.getLogger(__name__)
 
 NAMESPACE = "synchronizer.plugins"
+
+P = TypeVar("P", bound=Plugin)
+
+
+class OnFailure(Protocol):
+    """What :func:`load` calls for a plugin that cannot run, before going on with the others."""
+
+    def __call__(self, name: str, state: PluginState, reason: str, /) -> None: ...
 
 
 def _entry_points() -> extension.ExtensionManager:
@@ -86,12 +108,20 @@ def resolve(conf: cfg.ConfigOpts, name: str) -> tuple[type[Plugin], str]:
         cls.register_options(conf, group)
     except (cfg.Error, ValueError) as exc:
         raise PluginLoadError(f"plugin {name!r}: cannot register its options: {exc}") from exc
+    try:
+        dict(conf[group].items())
+    except cfg.ConfigFileValueError as exc:
+        raise PluginLoadError(f"plugin {name!r}: [{group}] {exc}") from exc
     return cls, group
 
 
 def instantiate(conf: cfg.ConfigOpts, name: str) -> Plugin:
     """Resolve, construct and check ``name``; raise if it cannot run."""
     cls, group = resolve(conf, name)
+    return _build(conf, name, cls, group)
+
+
+def _build(conf: cfg.ConfigOpts, name: str, cls: type[P], group: str) -> P:
     try:
         plugin = cls(conf, group)
     except Exception as exc:
@@ -104,6 +134,66 @@ def instantiate(conf: cfg.ConfigOpts, name: str) -> Plugin:
         reason = verdict if isinstance(verdict, str) else "available() returned False"
         raise PluginUnavailable(f"plugin {name!r} is not available: {reason}")
     return plugin
+
+
+@overload
+def load(
+    conf: cfg.ConfigOpts,
+    names: Iterable[str],
+    kind: type[P],
+    on_failure: OnFailure,
+    *,
+    invoke: Literal[True] = True,
+    skip_other_kinds: bool = False,
+) -> dict[str, P]: ...
+
+
+@overload
+def load(
+    conf: cfg.ConfigOpts,
+    names: Iterable[str],
+    kind: type[P],
+    on_failure: OnFailure,
+    *,
+    invoke: Literal[False],
+    skip_other_kinds: bool = False,
+) -> dict[str, type[P]]: ...
+
+
+def load(
+    conf: cfg.ConfigOpts,
+    names: Iterable[str],
+    kind: type[P],
+    on_failure: OnFailure,
+    *,
+    invoke: bool = True,
+    skip_other_kinds: bool = False,
+) -> dict[str, P] | dict[str, type[P]]:
+    """The named plugins of ``kind`` that can run, by name, in the order named.
+
+    With ``invoke`` (the default) each is built and its ``available()``
+    check run, and the instances are returned; without, only the classes
+    (their options registered and read).  Each name that fails is passed to
+    ``on_failure`` with :attr:`PluginState.FAILED` (not found, not
+    importable, malformed options, constructor raised, or not a ``kind``
+    unless ``skip_other_kinds``, which leaves those out silently) or
+    :attr:`PluginState.UNAVAILABLE`, and loading goes on with the others.
+    A name given twice is loaded once.
+    """
+    loaded: dict[str, object] = {}
+    for name in dict.fromkeys(names):
+        try:
+            cls, group = resolve(conf, name)
+            if not issubclass(cls, kind):
+                if skip_other_kinds:
+                    continue
+                raise PluginLoadError(f"plugin {name!r} is not a {kind.__name__}")
+            loaded[name] = _build(conf, name, cls, group) if invoke else cls
+        except PluginUnavailable as exc:
+            on_failure(name, PluginState.UNAVAILABLE, str(exc))
+        except PluginLoadError as exc:
+            on_failure(name, PluginState.FAILED, str(exc))
+    return loaded  # type: ignore[return-value]
 
 
 def shipped_plugins() -> Iterator[tuple[str, type[Plugin]]]:

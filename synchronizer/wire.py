@@ -2,37 +2,211 @@
 
 Each worker has its own pipe (a ``multiprocessing`` connection): a worker
 killed mid-write then breaks only its own pipe, where a shared
-``multiprocessing.Queue`` could be left locked or corrupt.  Messages are
-small tuples ``(kind, worker, body)``; changes travel as orjson-encoded
-chunks of at most ``chunk_size`` changes, never as one pickled snapshot.
+``multiprocessing.Queue`` could be left locked or corrupt.  The reader
+knows which worker a pipe belongs to, so a message does not repeat the
+worker's name.  Every message is one of the frozen values below
+(:data:`Message`); changes travel as :class:`Changes`, orjson-encoded
+chunks of at most ``chunk_size`` changes, never as one pickled snapshot::
 
-Kinds:
+    >>> import multiprocessing
+    >>> reader, writer = multiprocessing.Pipe(duplex=False)
+    >>> writer.send(PluginStatus("static", PluginState.RUNNING))
+    >>> reader.recv()
+    PluginStatus(plugin='static', state=<PluginState.RUNNING: 'running'>, reason='')
 
-``begin``    a poll cycle starts: ``{"resync": bool, "started": ts, "full": bool, "types": [...]}``
-``changes``  bytes: a chunk of changes
-``end``      the cycle's outcome: ``{"complete": bool, "resync": bool, "listed": n,
-             "created": n, "updated": n, "deleted": n, "duration": s, "error": str|None}``
-``status``   a plugin-level state: ``{"plugin": name, "state": "failed"|"unavailable"|
-             "disabled"|"running", "reason": str}``
-``stats``    counters of the notification worker
+A collector's cycle is ``CycleBegin``, any number of ``Changes``, then
+``CycleEnd``; a worker reports each of its plugins once with
+``PluginStatus`` (and again if a permanent error disables it); the
+notification worker sends its cumulative counters as ``NotificationStats``
+every few seconds.  Values are immutable and compare by value.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 import orjson
 
 from synchronizer.model import Action, Change, Entity
 
-BEGIN = "begin"
-CHANGES = "changes"
-END = "end"
-STATUS = "status"
-STATS = "stats"
+__all__ = [
+    "Changes",
+    "CycleBegin",
+    "CycleEnd",
+    "EventCount",
+    "Message",
+    "NotificationStats",
+    "Outcome",
+    "PluginState",
+    "PluginStatus",
+    "chunked",
+    "decode",
+    "encode",
+]
 
-Message = tuple[str, str, Any]
+
+class PluginState(enum.StrEnum):
+    """Where a plugin stands.
+
+    ``RUNNING``, ``FAILED`` (could not be found, imported, configured or
+    built), ``UNAVAILABLE`` (its ``available()`` check said no) and
+    ``DISABLED`` (a permanent error stopped it until the next reload) are
+    what workers report.  ``STARTING`` is the main process's word for a
+    plugin it has not heard from yet; no worker sends it.
+    """
+
+    STARTING = "starting"
+    RUNNING = "running"
+    FAILED = "failed"
+    UNAVAILABLE = "unavailable"
+    DISABLED = "disabled"
+
+    @property
+    def down(self) -> bool:
+        """Whether the plugin will not run before the next reload."""
+        return self in _DOWN
+
+
+_DOWN = frozenset({PluginState.FAILED, PluginState.UNAVAILABLE, PluginState.DISABLED})
+
+
+class Outcome(enum.StrEnum):
+    """What became of a notification: every one is ``RECEIVED``, then one of the others.
+
+    ``MAPPED`` gave at least one change, ``IGNORED`` no plugin took it (or
+    the plugin returned nothing), ``DROPPED`` it was bad input.
+    """
+
+    RECEIVED = "received"
+    MAPPED = "mapped"
+    IGNORED = "ignored"
+    DROPPED = "dropped"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CycleBegin:
+    """A poll cycle starts: full or delta listing, and whether it is a resync.
+
+    ``started`` (UTC ISO 8601) is when the listing began: on a resync the
+    dispatcher deletes the plugin's entities last seen before it and not
+    listed.  ``types`` are the entity types the plugin owns.
+    """
+
+    resync: bool
+    full: bool
+    started: str
+    types: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Changes:
+    """One chunk of changes, as orjson bytes (decoded only by the dispatcher)."""
+
+    chunk: bytes
+
+    @classmethod
+    def of(cls, changes: Sequence[Change]) -> Changes:
+        return cls(encode(changes))
+
+    def decode(self) -> list[Change]:
+        """The chunk's changes; raises ValueError on a malformed chunk."""
+        return decode(self.chunk)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CycleEnd:
+    """A poll cycle's outcome.
+
+    Invariants: ``error`` is None exactly when ``complete``; ``resync`` is
+    true only for a complete resync; ``tracked`` is the size of the
+    baseline after the cycle (unchanged by an incomplete one).
+    """
+
+    complete: bool
+    resync: bool
+    full: bool
+    listed: int = 0
+    tracked: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    duration: float = 0.0
+    error: str | None = None
+
+    def by_action(self) -> dict[Action, int]:
+        """The changes the cycle sent, per action."""
+        return {
+            Action.CREATE: self.created,
+            Action.UPDATE: self.updated,
+            Action.DELETE: self.deleted,
+        }
+
+    @property
+    def failure_kind(self) -> str:
+        """What ended an incomplete cycle: the exception class named in ``error``."""
+        return (self.error or "error").split(":", 1)[0]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PluginStatus:
+    """A plugin's state as its worker reports it, with the reason when it is down."""
+
+    plugin: str
+    state: PluginState
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventCount:
+    """How many notifications of one event type had one outcome with one plugin."""
+
+    plugin: str
+    event_type: str
+    outcome: Outcome
+    count: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotificationStats:
+    """A notification worker's cumulative counters (each report replaces the last)."""
+
+    received: int = 0
+    mapped: int = 0
+    ignored: int = 0
+    dropped: int = 0
+    by_event: tuple[EventCount, ...] = ()
+
+    def by_outcome(self) -> dict[Outcome, int]:
+        return {
+            Outcome.RECEIVED: self.received,
+            Outcome.MAPPED: self.mapped,
+            Outcome.IGNORED: self.ignored,
+            Outcome.DROPPED: self.dropped,
+        }
+
+    @classmethod
+    def total(cls, reports: Iterable[NotificationStats]) -> NotificationStats:
+        """Several workers' counters summed, per outcome and per event."""
+        sums = dict.fromkeys(Outcome, 0)
+        events: dict[tuple[str, str, Outcome], int] = {}
+        for report in reports:
+            for outcome, n in report.by_outcome().items():
+                sums[outcome] += n
+            for e in report.by_event:
+                key = (e.plugin, e.event_type, e.outcome)
+                events[key] = events.get(key, 0) + e.count
+        return cls(
+            received=sums[Outcome.RECEIVED],
+            mapped=sums[Outcome.MAPPED],
+            ignored=sums[Outcome.IGNORED],
+            dropped=sums[Outcome.DROPPED],
+            by_event=tuple(EventCount(*key, n) for key, n in events.items()),
+        )
+
+
+Message = CycleBegin | Changes | CycleEnd | PluginStatus | NotificationStats
 
 
 def encode(changes: Sequence[Change]) -> bytes:

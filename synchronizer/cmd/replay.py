@@ -30,12 +30,12 @@ import orjson
 from oslo_config import cfg
 
 from synchronizer import opts, plugin_loader
-from synchronizer.errors import PluginLoadError, PluginUnavailable
 from synchronizer.plugin_base import NotificationPlugin
+from synchronizer.wire import Outcome, PluginState
 from synchronizer.workers.converter import Converter
 
 CLI_OPTS = [cfg.MultiStrOpt("files", positional=True, default=[], help="Notification files.")]
-OUTCOMES = ("mapped", "ignored", "dropped")
+OUTCOMES = (Outcome.MAPPED, Outcome.IGNORED, Outcome.DROPPED)
 
 
 class UnreadableFile(Exception):
@@ -70,24 +70,22 @@ def main(argv: list[str] | None = None) -> int:
             f"synchronizer-replay: {path}: {len(items)} notification(s), {counts}", file=sys.stderr
         )
     out.flush()
-    summary = " ".join(f"{o}={converter.counts[o]}" for o in ("received", *OUTCOMES))
+    summary = " ".join(f"{o}={converter.counts[o]}" for o in (Outcome.RECEIVED, *OUTCOMES))
     print(
         f"synchronizer-replay: {len(conf.files)} file(s), {summary} unreadable={unreadable}",
         file=sys.stderr,
     )
-    return 1 if unreadable or converter.counts["dropped"] else 0
+    return 1 if unreadable or converter.counts[Outcome.DROPPED] else 0
 
 
 def _plugins(conf: cfg.ConfigOpts) -> list[NotificationPlugin]:
-    plugins = []
-    for name in conf.plugins:
-        try:
-            cls, _ = plugin_loader.resolve(conf, name)
-            if issubclass(cls, NotificationPlugin):
-                plugins.append(plugin_loader.instantiate(conf, name))
-        except (PluginLoadError, PluginUnavailable) as exc:
-            print(f"synchronizer-replay: {exc}", file=sys.stderr)
-    return plugins  # type: ignore[return-value]
+    def report(name: str, state: PluginState, reason: str) -> None:
+        print(f"synchronizer-replay: {name}: {state}: {reason}", file=sys.stderr)
+
+    loaded = plugin_loader.load(
+        conf, conf.plugins, NotificationPlugin, report, skip_other_kinds=True
+    )
+    return list(loaded.values())
 
 
 def read(path: Path) -> list[Any]:

@@ -14,7 +14,9 @@ import sys
 from oslo_config import cfg
 
 from synchronizer import opts, plugin_loader
+from synchronizer.model import Change
 from synchronizer.plugin_base import CollectorPlugin
+from synchronizer.wire import PluginState
 from synchronizer.workers import collector
 
 LOG = logging.getLogger(__name__)
@@ -32,28 +34,31 @@ def main(argv: list[str] | None = None) -> int:
     from oslo_log import log
 
     log.setup(conf, opts.PROJECT)
-    failed = 0
-    for name in conf.plugins:
-        failed += _snapshot_one(conf, name, set(conf.type))
+    failed: list[str] = []
+
+    def report(name: str, state: PluginState, reason: str) -> None:
+        print(f"synchronizer-snapshot: {name}: {state}: {reason}", file=sys.stderr)
+        failed.append(name)
+
+    collectors = plugin_loader.load(
+        conf, conf.plugins, CollectorPlugin, report, skip_other_kinds=True
+    )
+    for name, plugin in collectors.items():
+        try:
+            _print(collector.snapshot_changes(plugin), set(conf.type))
+        except Exception as exc:  # noqa: BLE001 - report any plugin failure, run the others
+            report(name, PluginState.FAILED, str(exc))
+        finally:
+            plugin.close()
     return 1 if failed else 0
 
 
-def _snapshot_one(conf: cfg.ConfigOpts, name: str, types: set[str]) -> int:
-    try:
-        cls, _ = plugin_loader.resolve(conf, name)
-        if not issubclass(cls, CollectorPlugin):
-            return 0
-        plugin = plugin_loader.instantiate(conf, name)
-        changes = collector.snapshot_changes(plugin)  # type: ignore[arg-type]
-    except Exception as exc:  # noqa: BLE001 - report any plugin failure, run the others
-        print(f"synchronizer-snapshot: {name}: {exc}", file=sys.stderr)
-        return 1
+def _print(changes: list[Change], types: set[str]) -> None:
     out = sys.stdout.buffer
     for change in changes:
         if not types or change.entity.type in types:
             out.write(change.to_json() + b"\n")
     out.flush()
-    return 0
 
 
 if __name__ == "__main__":

@@ -66,9 +66,9 @@ class SynchronizerCollector(Collector):
             changes.add_metric([plugin, action], n)
         duration = _gauge("poll_cycle_seconds", "Duration of the last cycle.", ["plugin"])
         tracked = _gauge("poll_entities_tracked", "Entities in the baseline.", ["plugin"])
-        for plugin, stats in status.last_cycles().items():
-            duration.add_metric([plugin], stats["duration"])
-            tracked.add_metric([plugin], stats.get("tracked", 0))
+        for plugin, end in status.last_cycles().items():
+            duration.add_metric([plugin], end.duration)
+            tracked.add_metric([plugin], end.tracked)
         failures = _counter("plugin_failures", "Plugin failures by kind.", ["plugin", "kind"])
         for (plugin, kind), n in status.failures_snapshot().items():
             failures.add_metric([plugin, kind], n)
@@ -84,11 +84,11 @@ class SynchronizerCollector(Collector):
             ["plugin", "event_type", "outcome"],
         )
         stats = self.sync.status.notifications_snapshot()
-        for plugin, event_type, outcome, n in stats.get("by_event", ()):
-            family.add_metric([plugin, event_type, outcome], n)
+        for e in stats.by_event:
+            family.add_metric([e.plugin, e.event_type, str(e.outcome)], e.count)
         total = _counter("notifications_total_by_outcome", "Notifications by outcome.", ["outcome"])
-        for outcome, n in stats.get("counts", {}).items():
-            total.add_metric([outcome], n)
+        for outcome, n in stats.by_outcome().items():
+            total.add_metric([str(outcome)], n)
         yield from (family, total)
 
     def _subscribers(self) -> Iterator[Any]:

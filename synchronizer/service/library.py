@@ -33,10 +33,9 @@ from oslo_config import cfg
 from synchronizer import backend, opts, plugin_loader, wire
 from synchronizer.dispatch.dispatcher import Dispatcher
 from synchronizer.dispatch.subscriber import Callback, Subscription, queue_deliverer
-from synchronizer.errors import PluginLoadError
 from synchronizer.model import Entity
 from synchronizer.outputs import metrics, rpc, sinks
-from synchronizer.plugin_base import CollectorPlugin, NotificationPlugin
+from synchronizer.plugin_base import CollectorPlugin, NotificationPlugin, Plugin
 from synchronizer.service.status import Status
 from synchronizer.workers import collector, notification
 from synchronizer.workers.supervisor import Supervisor, WorkerSpec
@@ -53,9 +52,9 @@ class Synchronizer:
         opts.register_opts(conf)
         self.conf = conf
         self.conf_args = conf_args if conf_args is not None else opts.config_args(conf)
-        self.dispatcher = Dispatcher.from_conf(conf)
+        self.dispatcher = Dispatcher(conf.tombstone_ttl, conf.ledger_file)
         self.status = Status()
-        self._inbox: queue.Queue[tuple[str, Any] | None] = queue.Queue(INBOX_CHUNKS)
+        self._inbox: queue.Queue[tuple[str, wire.Message] | None] = queue.Queue(INBOX_CHUNKS)
         self._supervisor = Supervisor(
             self._on_message,
             restart_delay=conf.worker_restart_delay,
@@ -206,21 +205,26 @@ class Synchronizer:
         return specs
 
     def _classify(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The configured collectors and notification plugins, each with its group.
+
+        Classes only: plugins are built in their workers, never here.
+        """
+        loaded = plugin_loader.load(
+            self.conf, self.conf.plugins, Plugin, self._plugin_failed, invoke=False
+        )
         collectors: dict[str, str] = {}
         pushers: dict[str, str] = {}
-        for name in dict.fromkeys(self.conf.plugins):
-            try:
-                cls, group = plugin_loader.resolve(self.conf, name)
-                _check_group(self.conf, group)
-            except PluginLoadError as exc:
-                LOG.error("%s; the other plugins run", exc)
-                self.status.plugin_state(name, "failed", str(exc))
-                continue
+        for name, cls in loaded.items():
+            group = plugin_loader.group_for(name, cls)
             if issubclass(cls, CollectorPlugin):
                 collectors[name] = group
             elif issubclass(cls, NotificationPlugin):
                 pushers[name] = group
         return collectors, pushers
+
+    def _plugin_failed(self, name: str, state: wire.PluginState, reason: str) -> None:
+        LOG.error("%s; the other plugins run", reason)
+        self.status.plugin_state(name, state, reason)
 
     def _digest(self, groups: list[str], *, core: bool = False) -> str:
         h = hashlib.sha256()
@@ -239,7 +243,7 @@ class Synchronizer:
 
     # -- worker messages → dispatcher ------------------------------------------
 
-    def _on_message(self, name: str, message: tuple[str, str, Any]) -> None:
+    def _on_message(self, name: str, message: wire.Message) -> None:
         # Runs on the supervisor's reader thread; blocks when the inbox is full,
         # which back-pressures the workers through their pipes.
         self._inbox.put((name, message))
@@ -254,29 +258,20 @@ class Synchronizer:
             except Exception:
                 LOG.exception("Dispatcher failed on a message from %s; it goes on", item[0])
 
-    def _handle(self, name: str, message: tuple[str, str, Any]) -> None:
-        kind, _, body = message
-        if kind == wire.CHANGES:
-            self.dispatcher.dispatch(wire.decode(body))
-        elif kind == wire.BEGIN:
-            if body["resync"]:
-                self.dispatcher.begin_resync(name, body["types"], body["started"])
-        elif kind == wire.END:
-            if body["resync"] or not body["complete"]:
-                self.dispatcher.end_resync(name, body["complete"])
-            self.status.cycle_done(name, body, len(self.dispatcher.ledger))
-        elif kind == wire.STATUS:
-            self.status.plugin_state(body["plugin"], body["state"], body["reason"])
-        elif kind == wire.STATS:
-            self.status.notification_stats(name, body)
-
-
-def _check_group(conf: cfg.ConfigOpts, group: str) -> None:
-    """Read every option of a plugin's group; a malformed value fails that plugin only."""
-    try:
-        dict(conf[group].items())
-    except cfg.ConfigFileValueError as exc:
-        raise PluginLoadError(f"[{group}] {exc}") from exc
+    def _handle(self, name: str, message: wire.Message) -> None:
+        match message:
+            case wire.Changes():
+                self.dispatcher.dispatch(message.decode())
+            case wire.CycleBegin(resync=True):
+                self.dispatcher.begin_resync(name, message.types, message.started)
+            case wire.CycleEnd():
+                if message.resync or not message.complete:
+                    self.dispatcher.end_resync(name, message.complete)
+                self.status.cycle_done(name, message, len(self.dispatcher.ledger))
+            case wire.PluginStatus():
+                self.status.plugin_state(message.plugin, message.state, message.reason)
+            case wire.NotificationStats():
+                self.status.notification_stats(name, message)
 
 
 def on_ready(sync: Synchronizer, callback: Callable[[], None]) -> threading.Thread:

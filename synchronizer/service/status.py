@@ -17,8 +17,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-NOT_RUNNING = frozenset({"failed", "unavailable", "disabled"})
-_ACTION_KEYS = (("create", "created"), ("update", "updated"), ("delete", "deleted"))
+from synchronizer.wire import CycleEnd, NotificationStats, PluginState
 
 
 class Status:
@@ -28,13 +27,13 @@ class Status:
         self._lock = threading.Lock()
         self.ready = threading.Event()
         self.expected: set[str] = set()
-        self.states: dict[str, tuple[str, str]] = {}
+        self.states: dict[str, tuple[PluginState, str]] = {}
         self.first_complete: set[str] = set()
-        self.last_cycle: dict[str, dict[str, Any]] = {}
+        self.last_cycle: dict[str, CycleEnd] = {}
         self.last_complete_at: dict[str, float] = {}
         self.cycles: collections.Counter[tuple[str, str]] = collections.Counter()
         self.restarts: collections.Counter[str] = collections.Counter()
-        self.notifications: dict[str, dict[str, Any]] = {}
+        self.notifications: dict[str, NotificationStats] = {}
         self.changes: collections.Counter[tuple[str, str]] = collections.Counter()
         self.failures: collections.Counter[tuple[str, str]] = collections.Counter()
         self.periods: dict[str, float] = {}
@@ -48,31 +47,26 @@ class Status:
             self.expected_since = time.monotonic()
             self._check_ready()
 
-    def plugin_state(self, plugin: str, state: str, reason: str) -> None:
+    def plugin_state(self, plugin: str, state: PluginState, reason: str = "") -> None:
         with self._lock:
             self.states[plugin] = (state, reason)
-            if state in NOT_RUNNING:
-                self.failures[(plugin, state)] += 1
+            if state.down:
+                self.failures[(plugin, str(state))] += 1
             self._check_ready()
 
-    def cycle_done(self, plugin: str, stats: dict[str, Any], tracked: int) -> None:
+    def cycle_done(self, plugin: str, end: CycleEnd, tracked: int) -> None:
         with self._lock:
-            self.last_cycle[plugin] = stats
+            self.last_cycle[plugin] = end
             self.tracked = tracked
-            outcome = "complete" if stats["complete"] else "incomplete"
+            outcome = "complete" if end.complete else "incomplete"
             self.cycles[(plugin, outcome)] += 1
-            for action, key in (
-                ("create", "created"),
-                ("update", "updated"),
-                ("delete", "deleted"),
-            ):
-                self.changes[(plugin, action)] += stats.get(key, 0)
-            if not stats["complete"]:
-                kind = str(stats.get("error") or "error").split(":", 1)[0]
-                self.failures[(plugin, kind)] += 1
-            if stats["complete"]:
+            for action, n in end.by_action().items():
+                self.changes[(plugin, str(action))] += n
+            if not end.complete:
+                self.failures[(plugin, end.failure_kind)] += 1
+            if end.complete:
                 self.last_complete_at[plugin] = time.monotonic()
-                if stats["full"]:
+                if end.full:
                     self.first_complete.add(plugin)
             self._check_ready()
 
@@ -80,7 +74,7 @@ class Status:
         with self._lock:
             self.restarts[name] += 1
 
-    def notification_stats(self, worker: str, stats: dict[str, Any]) -> None:
+    def notification_stats(self, worker: str, stats: NotificationStats) -> None:
         """The cumulative counters one notification worker last reported."""
         with self._lock:
             self.notifications[worker] = stats
@@ -101,21 +95,15 @@ class Status:
         with self._lock:
             return dict(self.restarts)
 
-    def last_cycles(self) -> dict[str, dict[str, Any]]:
+    def last_cycles(self) -> dict[str, CycleEnd]:
         with self._lock:
             return dict(self.last_cycle)
 
-    def notifications_snapshot(self) -> dict[str, Any]:
-        """Every notification worker's counters, summed: ``counts`` and ``by_event``."""
-        counts: collections.Counter[str] = collections.Counter()
-        by_event: collections.Counter[tuple[str, ...]] = collections.Counter()
+    def notifications_snapshot(self) -> NotificationStats:
+        """Every notification worker's last counters, summed."""
         with self._lock:
             reports = list(self.notifications.values())
-        for report in reports:
-            counts.update(report.get("counts", {}))
-            for *key, n in report.get("by_event", ()):
-                by_event[tuple(key)] += n
-        return {"counts": dict(counts), "by_event": [[*k, n] for k, n in by_event.items()]}
+        return NotificationStats.total(reports)
 
     def health(self) -> dict[str, Any]:
         """Healthy when every running collector completed a cycle within 3 periods."""
@@ -123,20 +111,23 @@ class Status:
         with self._lock:
             plugins = {}
             for name in sorted(self.expected):
-                state = self.states.get(name, ("starting", ""))[0]
+                state = self._state(name)
                 period = self.periods.get(name, 60.0)
                 last = self.last_complete_at.get(name, self.expected_since)
                 fresh = now - last <= 3 * period
                 plugins[name] = {
                     "state": state,
-                    "healthy": fresh and state not in NOT_RUNNING,
+                    "healthy": fresh and not state.down,
                     "seconds_since_complete_cycle": round(now - last, 3),
                     "period": period,
                 }
         return {"healthy": all(p["healthy"] for p in plugins.values()), "plugins": plugins}
 
+    def _state(self, plugin: str) -> PluginState:
+        return self.states.get(plugin, (PluginState.STARTING, ""))[0]
+
     def _check_ready(self) -> None:
-        running = {p for p in self.expected if self.states.get(p, ("", ""))[0] not in NOT_RUNNING}
+        running = {p for p in self.expected if not self._state(p).down}
         if running <= self.first_complete:
             self.ready.set()
 
@@ -144,7 +135,7 @@ class Status:
         """A one-line summary for systemd's STATUS= and logs."""
         with self._lock:
             waiting = sorted(self.expected - self.first_complete)
-            failed = sorted(p for p, (s, _) in self.states.items() if s in NOT_RUNNING)
+            failed = sorted(p for p, (s, _) in self.states.items() if s.down)
         parts = [f"{self.tracked} entities", f"{len(self.expected)} collectors"]
         if waiting:
             parts.append("waiting for " + ", ".join(waiting))

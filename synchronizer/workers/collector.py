@@ -20,13 +20,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
-from typing import Any
 
 from synchronizer import diff, plugin_loader, timeutil, wire
-from synchronizer.errors import PermanentError, PluginLoadError, PluginUnavailable
+from synchronizer.errors import PermanentError
 from synchronizer.model import Action, Change, Entity
 from synchronizer.plugin_base import CollectorPlugin
-from synchronizer.workers.process import EXIT_PERMANENT, prepare_child
+from synchronizer.workers.process import EXIT_PERMANENT, Sender, prepare_child, reporter
 
 LOG = logging.getLogger(__name__)
 
@@ -105,13 +104,7 @@ class PollLoop:
         self.plugin.observed_at = started
         full = self._wants_full()
         resync = full and self.resync_pending
-        self.send(
-            (
-                wire.BEGIN,
-                self.name,
-                {"resync": resync, "full": full, "started": started, "types": self._types()},
-            )
-        )
+        self.send(wire.CycleBegin(resync, full, started, tuple(self.plugin.entity_types)))
         result, error = self._list(full)
         self._emit(result.changes)
         complete = error is None
@@ -121,13 +114,10 @@ class PollLoop:
             if full:
                 self.last_full = t0
                 self.resync_pending = False
-        stats = self._stats(result, complete, resync, full, time.monotonic() - t0, error)
-        self.send((wire.END, self.name, stats))
-        self._log_cycle(stats)
+        end = self._outcome(result, resync, full, time.monotonic() - t0, error)
+        self.send(end)
+        self._log_cycle(end)
         return complete
-
-    def _types(self) -> list[str]:
-        return list(self.plugin.entity_types)
 
     def _list(self, full: bool) -> tuple[diff.DiffResult, str | None]:
         volatile = self.plugin.volatile_properties
@@ -172,44 +162,40 @@ class PollLoop:
 
     def _emit(self, changes: list[Change]) -> None:
         for chunk in wire.chunked(changes, self.chunk_size):
-            self.send((wire.CHANGES, self.name, wire.encode(chunk)))
+            self.send(wire.Changes.of(chunk))
 
     @staticmethod
-    def _stats(
-        result: diff.DiffResult,
-        complete: bool,
-        resync: bool,
-        full: bool,
-        duration: float,
-        error: str | None,
-    ) -> dict[str, Any]:
-        counts = dict.fromkeys(("create", "update", "delete"), 0)
+    def _outcome(
+        result: diff.DiffResult, resync: bool, full: bool, duration: float, error: str | None
+    ) -> wire.CycleEnd:
+        counts = dict.fromkeys(Action, 0)
         for change in result.changes:
-            counts[str(change.action)] += 1
-        return {
-            "complete": complete,
-            "resync": resync and complete,
-            "full": full,
-            "listed": result.listed,
-            "tracked": len(result.baseline),
-            "created": counts["create"],
-            "updated": counts["update"],
-            "deleted": counts["delete"],
-            "duration": round(duration, 4),
-            "error": error,
-        }
+            counts[change.action] += 1
+        complete = error is None
+        return wire.CycleEnd(
+            complete=complete,
+            resync=resync and complete,
+            full=full,
+            listed=result.listed,
+            tracked=len(result.baseline),
+            created=counts[Action.CREATE],
+            updated=counts[Action.UPDATE],
+            deleted=counts[Action.DELETE],
+            duration=round(duration, 4),
+            error=error,
+        )
 
-    def _log_cycle(self, s: dict[str, Any]) -> None:
+    def _log_cycle(self, end: wire.CycleEnd) -> None:
         LOG.info(
             "%s: %s cycle listed %d entities, %d created, %d updated, %d deleted in %.3f s, %s",
             self.name,
-            "full" if s["full"] else "delta",
-            s["listed"],
-            s["created"],
-            s["updated"],
-            s["deleted"],
-            s["duration"],
-            "complete" if s["complete"] else f"INCOMPLETE ({s['error']})",
+            "full" if end.full else "delta",
+            end.listed,
+            end.created,
+            end.updated,
+            end.deleted,
+            end.duration,
+            "complete" if end.complete else f"INCOMPLETE ({end.error})",
         )
 
 
@@ -223,28 +209,18 @@ def _describe(exc: BaseException) -> str:
 def collector_main(conf_args: list[str], name: str, chunk_size: int, conn: Connection) -> None:
     """Entry point of a collector worker process (multiprocessing target)."""
     conf, stop = prepare_child(conf_args)
-    lock = threading.Lock()
-
-    def send(msg: wire.Message) -> None:
-        with lock:
-            conn.send(msg)
-
-    try:
-        plugin = plugin_loader.instantiate(conf, name)
-        if not isinstance(plugin, CollectorPlugin):
-            raise PluginLoadError(f"plugin {name!r} is not a collector")
-    except (PluginLoadError, PluginUnavailable) as exc:
-        state = "unavailable" if isinstance(exc, PluginUnavailable) else "failed"
-        LOG.error("%s", exc)
-        send((wire.STATUS, name, {"plugin": name, "state": state, "reason": str(exc)}))
-        raise SystemExit(EXIT_PERMANENT) from None
-    send((wire.STATUS, name, {"plugin": name, "state": "running", "reason": ""}))
+    send = Sender(conn)
+    loaded = plugin_loader.load(conf, [name], CollectorPlugin, reporter(send))
+    if name not in loaded:
+        raise SystemExit(EXIT_PERMANENT)
+    plugin = loaded[name]
+    send(wire.PluginStatus(name, wire.PluginState.RUNNING))
     loop = PollLoop(plugin, name, send, chunk_size)
     try:
         loop.run(stop)
     except PermanentError as exc:
         LOG.error("%s: permanent error, plugin disabled until reload: %s", name, exc)
-        send((wire.STATUS, name, {"plugin": name, "state": "disabled", "reason": str(exc)}))
+        send(wire.PluginStatus(name, wire.PluginState.DISABLED, str(exc)))
         raise SystemExit(EXIT_PERMANENT) from None
     finally:
         plugin.close()

@@ -29,6 +29,7 @@ from synchronizer import fingerprint, timeutil
 from synchronizer.errors import InvalidNotification
 from synchronizer.model import Change
 from synchronizer.plugin_base import Notification, NotificationPlugin
+from synchronizer.wire import EventCount, NotificationStats, Outcome
 
 LOG = logging.getLogger(__name__)
 
@@ -36,22 +37,24 @@ LOG = logging.getLogger(__name__)
 class Converter:
     """Validates and converts notifications with a list of plugins.
 
-    Counters (``counts``): ``received``, ``mapped`` (gave ≥ 1 change),
-    ``ignored`` (no plugin took it, or the plugin returned nothing) and
-    ``dropped`` (bad input); ``by_event`` counts the same per
-    ``(plugin, event_type, outcome)``.  Threading: ``convert`` may be called
-    from several threads; counters are only approximately exact then.
+    Counters (``counts``, by :class:`~synchronizer.wire.Outcome`):
+    ``received``, ``mapped`` (gave ≥ 1 change), ``ignored`` (no plugin took
+    it, or the plugin returned nothing) and ``dropped`` (bad input);
+    ``by_event`` counts the same per ``(plugin, event_type, outcome)``;
+    :meth:`stats` reports both as the worker sends them.  Threading:
+    ``convert`` may be called from several threads; counters are only
+    approximately exact then.
     """
 
     def __init__(self, plugins: Sequence[NotificationPlugin], max_bytes: int) -> None:
         self.plugins = list(plugins)
         self.max_bytes = max_bytes
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.by_event: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        self.counts: collections.Counter[Outcome] = collections.Counter()
+        self.by_event: collections.Counter[tuple[str, str, Outcome]] = collections.Counter()
 
     def convert(self, raw: Any, *, topic: str = "", size: int | None = None) -> list[Change]:
         """Changes for one raw notification (a dict as on the wire)."""
-        self.counts["received"] += 1
+        self.counts[Outcome.RECEIVED] += 1
         try:
             notification = self.parse(raw, topic=topic, size=size)
         except InvalidNotification as exc:
@@ -65,8 +68,19 @@ class Converter:
             taken = True
             changes.extend(self._convert_with(plugin, notification))
         if not taken:
-            self._count("-", notification.event_type, "ignored")
+            self._count("-", notification.event_type, Outcome.IGNORED)
         return changes
+
+    def stats(self) -> NotificationStats:
+        """The counters so far, as the notification worker reports them."""
+        counts = self.counts
+        return NotificationStats(
+            received=counts[Outcome.RECEIVED],
+            mapped=counts[Outcome.MAPPED],
+            ignored=counts[Outcome.IGNORED],
+            dropped=counts[Outcome.DROPPED],
+            by_event=tuple(EventCount(*key, n) for key, n in list(self.by_event.items())),
+        )
 
     def parse(self, raw: Any, *, topic: str = "", size: int | None = None) -> Notification:
         """Validate the envelope; raise InvalidNotification naming what is wrong."""
@@ -105,7 +119,7 @@ class Converter:
         except Exception as exc:  # noqa: BLE001 - a plugin choking on odd data is bad input
             self._drop(plugin.group, n.event_type, n.message_id, exc)
             return []
-        self._count(plugin.group, n.event_type, "mapped" if out else "ignored")
+        self._count(plugin.group, n.event_type, Outcome.MAPPED if out else Outcome.IGNORED)
         return out
 
     def _drop(self, plugin: str, event_type: Any, message_id: Any, exc: Exception) -> None:
@@ -116,9 +130,9 @@ class Converter:
             plugin,
             exc,
         )
-        self._count(plugin, str(event_type), "dropped")
+        self._count(plugin, str(event_type), Outcome.DROPPED)
 
-    def _count(self, plugin: str, event_type: str, outcome: str) -> None:
+    def _count(self, plugin: str, event_type: str, outcome: Outcome) -> None:
         self.counts[outcome] += 1
         self.by_event[(plugin, event_type[:100], outcome)] += 1
 

@@ -50,10 +50,9 @@ from typing import TYPE_CHECKING, Any
 from oslo_config import cfg
 
 from synchronizer import backend, plugin_loader, wire
-from synchronizer.errors import PluginLoadError, PluginUnavailable
 from synchronizer.plugin_base import NotificationPlugin
 from synchronizer.workers.converter import Converter
-from synchronizer.workers.process import EXIT_PERMANENT, prepare_child
+from synchronizer.workers.process import EXIT_PERMANENT, Sender, prepare_child, reporter
 
 if TYPE_CHECKING:
     import oslo_messaging
@@ -235,27 +234,6 @@ class BatchEndpoint:
         return HANDLED
 
 
-def load_plugins(
-    conf: cfg.ConfigOpts, names: list[str], report: Callable[[str, str, str], None]
-) -> list[NotificationPlugin]:
-    """Instantiate the named notification plugins, reporting each failure."""
-    plugins = []
-    for name in names:
-        try:
-            plugin = plugin_loader.instantiate(conf, name)
-        except (PluginLoadError, PluginUnavailable) as exc:
-            LOG.error("%s", exc)
-            state = "unavailable" if isinstance(exc, PluginUnavailable) else "failed"
-            report(name, state, str(exc))
-            continue
-        if not isinstance(plugin, NotificationPlugin):
-            report(name, "failed", f"plugin {name!r} is not a notification plugin")
-            continue
-        report(name, "running", "")
-        plugins.append(plugin)
-    return plugins
-
-
 def targets_of(plugins: list[NotificationPlugin]) -> list[oslo_messaging.Target]:
     """The distinct (exchange, topic) targets the plugins listen on."""
     pairs = sorted({(p.exchange, t) for p in plugins for t in p.topics})
@@ -296,22 +274,17 @@ def notification_main(
 ) -> None:
     """Entry point of the notification worker process (multiprocessing target)."""
     conf, stop = prepare_child(conf_args)
-    lock = threading.Lock()
-
-    def send(msg: wire.Message) -> None:
-        with lock:
-            conn.send(msg)
-
-    def report(name: str, state: str, reason: str) -> None:
-        send((wire.STATUS, name, {"plugin": name, "state": state, "reason": reason}))
-
-    plugins = load_plugins(conf, names, report)
-    if not plugins:
+    send = Sender(conn)
+    loaded = plugin_loader.load(conf, names, NotificationPlugin, reporter(send))
+    if not loaded:
         raise SystemExit(EXIT_PERMANENT)
+    for name in loaded:
+        send(wire.PluginStatus(name, wire.PluginState.RUNNING))
+    plugins = list(loaded.values())
     converter = Converter(plugins, conf.notification_max_bytes)
 
     def send_chunk(chunk: list[Any]) -> None:
-        send((wire.CHANGES, WORKER_NAME, wire.encode(chunk)))
+        send(wire.Changes.of(chunk))
 
     handoff = Handoff(send_chunk, chunk_size)
     listener = build_listener(conf, plugins, converter, handoff.put)
@@ -322,14 +295,7 @@ def notification_main(
         conf.notification_pool,
     )
     while not stop.wait(STATS_INTERVAL):
-        send((wire.STATS, WORKER_NAME, _stats(converter)))
+        send(converter.stats())
     listener.stop()
     listener.wait()
     handoff.flush()  # already empty: the executor threads sent it all before wait() returned
-
-
-def _stats(converter: Converter) -> dict[str, Any]:
-    return {
-        "counts": dict(converter.counts),
-        "by_event": [[*k, v] for k, v in converter.by_event.items()],
-    }

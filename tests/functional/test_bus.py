@@ -248,7 +248,7 @@ def test_workers_share_the_pool_and_keep_each_entity_in_order(tmp_path, transpor
             seen.setdefault(change.key, []).append(int(change.entity.state))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            received = [r["counts"].get("received", 0) for r in sync.status.notifications.values()]
+            received = [r.received for r in sync.status.notifications.values()]
             if len(received) == 2 and sum(received) == keys * rounds:
                 break
             time.sleep(0.2)
@@ -262,5 +262,5 @@ def test_workers_share_the_pool_and_keep_each_entity_in_order(tmp_path, transpor
     assert len(received) == 2, received
     assert sum(received) == keys * rounds, received
     assert min(received) > 0, f"one worker took every message: {received}"
-    total = sync.status.notifications_snapshot()["counts"]["received"]
+    total = sync.status.notifications_snapshot().received
     assert total == keys * rounds

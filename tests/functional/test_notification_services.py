@@ -181,8 +181,8 @@ def worker_counts(sync: Synchronizer, received: int) -> dict[str, int]:
     """The notification worker's counters once it has received ``received`` messages."""
 
     def counts() -> dict[str, int] | None:
-        c = sync.status.notifications_snapshot().get("counts", {})
-        return c if c.get("received", 0) >= received else None
+        c = sync.status.notifications_snapshot()
+        return c.by_outcome() if c.received >= received else None
 
     return wait_until(counts, f"{received} notifications counted by the worker")
 
@@ -418,8 +418,8 @@ def test_nova_events_in_both_formats_reach_the_subscriber_once(
         len(events),
         0,
     )
-    by_event = sync.status.notifications_snapshot()["by_event"]
-    ignored = {e for _, e, outcome, _ in by_event if outcome == "ignored"}
+    by_event = sync.status.notifications_snapshot().by_event
+    ignored = {e.event_type for e in by_event if e.outcome == "ignored"}
     assert ignored == {f"compute.instance.{event}" for event, *_ in events}
 
 

@@ -365,7 +365,7 @@ def test_worker_runs_delta_cycles_between_snapshots(cloud: FakeCloud, make):
     walk = listings(cloud)
     assert len(walk) == 1
     assert "changes-since" in walk[0].query
-    changes = [c for kind, _, body in sent if kind == wire.CHANGES for c in wire.decode(body)]
+    changes = [c for m in sent if isinstance(m, wire.Changes) for c in m.decode()]
     assert [(str(c.action), c.key, c.entity.state) for c in changes] == [
         ("update", key, "SUSPENDED")
     ]

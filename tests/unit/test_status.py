@@ -1,27 +1,79 @@
-"""What the status reports from several notification workers."""
+"""What the status reports: plugin states, cycles, notification counters, readiness."""
+
+import pytest
 
 from synchronizer.service.status import Status
+from synchronizer.wire import CycleEnd, EventCount, NotificationStats, Outcome, PluginState
+
+
+def stats(received: int, mapped: int = 0, dropped: int = 0, **events: int) -> NotificationStats:
+    by_event = tuple(EventCount("p", e, Outcome.MAPPED, n) for e, n in events.items())
+    return NotificationStats(received=received, mapped=mapped, dropped=dropped, by_event=by_event)
 
 
 def test_notification_counters_of_every_worker_are_summed():
     """Each worker's last report counts once; a newer report replaces its older one."""
     status = Status()
-    status.notification_stats(
-        "notifications-1",
-        {"counts": {"received": 5, "mapped": 4}, "by_event": [["p", "e.update", "mapped", 4]]},
-    )
-    status.notification_stats(
-        "notifications-2",
-        {"counts": {"received": 3, "dropped": 1}, "by_event": [["p", "e.update", "mapped", 2]]},
-    )
-    status.notification_stats(
-        "notifications-1",
-        {"counts": {"received": 7, "mapped": 6}, "by_event": [["p", "e.update", "mapped", 6]]},
-    )
+    status.notification_stats("notifications-1", stats(5, mapped=4, e=4))
+    status.notification_stats("notifications-2", stats(3, dropped=1, e=2))
+    status.notification_stats("notifications-1", stats(7, mapped=6, e=6))
     merged = status.notifications_snapshot()
-    assert merged["counts"] == {"received": 10, "mapped": 6, "dropped": 1}
-    assert merged["by_event"] == [["p", "e.update", "mapped", 8]]
+    assert merged.by_outcome() == {
+        Outcome.RECEIVED: 10,
+        Outcome.MAPPED: 6,
+        Outcome.IGNORED: 0,
+        Outcome.DROPPED: 1,
+    }
+    assert merged.by_event == (EventCount("p", "e", Outcome.MAPPED, 8),)
 
 
 def test_no_worker_reported_yet():
-    assert Status().notifications_snapshot() == {"counts": {}, "by_event": []}
+    """Before any notification worker reports, every counter is zero."""
+    assert Status().notifications_snapshot() == NotificationStats()
+
+
+@pytest.mark.parametrize(
+    ("state", "ready"),
+    [
+        (PluginState.RUNNING, False),
+        (PluginState.FAILED, True),
+        (PluginState.UNAVAILABLE, True),
+        (PluginState.DISABLED, True),
+    ],
+)
+def test_a_collector_that_cannot_run_does_not_hold_readiness_back(state, ready):
+    """Readiness waits for a running collector's first snapshot, not for one that is down."""
+    status = Status()
+    status.expect(["a", "b"])
+    status.plugin_state("a", PluginState.RUNNING)
+    status.cycle_done("a", CycleEnd(complete=True, resync=True, full=True), 1)
+    status.plugin_state("b", state, "" if state is PluginState.RUNNING else "why")
+    assert status.ready.is_set() is ready
+    assert ("not running: b" in status.text()) is ready
+
+
+def test_cycle_outcomes_are_counted_per_plugin_action_and_failure_kind():
+    """Complete and incomplete cycles, their changes and failure kinds add up per plugin."""
+    status = Status()
+    status.cycle_done("a", CycleEnd(True, True, True, created=3, updated=1), 4)
+    status.cycle_done("a", CycleEnd(False, False, True, error="ConnectionError: refused"), 4)
+    status.cycle_done("a", CycleEnd(True, False, False, deleted=2), 2)
+    assert status.cycles_snapshot() == {("a", "complete"): 2, ("a", "incomplete"): 1}
+    assert status.changes_snapshot() == {
+        ("a", "create"): 3,
+        ("a", "update"): 1,
+        ("a", "delete"): 2,
+    }
+    assert status.failures_snapshot() == {("a", "ConnectionError"): 1}
+    assert status.last_cycles()["a"].deleted == 2
+
+
+def test_health_reports_a_plugin_not_heard_from_as_starting():
+    """A collector that has not reported yet is starting, not failed."""
+    status = Status()
+    status.expect(["a"], {"a": 60.0})
+    report = status.health()
+    assert report["plugins"]["a"]["state"] == PluginState.STARTING
+    assert report["healthy"] is True
+    status.plugin_state("a", PluginState.DISABLED, "bad credentials")
+    assert status.health()["healthy"] is False

@@ -33,11 +33,15 @@ def write(path, data):
 
 def changes(sent):
     out = []
-    for kind, _, body in sent:
-        if kind == wire.CHANGES:
-            out.extend((c.action, c.key) for c in wire.decode(body))
+    for message in sent:
+        if isinstance(message, wire.Changes):
+            out.extend((c.action, c.key) for c in message.decode())
     sent.clear()
     return out
+
+
+def ends(sent):
+    return [m for m in sent if isinstance(m, wire.CycleEnd)]
 
 
 def test_first_cycle_creates_then_nothing(loop):
@@ -80,7 +84,7 @@ def test_chunks_are_bounded(loop):
     pl, path, sent = loop
     write(path, {str(i): "up" for i in range(5)})
     pl.cycle()
-    sizes = [len(wire.decode(b)) for k, _, b in sent if k == wire.CHANGES]
+    sizes = [len(m.decode()) for m in sent if isinstance(m, wire.Changes)]
     assert sizes == [2, 2, 1]
 
 
@@ -92,12 +96,33 @@ def test_cycle_is_framed_and_first_complete_is_a_resync(loop):
     write(path, {"a": "up"})
     pl.cycle()
     pl.cycle()
-    ends = [body for kind, _, body in sent if kind == wire.END]
-    assert [(e["complete"], e["resync"]) for e in ends] == [
+    frames = [type(m) for m in sent if not isinstance(m, wire.Changes)]
+    assert frames == [wire.CycleBegin, wire.CycleEnd] * 3
+    begins = [m for m in sent if isinstance(m, wire.CycleBegin)]
+    assert [(b.resync, b.full, b.types) for b in begins] == [
+        (True, True, ("test.thing",)),
+        (True, True, ("test.thing",)),
+        (False, True, ("test.thing",)),
+    ]
+    assert [(e.complete, e.resync) for e in ends(sent)] == [
         (False, False),
         (True, True),
         (True, False),
     ]
+
+
+def test_cycle_end_counts_what_the_cycle_sent(loop):
+    """A cycle's end reports what it listed, tracks and sent per action, and no error."""
+    pl, path, sent = loop
+    write(path, {"a": "up", "b": "up", "c": "up"})
+    pl.cycle()
+    write(path, {"a": "down", "b": "up", "d": "up"})
+    sent.clear()
+    pl.cycle()
+    (end,) = ends(sent)
+    assert (end.listed, end.tracked, end.created, end.updated, end.deleted) == (3, 3, 1, 1, 1)
+    assert (end.complete, end.full, end.error) == (True, True, None)
+    assert end.by_action() == {Action.CREATE: 1, Action.UPDATE: 1, Action.DELETE: 1}
 
 
 def test_outage_is_logged_once_per_backoff_step(loop, caplog):
@@ -144,8 +169,9 @@ def test_a_listing_failing_part_way_sends_what_it_saw_and_deletes_nothing(tmp_pa
     sent.clear()
     write(path, {"a": "down", "b": "up", "c": "up", "d": "up"})
     assert not pl.cycle()
-    (end,) = [body for kind, _, body in sent if kind == wire.END]
-    assert (end["complete"], end["listed"], end["deleted"]) == (False, 2, 0)
-    assert "page 2 timed out" in end["error"]
+    (end,) = ends(sent)
+    assert (end.complete, end.listed, end.deleted) == (False, 2, 0)
+    assert "page 2 timed out" in end.error
+    assert end.failure_kind == "ConnectionError"
     assert changes(sent) == [(Action.UPDATE, "a")]
     assert dict(pl.baseline) == baseline
