@@ -10,7 +10,7 @@ with ``EXIT_PERMANENT`` (its plugin failed to load or is disabled) stays
 down until the next reload.
 
 Threading: ``ensure()`` and ``stop()`` may be called from any thread; the
-reader thread owns the pipes.
+reader thread owns the pipes (it alone reads and closes them).
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class Supervisor:
         self.restart_delay = restart_delay
         self.restart_max_delay = restart_max_delay
         self._workers: dict[str, _Worker] = {}
+        self._retired: list[Connection] = []  # pipes of reaped workers, for the reader to close
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._read_loop, name="supervisor", daemon=True)
@@ -124,6 +125,8 @@ class Supervisor:
             self._reap(worker, max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():  # not when the daemon failed before starting it
             self._thread.join(timeout)
+        with self._lock:
+            self._close_retired()
 
     # -- internals --------------------------------------------------------
 
@@ -146,8 +149,7 @@ class Supervisor:
             worker.process.terminate()
         self._reap(worker, 5.0)
 
-    @staticmethod
-    def _reap(worker: _Worker, timeout: float) -> None:
+    def _reap(self, worker: _Worker, timeout: float) -> None:
         if worker.process is None:
             return
         worker.process.join(timeout)
@@ -156,26 +158,39 @@ class Supervisor:
             worker.process.kill()
             worker.process.join(1.0)
         if worker.conn is not None:
-            worker.conn.close()
+            # Not closed here: the reader thread may be reading it right now, and
+            # a closed descriptor's number is soon reused by the next worker's pipe.
+            self._retired.append(worker.conn)
         worker.process, worker.conn = None, None
+
+    def _close_retired(self) -> None:
+        for conn in self._retired:
+            conn.close()
+        self._retired.clear()
 
     def _read_loop(self) -> None:
         while not self._stopping.is_set():
             with self._lock:
+                self._close_retired()  # the reader owns the pipes: none is in use now
                 conns = {w.conn: w for w in self._workers.values() if w.conn is not None}
             if not conns:
                 self._stopping.wait(0.2)
             else:
                 for conn in wait(list(conns), timeout=0.2):
-                    self._read(conns[conn])
+                    self._read(conns[conn], conn)
             self._restart_due()
 
-    def _read(self, worker: _Worker) -> None:
+    def _read(self, worker: _Worker, conn: Connection) -> None:
+        # ``conn``, not ``worker.conn``: stop() or a reload may have reaped the
+        # worker since the loop looked (its pipe stays open until the loop closes it).
         name = worker.spec.name
         try:
-            message = worker.conn.recv()  # type: ignore[union-attr]
+            message = conn.recv()
         except (EOFError, OSError):
             message = None
+        except Exception:  # a message that does not unpickle; the pipe's framing holds
+            LOG.exception("Unreadable message from worker %s; dropped", name)
+            return
         if message is None:
             # Outside the except block: the exit is reported by its exit code,
             # not as the pipe's EOFError.
