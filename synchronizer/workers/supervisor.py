@@ -3,11 +3,12 @@
 The supervisor starts each worker (a collector, or the notification
 worker) in a fresh interpreter (``spawn``: forking a process that already
 runs threads and broker connections is unsafe), reads every worker's pipe
-on one thread, and hands each message to ``on_message``.  A worker that
-dies is restarted after a delay that doubles from ``restart_delay`` up to
-``restart_max_delay`` (reset once it has lived a minute); one that exits
-with ``EXIT_PERMANENT`` (its plugin failed to load or is disabled) stays
-down until the next reload.
+on one thread, and hands each message (a :data:`~synchronizer.wire.Message`)
+to ``on_message`` with the worker's name.  A worker that dies is restarted
+after a delay that doubles from ``restart_delay`` up to
+``restart_max_delay`` (reset once it has lived a minute), and
+``on_restart`` hears of it; one that exits with ``EXIT_PERMANENT`` (its
+plugin failed to load or is disabled) stays down until the next reload.
 
 Threading: ``ensure()`` and ``stop()`` may be called from any thread; the
 reader thread owns the pipes (it alone reads and closes them).
@@ -22,9 +23,12 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synchronizer.workers.process import EXIT_PERMANENT
+
+if TYPE_CHECKING:
+    from synchronizer.wire import Message
 
 LOG = logging.getLogger(__name__)
 
@@ -52,7 +56,6 @@ class _Worker:
     started: float = 0.0
     delay: float = 0.0
     restart_at: float | None = None
-    restarts: int = 0
     permanent: bool = False
 
 
@@ -61,7 +64,7 @@ class Supervisor:
 
     def __init__(
         self,
-        on_message: Callable[[str, tuple[str, str, Any]], None],
+        on_message: Callable[[str, Message], None],
         *,
         restart_delay: float = 1.0,
         restart_max_delay: float = 60.0,
@@ -103,14 +106,6 @@ class Supervisor:
                     worker = _Worker(spec, delay=self.restart_delay)
                     self._workers[name] = worker
                     self._spawn(worker)
-
-    def pids(self) -> dict[str, int | None]:
-        with self._lock:
-            return {n: (w.process.pid if w.process else None) for n, w in self._workers.items()}
-
-    def restarts(self) -> dict[str, int]:
-        with self._lock:
-            return {n: w.restarts for n, w in self._workers.items()}
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
@@ -237,6 +232,5 @@ class Supervisor:
         with self._lock:
             for worker in self._workers.values():
                 if worker.restart_at is not None and worker.restart_at <= now:
-                    worker.restarts += 1
                     self._spawn(worker)
                     self._on_restart(worker.spec.name)
