@@ -7,9 +7,11 @@
 ``/healthz``  JSON; HTTP 200 when every running collector completed a cycle
               within 3 of its periods, 503 otherwise
 
-Values are read from the live :class:`~synchronizer.service.status.Status`,
-dispatcher and subscriptions at scrape time (a custom collector), so the
-hot paths only bump plain counters.  Nothing here carries a credential:
+Values are read at scrape time (a custom collector) through the public
+reads of the :class:`~synchronizer.service.library.Synchronizer`, its
+:class:`~synchronizer.service.status.Status` and its
+:class:`~synchronizer.dispatch.dispatcher.Dispatcher`, so the hot paths only
+bump plain counters.  Nothing here carries a credential:
 labels are plugin names, event types, actions and subscriber names.
 """
 
@@ -86,7 +88,7 @@ class SynchronizerCollector(Collector):
         stats = self.sync.status.notifications_snapshot()
         for e in stats.by_event:
             family.add_metric([e.plugin, e.event_type, str(e.outcome)], e.count)
-        total = _counter("notifications_total_by_outcome", "Notifications by outcome.", ["outcome"])
+        total = _counter("notifications_by_outcome", "Notifications by outcome.", ["outcome"])
         for outcome, n in stats.by_outcome().items():
             total.add_metric([str(outcome)], n)
         yield from (family, total)
@@ -105,10 +107,10 @@ class SynchronizerCollector(Collector):
 
     def _core(self) -> Iterator[Any]:
         dispatched = _counter("dispatched", "Changes seen by the dispatcher.", ["outcome"])
-        for outcome, n in dict(self.sync.dispatcher.counts).items():
+        for outcome, n in self.sync.dispatcher.counters().items():
             dispatched.add_metric([outcome], n)
         entities = _gauge("entities", "Entities in the current view.", [])
-        entities.add_metric([], len(self.sync.dispatcher.ledger))
+        entities.add_metric([], self.sync.dispatcher.entity_count())
         yield from (dispatched, entities)
 
 

@@ -267,7 +267,7 @@ class Synchronizer:
             case wire.CycleEnd():
                 if message.resync or not message.complete:
                     self.dispatcher.end_resync(name, message.complete)
-                self.status.cycle_done(name, message, len(self.dispatcher.ledger))
+                self.status.cycle_done(name, message, self.dispatcher.entity_count())
             case wire.PluginStatus():
                 self.status.plugin_state(message.plugin, message.state, message.reason)
             case wire.NotificationStats():

@@ -129,7 +129,7 @@ def metric_checks(f: dict[str, Any]) -> list[Check]:
         if failures.get(p, 0) < outages
     ]
     outcomes = probes.by_label(
-        samples, "synchronizer_notifications_total_by_outcome_total", "outcome"
+        samples, "synchronizer_notifications_by_outcome_total", "outcome"
     )
     bad = f["notifications"].get("bad", 0)
     published = f["notifications"].get("published", 0)
