@@ -128,9 +128,7 @@ def metric_checks(f: dict[str, Any]) -> list[Check]:
         for p in OPENSTACK_PLUGINS
         if failures.get(p, 0) < outages
     ]
-    outcomes = probes.by_label(
-        samples, "synchronizer_notifications_by_outcome_total", "outcome"
-    )
+    outcomes = probes.by_label(samples, "synchronizer_notifications_by_outcome_total", "outcome")
     bad = f["notifications"].get("bad", 0)
     published = f["notifications"].get("published", 0)
     return [
