@@ -52,7 +52,7 @@ class Synchronizer:
         opts.register_opts(conf)
         self.conf = conf
         self.conf_args = conf_args if conf_args is not None else opts.config_args(conf)
-        self.dispatcher = Dispatcher(conf.tombstone_ttl, conf.ledger_file)
+        self.dispatcher = Dispatcher.from_conf(conf)
         self.status = Status()
         self._inbox: queue.Queue[tuple[str, wire.Message] | None] = queue.Queue(INBOX_CHUNKS)
         self._supervisor = Supervisor(
