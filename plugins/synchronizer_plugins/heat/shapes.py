@@ -23,6 +23,13 @@ project            ``project`` (or the project in the   ``tenant_id``
 ``updated_at``     ``updated_time`` (volatile)          ``updated_at`` (volatile)
 =================  ===================================  ==========================
 
+``stack_identity`` is what Heat 27 sends, the bare stack id (older
+releases and the samples of Heat's docs show the stack's ARN,
+``arn:openstack:heat::<project>:stacks/<name>/<id>``): both are read.
+``description``: a template without one lists as ``""`` in the API and as
+Heat's default ``"No description"`` in notifications; both (and null) are
+normalised to ``""``.
+
 Timestamps are UTC at second precision (the API drops fractions).  No
 parent: notifications do not say whether a stack is nested, so the parent
 stack cannot be part of a shape both sides share.  ``updated_at`` is
@@ -79,6 +86,8 @@ DOC = EntityDoc(
 
 _ARN = re.compile(r"arn:openstack:heat::(?P<project>[^:]*):stacks/(?P<name>[^/]+)/(?P<id>[^/]+)")
 _LINK_PROJECT = re.compile(r"/v1/(?P<project>[^/]+)/stacks/")
+# What Heat's templates say when they have no description (heat.engine.hot.template).
+_NO_DESCRIPTION = frozenset({None, "", "No description"})
 
 
 def from_api(plugin: Plugin, record: Any) -> Entity:
@@ -103,14 +112,12 @@ def from_api(plugin: Plugin, record: Any) -> Entity:
 def from_payload(plugin: Plugin, payload: Any, timestamp: str) -> Entity:
     """The entity of one ``orchestration.stack.*`` payload; raises ValueError if malformed."""
     payload = fields.mapping(payload, "payload")
-    identity = _ARN.match(fields.required_str(payload, "stack_identity"))
-    if identity is None:
-        raise ValueError(f"stack_identity is not a stack ARN: {payload['stack_identity']!r}")
+    key, arn_project = _identity(fields.required_str(payload, "stack_identity"))
     return _build(
         plugin,
-        key=parse.unquote(identity.group("id")),
+        key=key,
         state=payload.get("state"),
-        project=payload.get("tenant_id") or parse.unquote(identity.group("project")),
+        project=payload.get("tenant_id") or arn_project,
         properties={
             "name": payload.get("stack_name"),
             "description": payload.get("description"),
@@ -135,6 +142,8 @@ def _build(
     if state is not None and not isinstance(state, str):
         raise ValueError(f"stack state must be a string, got {state!r}")
     properties["tags"] = _tags(properties["tags"])
+    if properties["description"] in _NO_DESCRIPTION:
+        properties["description"] = ""
     properties["created_at"] = fields.seconds(properties["created_at"])
     properties["updated_at"] = fields.seconds(properties["updated_at"])
     return plugin.entity(
@@ -145,6 +154,16 @@ def _build(
         properties=properties,
         timestamp=timestamp,
     )
+
+
+def _identity(value: str) -> tuple[str, str | None]:
+    """(stack id, project or None) of a ``stack_identity``: a bare id or a stack ARN."""
+    arn = _ARN.match(value)
+    if arn is not None:
+        return parse.unquote(arn.group("id")), parse.unquote(arn.group("project"))
+    if value.startswith("arn:") or "/" in value or ":" in value:
+        raise ValueError(f"stack_identity is neither a stack id nor a stack ARN: {value!r}")
+    return value, None
 
 
 def _tags(value: Any) -> list[str]:

@@ -151,7 +151,7 @@ def test_filters_take_only_stack_events(plugin, event_type, publisher, accepted)
     [
         (["x"], "payload must be an object"),
         ({k: v for k, v in PAYLOAD.items() if k != "stack_identity"}, "stack_identity"),
-        ({**PAYLOAD, "stack_identity": STACK_ID}, "not a stack ARN"),
+        ({**PAYLOAD, "stack_identity": f"arn:openstack:heat::{PROJECT}:{STACK_ID}"}, "neither"),
         ({**PAYLOAD, "state": 3}, "state must be a string"),
         ({**PAYLOAD, "tags": [1]}, "tags"),
         ({**PAYLOAD, "create_at": "soon"}, "bad timestamp"),
@@ -175,3 +175,28 @@ def test_project_falls_back_to_the_arn(plugin):
     body = {k: v for k, v in PAYLOAD.items() if k != "tenant_id"}
     (change,) = notify(plugin, "orchestration.stack.update.end", body)
     assert change.entity.project == PROJECT
+
+
+def test_heat_27s_bare_stack_id_is_the_key(plugin):
+    """Heat 27 sends the bare stack id as stack_identity (not an ARN); the project is tenant_id."""
+    (change,) = notify(
+        plugin, "orchestration.stack.create.end", {**PAYLOAD, "stack_identity": STACK_ID}
+    )
+    assert (change.entity.key, change.entity.project) == (STACK_ID, PROJECT)
+
+
+@pytest.mark.parametrize("api_value", ["", None])
+def test_a_template_without_description_fingerprints_alike(plugin, api_value):
+    """The API lists "" where the notification says Heat's default "No description"."""
+    collector = make(StackCollector)
+    polled = shapes.from_api(collector, {**API_STACK, "description": api_value})
+    (change,) = notify(
+        plugin,
+        "orchestration.stack.update.end",
+        {**PAYLOAD, "stack_identity": STACK_ID, "description": "No description"},
+    )
+    pushed = change.entity
+    assert polled.properties["description"] == pushed.properties["description"] == ""
+    assert fingerprint.of(polled, collector.volatile_properties) == fingerprint.of(
+        pushed, collector.volatile_properties
+    )
