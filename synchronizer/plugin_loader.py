@@ -24,6 +24,7 @@ check.  Those two raise :class:`PluginLoadError` or
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 from collections.abc import Iterable, Iterator
@@ -33,7 +34,8 @@ from oslo_config import cfg
 from stevedore import driver, extension
 from stevedore import exception as stevedore_exc
 
-from synchronizer.errors import PluginLoadError, PluginUnavailable
+from synchronizer import opts
+from synchronizer.errors import ConfigError, PluginLoadError, PluginUnavailable
 from synchronizer.plugin_base import CollectorPlugin, NotificationPlugin, Plugin
 from synchronizer.wire import PluginState
 
@@ -79,9 +81,11 @@ def _import_entry_point(name: str) -> type:
     try:
         manager = driver.DriverManager(NAMESPACE, name, invoke_on_load=False)
     except stevedore_exc.NoMatches:
+        close = difflib.get_close_matches(name, [e.name for e in _entry_points()], n=3)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
         raise PluginLoadError(
             f"plugin {name!r} is not an entry point in namespace {NAMESPACE!r} "
-            "(is its package installed? class paths read 'package.module:Class')"
+            f"({hint}is its package installed? class paths read 'package.module:Class')"
         ) from None
     except Exception as exc:
         raise PluginLoadError(f"plugin {name!r} failed to import: {exc!r}") from exc
@@ -109,9 +113,12 @@ def resolve(conf: cfg.ConfigOpts, name: str) -> tuple[type[Plugin], str]:
     except (cfg.Error, ValueError) as exc:
         raise PluginLoadError(f"plugin {name!r}: cannot register its options: {exc}") from exc
     try:
-        dict(conf[group].items())
-    except cfg.ConfigFileValueError as exc:
-        raise PluginLoadError(f"plugin {name!r}: [{group}] {exc}") from exc
+        # Every value read now, required ones included: a malformed or missing
+        # option fails this plugin before it starts (a collector without its
+        # url would list nothing, "complete", and so delete everything).
+        opts.check_group(conf, group)
+    except ConfigError as exc:
+        raise PluginLoadError(f"plugin {name!r}: {exc}") from exc
     return cls, group
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from oslo_config import cfg
 
-from synchronizer import opts, plugin_loader
+from synchronizer import cmd, plugin_loader
 from synchronizer.plugin_base import NotificationPlugin
 from synchronizer.wire import Outcome, PluginState
 from synchronizer.workers.converter import Converter
@@ -43,10 +43,14 @@ class UnreadableFile(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    conf = cfg.ConfigOpts()
-    conf.register_cli_opts(CLI_OPTS)
-    opts.register_opts(conf)
-    conf(list(sys.argv[1:] if argv is None else argv), project=opts.PROJECT)
+    conf = cmd.parse(
+        argv,
+        prog="synchronizer-replay",
+        cli_opts=CLI_OPTS,
+        description="Run notification files through the configured notification plugins "
+        "and print the changes they give as JSON lines.",
+        setup_logging=False,
+    )
     plugins = _plugins(conf)
     if not plugins:
         print("synchronizer-replay: no notification plugin configured", file=sys.stderr)

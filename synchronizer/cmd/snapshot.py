@@ -13,7 +13,7 @@ import sys
 
 from oslo_config import cfg
 
-from synchronizer import opts, plugin_loader
+from synchronizer import cmd, plugin_loader
 from synchronizer.model import Change
 from synchronizer.plugin_base import CollectorPlugin
 from synchronizer.wire import PluginState
@@ -26,31 +26,47 @@ CLI_OPTS = [
 ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    conf = cfg.ConfigOpts()
-    conf.register_cli_opts(CLI_OPTS)
-    opts.register_opts(conf)
-    conf(list(sys.argv[1:] if argv is None else argv), project=opts.PROJECT)
-    from oslo_log import log
+PROG = "synchronizer-snapshot"
 
-    log.setup(conf, opts.PROJECT)
+
+def main(argv: list[str] | None = None) -> int:
+    conf = cmd.parse(
+        argv,
+        prog=PROG,
+        cli_opts=CLI_OPTS,
+        description="Poll every configured collector once and print its entities as JSON lines.",
+    )
     failed: list[str] = []
 
     def report(name: str, state: PluginState, reason: str) -> None:
         print(f"synchronizer-snapshot: {name}: {state}: {reason}", file=sys.stderr)
         failed.append(name)
 
+    types = set(conf.type)
     collectors = plugin_loader.load(
-        conf, conf.plugins, CollectorPlugin, report, skip_other_kinds=True
+        conf, _wanted(conf, types, report), CollectorPlugin, report, skip_other_kinds=True
     )
     for name, plugin in collectors.items():
         try:
-            _print(collector.snapshot_changes(plugin), set(conf.type))
+            _print(collector.snapshot_changes(plugin), types)
         except Exception as exc:  # noqa: BLE001 - report any plugin failure, run the others
             report(name, PluginState.FAILED, str(exc))
         finally:
             plugin.close()
     return 1 if failed else 0
+
+
+def _wanted(conf: cfg.ConfigOpts, types: set[str], report: plugin_loader.OnFailure) -> list[str]:
+    """The configured plugins that may list one of ``types`` (all of them without types).
+
+    A collector that declares its types and names none of these is not polled.
+    """
+    if not types:
+        return list(conf.plugins)
+    classes = plugin_loader.load(
+        conf, conf.plugins, CollectorPlugin, report, invoke=False, skip_other_kinds=True
+    )
+    return [n for n, c in classes.items() if not c.entity_types or types & set(c.entity_types)]
 
 
 def _print(changes: list[Change], types: set[str]) -> None:

@@ -32,11 +32,13 @@ from oslo_config import cfg
 from oslo_service.backend.base import ServiceBase
 
 from synchronizer import backend
+from synchronizer.errors import ConfigError
 from synchronizer.service import library
 
 LOG = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 5.0
+EXIT_CONFIG = 2  # as the commands exit on a configuration error
 
 
 def sd_status(text: str) -> None:
@@ -67,7 +69,8 @@ class SynchronizerService(ServiceBase):
         conf_args: list[str],
         on_fatal: Callable[[], None] = lambda: None,
     ) -> None:
-        self.sync = library.Synchronizer(conf, conf_args)
+        # A closed stdout (the jsonl sink's reader went away) stops the daemon.
+        self.sync = library.Synchronizer(conf, conf_args, on_output_closed=on_fatal)
         self._stopped = threading.Event()
         self._on_fatal = on_fatal
         self.failure: Exception | None = None
@@ -130,9 +133,11 @@ def run(conf: cfg.ConfigOpts, conf_args: list[str]) -> int:
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
     launcher.launch_service(svc)
-    while not done.wait(1.0):
+    while not done.wait(0.2):
         pass
     launcher.stop()
+    if isinstance(svc.failure, ConfigError):
+        return EXIT_CONFIG
     if svc.failure is not None:
         return 1
     LOG.info("Stopped")

@@ -27,6 +27,7 @@ class Status:
         self._lock = threading.Lock()
         self.ready = threading.Event()
         self.expected: set[str] = set()
+        self._known = False  # readiness is judged only once the collector list is known
         self.states: dict[str, tuple[PluginState, str]] = {}
         self.first_complete: set[str] = set()
         self.last_cycle: dict[str, CycleEnd] = {}
@@ -43,6 +44,7 @@ class Status:
     def expect(self, collectors: Iterable[str], periods: dict[str, float] | None = None) -> None:
         with self._lock:
             self.expected = set(collectors)
+            self._known = True
             self.periods = dict(periods or {})
             self.expected_since = time.monotonic()
             self._check_ready()
@@ -127,6 +129,10 @@ class Status:
         return self.states.get(plugin, (PluginState.STARTING, ""))[0]
 
     def _check_ready(self) -> None:
+        if not self._known:
+            # A plugin that failed to load is reported before expect(): with
+            # the list still empty, "every collector complete" would hold.
+            return
         running = {p for p in self.expected if not self._state(p).down}
         if running <= self.first_complete:
             self.ready.set()

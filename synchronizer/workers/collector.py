@@ -208,7 +208,7 @@ def _describe(exc: BaseException) -> str:
 
 def collector_main(conf_args: list[str], name: str, chunk_size: int, conn: Connection) -> None:
     """Entry point of a collector worker process (multiprocessing target)."""
-    conf, stop = prepare_child(conf_args)
+    conf, stop = prepare_child(conf_args, f"collector {name}")
     send = Sender(conn)
     loaded = plugin_loader.load(conf, [name], CollectorPlugin, reporter(send))
     if name not in loaded:

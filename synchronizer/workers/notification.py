@@ -273,7 +273,7 @@ def notification_main(
     conf_args: list[str], names: list[str], chunk_size: int, conn: Connection
 ) -> None:
     """Entry point of the notification worker process (multiprocessing target)."""
-    conf, stop = prepare_child(conf_args)
+    conf, stop = prepare_child(conf_args, f"notifications {', '.join(names)}")
     send = Sender(conn)
     loaded = plugin_loader.load(conf, names, NotificationPlugin, reporter(send))
     if not loaded:

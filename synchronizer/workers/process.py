@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
+import setproctitle
 from oslo_config import cfg
 
 from synchronizer import opts, wire
@@ -46,8 +47,16 @@ def _watch_parent(stop: threading.Event, parent: int) -> None:
             os._exit(0)
 
 
-def prepare_child(conf_args: list[str]) -> tuple[cfg.ConfigOpts, threading.Event]:
-    """Common start of a worker process: signals, config, logging, watchdog."""
+def prepare_child(
+    conf_args: list[str], title: str | None = None
+) -> tuple[cfg.ConfigOpts, threading.Event]:
+    """Common start of a worker process: title, signals, config, logging, watchdog.
+
+    ``title`` names the process for ``ps`` and ``top`` (``synchronizer:
+    collector nova.instance``) instead of ``multiprocessing.spawn ...``.
+    """
+    if title:
+        setproctitle.setproctitle(f"synchronizer: {title}")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     stop = threading.Event()

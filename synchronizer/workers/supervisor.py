@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 HEALTHY_AFTER = 60.0
+STOPPED_GRACE = 5.0  # a worker stopped by a signal waits this long for the daemon's stop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +215,25 @@ class Supervisor:
                 return
             if lived > HEALTHY_AFTER:
                 worker.delay = self.restart_delay
+            if code in (0, -signal.SIGTERM):
+                self._signalled(worker, code)
+                return
             self._schedule(worker, lived, code)
+
+    def _signalled(self, worker: _Worker, code: int) -> None:
+        # A worker exits so only when told to stop: SIGTERM sent to the whole
+        # process group (timeout, docker, systemd's control-group kill) reaches
+        # it at the same moment as the main process, which is stopping too.
+        # Restart only if the daemon still runs after the grace period.
+        delay = max(worker.delay, STOPPED_GRACE)
+        worker.restart_at = time.monotonic() + delay
+        LOG.info(
+            "Worker %s was stopped by a signal (exit code %s); restarting in %.1f s "
+            "unless the daemon is stopping",
+            worker.spec.name,
+            code,
+            delay,
+        )
 
     def _schedule(self, worker: _Worker, lived: float, code: int | None) -> None:
         name = worker.spec.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -232,3 +233,129 @@ def test_stopped_watchers_leave_no_queue_behind(message_daemon):
         watch.send_signal(signal.SIGTERM)
         assert watch.wait(15) == 0
     assert _queues("synchronizer-client-") == {}
+
+
+# -- the broker away, signals, plugins that cannot run -------------------------
+
+
+def _refused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_broker_unreachable_the_daemon_works_is_ready_and_stops_in_time(embedded, tmp_path):
+    """Broker down: the jsonl sink still prints, READY comes, one clear line, SIGTERM in < 10 s."""
+    port = _refused_port()
+    conf = embedded / "synchronizer.conf"
+    conf.write_text(
+        conf.read_text().replace(
+            "sinks = jsonl",
+            f"sinks = jsonl, message\ntransport_url = rabbit://guest:pw-123@127.0.0.1:{port}/",
+        )
+    )
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    d = Daemon(conf, {"NOTIFY_SOCKET": path}).start()
+    try:
+        d.wait_records(STATIC_COUNT)
+        while not sock.recv(4096).startswith(b"READY=1"):
+            pass
+        d.wait_log(f"The broker at 127.0.0.1:{port} does not answer", timeout=15)
+    finally:
+        t0 = time.monotonic()
+        code = d.stop(timeout=10)
+        elapsed = time.monotonic() - t0
+        sock.close()
+    assert code == 0
+    assert elapsed < 10
+    assert not [line for line in d.logs if "pw-123" in line]
+
+
+def test_sigterm_to_the_process_group_restarts_no_worker(embedded):
+    """kill -TERM -- -PGID (timeout, docker, systemd): workers are not respawned while stopping."""
+    proc = subprocess.Popen(
+        [script("synchronizer"), "--config-file", str(embedded / "synchronizer.conf")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    for _ in range(STATIC_COUNT):
+        proc.stdout.readline()
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=15)
+    assert time.monotonic() - t0 < 10
+    assert proc.returncode == 0
+    assert err.count("Started worker static") == 1, err
+    assert "died" not in err
+
+
+@pytest.mark.parametrize(
+    ("plugins", "section", "expected"),
+    [
+        ("statik", "", "did you mean 'static'?"),
+        ("static", "[static]\nperiod = fast\n", "[static] period = fast: could not convert"),
+        (
+            "tests.helpers.plugins:RequiresUrl",
+            "",
+            "[requires_url] url: a value is required and none is set",
+        ),
+    ],
+)
+def test_no_plugin_can_load_the_daemon_exits_2_naming_why(tmp_path, plugins, section, expected):
+    """No configured plugin can load: a configuration error, exit 2, the reason named."""
+    conf = tmp_path / "s.conf"
+    conf.write_text(f"[DEFAULT]\nplugins = {plugins}\nsinks = jsonl\n{section}")
+    out = subprocess.run(
+        [script("synchronizer"), "--config-file", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert expected in out.stderr
+    assert out.stdout == ""
+
+
+def test_ready_waits_for_the_collectors_that_run_beside_a_mistyped_one(embedded, tmp_path):
+    """A mistyped plugin name does not make READY come before the others' first snapshot."""
+    conf = embedded / "synchronizer.conf"
+    conf.write_text(conf.read_text().replace("plugins = static", "plugins = statik, static"))
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    with Daemon(conf, {"NOTIFY_SOCKET": path}) as d:
+        while not sock.recv(4096).startswith(b"READY=1"):
+            pass
+        ready_with = len(d.records)
+        d.wait_log("did you mean 'static'?")
+    sock.close()
+    # The jsonl sink prints on its own thread: what READY promises is the view.
+    assert any("Ready: 6 entities" in line for line in d.logs), d.logs[-20:]
+    assert ready_with <= STATIC_COUNT
+
+
+def test_snapshot_with_types_polls_only_the_collectors_of_those_types(tmp_path):
+    """snapshot --type T leaves collectors that declare other types alone (they are not polled)."""
+    conf = tmp_path / "s.conf"
+    conf.write_text(
+        "[DEFAULT]\nplugins = tests.helpers.plugins:FileCollector\n"
+        f"[filecollector]\npath = {tmp_path / 'missing.json'}\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    args = [script("synchronizer-snapshot"), "--config-file", str(conf)]
+    polled = subprocess.run(args, capture_output=True, text=True, timeout=30, env=env)
+    assert polled.returncode == 1  # the file is missing: polling it fails
+    skipped = subprocess.run(
+        [*args, "--type", "nova.instance"], capture_output=True, text=True, timeout=30, env=env
+    )
+    assert skipped.returncode == 0, skipped.stderr
+    assert skipped.stdout == ""

@@ -114,7 +114,9 @@ def _is_worker(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"spawn_main" in cmdline
+    # Workers name themselves ("synchronizer: collector static"); before the
+    # title is set they are still multiprocessing's spawn_main.
+    return cmdline.startswith(b"synchronizer: ") or b"spawn_main" in cmdline
 
 
 def settle(seconds: float) -> None:

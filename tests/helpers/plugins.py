@@ -61,6 +61,20 @@ class RaisesInInit(CollectorPlugin):
         return []
 
 
+class RequiresUrl(CollectorPlugin):
+    """The README's rack plugin without its ``url``: must not start (it would list nothing)."""
+
+    name: ClassVar[str] = "requires_url"
+    entity_types: ClassVar[tuple[str, ...]] = ("test.rack",)
+
+    @classmethod
+    def get_options(cls) -> list[cfg.Opt]:
+        return [cfg.StrOpt("url", required=True, help="Where the racks are listed.")]
+
+    def list_all(self) -> Iterable[Entity]:
+        return []
+
+
 class NotAPlugin:
     """A class that is not a plugin at all."""
 
