@@ -39,6 +39,14 @@ the entity's state when it went; such a delete is marked
 carry only type, key and time; the ledger fills in the last known state
 too, unmarked, since a worker that was watching saw the key go.
 
+**Inferred, not reported**: the deletes of cases 1 and 3 are conclusions
+from absence, and a listing can lose records without any error (a page
+walk that shifts under inserts, a page that comes back without its next
+link), so they are marked ``inferred``: when a later complete listing lists
+the key again, that is evidence the delete was wrong, and the ledger lets
+the entity come back (as a create).  Only a delete the service reported (a
+delta listing's deleted record, a delete notification) is final.
+
     >>> [c.key for c in unlisted({"t": {"a": 1, "b": 2}}, {"t": {"a": 1}}, set(), "2026-01-01")]
     ['b']
 """
@@ -84,7 +92,10 @@ def unlisted(
     if not gone:
         return []
     stamp = now() if callable(now) else now
-    return [Change(Action.DELETE, Entity(type_, key, timestamp=stamp)) for type_, key in gone]
+    return [
+        Change(Action.DELETE, Entity(type_, key, timestamp=stamp), inferred=True)
+        for type_, key in gone
+    ]
 
 
 def reported(known: dict[str, dict[str, int]], deleted: Iterable[Entity]) -> list[Change]:
@@ -145,6 +156,7 @@ class Resync:
                 Action.DELETE,
                 c.entity.replace(timestamp=now, source=source),
                 final_state_unknown=True,
+                inferred=True,
             )
             for c in view
             if self.vanished(c.entity)

@@ -152,7 +152,11 @@ class Change:
     seen: the entity carries the last known state (client-go's
     ``DeletedFinalStateUnknown``).  ``seq`` is the dispatcher's daemon-wide
     sequence number (0 before dispatch); ``fingerprint`` is the xxh3 of the
-    entity's non-volatile content (0 for deletes).
+    entity's non-volatile content (0 for deletes).  ``inferred`` marks a
+    delete concluded from the key's absence from a complete listing (or a
+    resync's sweep), not reported by the service: a later listing that lists
+    the key again overrules it (see :mod:`synchronizer.dispatch.ledger`).
+    It is the daemon's own bookkeeping and not part of the JSON form.
     """
 
     action: Action
@@ -160,6 +164,7 @@ class Change:
     fingerprint: int = 0
     final_state_unknown: bool = False
     seq: int = 0
+    inferred: bool = False
 
     @property
     def type(self) -> str:

@@ -212,15 +212,18 @@ Message = CycleBegin | Changes | CycleEnd | PluginStatus | NotificationStats
 def encode(changes: Sequence[Change]) -> bytes:
     """One chunk of changes as bytes."""
     return orjson.dumps(
-        [(str(c.action), c.fingerprint, c.final_state_unknown, c.entity.to_dict()) for c in changes]
+        [
+            (str(c.action), c.fingerprint, c.final_state_unknown, c.entity.to_dict(), c.inferred)
+            for c in changes
+        ]
     )
 
 
 def decode(data: bytes) -> list[Change]:
     """The changes of one chunk; raises ValueError on a malformed chunk."""
     out = []
-    for action, fp, fsu, entity in orjson.loads(data):
-        out.append(Change(Action(action), Entity.from_dict(entity), fp, fsu))
+    for action, fp, fsu, entity, inferred in orjson.loads(data):
+        out.append(Change(Action(action), Entity.from_dict(entity), fp, fsu, inferred=inferred))
     return out
 
 

@@ -94,9 +94,13 @@ class Dispatcher:
     # -- reads for metrics and status ----------------------------------------
 
     def counters(self) -> dict[str, int]:
-        """Changes received, dropped, and told by action, since start."""
+        """Changes received, dropped, told by action, and revived, since start.
+
+        ``revived``: creates of entities listed again after a delete that was
+        only inferred from their absence (see :mod:`synchronizer.dispatch.ledger`).
+        """
         with self._lock:
-            return dict(self.counts)
+            return {**self.counts, "revived": self.ledger.revived}
 
     def entity_count(self) -> int:
         """Entities in the current view (deleted ones excluded)."""

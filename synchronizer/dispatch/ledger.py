@@ -9,8 +9,13 @@ both the dispatcher's filter and the daemon's current view (``get_all``).
 * a state older than the newest already seen for the key is dropped;
 * a delete of something never told (or already deleted) is dropped; a
   delivered delete carries the last known state;
-* after a delete, a *polled* create/update of the same key is a stale read
+* after a delete the service reported (a notification, a delta listing's
+  deleted record), a *polled* create/update of the same key is a stale read
   (OpenStack never reuses ids) and is dropped until the tombstone expires;
+  after a delete only *inferred* from the key's absence from a listing
+  (``Change.inferred``), a later listing that lists the key again is
+  evidence the delete was wrong: the entity comes back as a create, counted
+  (:attr:`Ledger.revived`) and logged;
 * the action is rewritten to what the subscribers know: ``create`` when
   they never saw the key (or saw it deleted), ``update`` otherwise.
 
@@ -34,6 +39,7 @@ Threading: not thread-safe; the dispatcher calls it under its own lock.
 from __future__ import annotations
 
 import collections
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -41,6 +47,8 @@ from collections.abc import Callable, Collection, Iterator
 from synchronizer.dispatch.codec import Entry, EntryCodec, Head, gc_paused
 from synchronizer.dispatch.store import EntryStore, EntryTable, FileStore, MemoryStore
 from synchronizer.model import Action, Change, Entity, Ref
+
+LOG = logging.getLogger(__name__)
 
 LedgerKey = tuple[str, str]
 
@@ -72,6 +80,10 @@ class Ledger:
         self._entries: dict[str, EntryTable] = dict(self.store.tables())
         # Oldest delete first: expiry and the bound both take from the front.
         self._tombstones: collections.OrderedDict[LedgerKey, float] = collections.OrderedDict()
+        # Tombstones of deletes inferred from absence: they block no later listing.
+        self._inferred: set[LedgerKey] = set()
+        self._revived: list[LedgerKey] = []  # since the last commit, for its log line
+        self.revived = 0  # entities brought back after an inferred delete, since start
         self._count = len(self.store)
         self._codec = EntryCodec()
         self._clock = clock
@@ -116,6 +128,19 @@ class Ledger:
     def commit(self) -> None:
         """Make what was admitted so far durable (before subscribers see it)."""
         self.store.commit()
+        self._report_revived()
+
+    def _report_revived(self) -> None:
+        revived, self._revived = self._revived, []
+        if not revived:
+            return
+        self.revived += len(revived)
+        LOG.warning(
+            "%d entities listed again after deletes inferred from their absence (those "
+            "deletes were wrong: a listing lost records); sent as creates: %s",
+            len(revived),
+            ", ".join(f"{t} {k}" for t, k in revived[:5]) + (" ..." if len(revived) > 5 else ""),
+        )
 
     def _admit_delete(
         self,
@@ -129,6 +154,8 @@ class Ledger:
         if entry is None or prev is None:
             return None
         if prev.action is Action.DELETE:
+            if not change.inferred:  # the service confirms it: the tombstone now blocks
+                self._inferred.discard((entity.type, entity.key))
             self._advance(entries, entity, entry, prev)
             return None
         if entity.state is None or change.final_state_unknown:
@@ -137,7 +164,7 @@ class Ledger:
             entity = last.replace(timestamp=entity.timestamp, source=entity.source)
         told = Change(Action.DELETE, entity, 0, change.final_state_unknown, seq)
         entries[entity.key] = self._codec.encode(told, content=False)
-        self._bury((entity.type, entity.key))
+        self._bury((entity.type, entity.key), inferred=change.inferred)
         return told
 
     def _admit_upsert(
@@ -161,6 +188,9 @@ class Ledger:
             if entry is None:
                 self._count += 1
             self._tombstones.pop(k, None)
+            if k in self._inferred:
+                self._inferred.discard(k)
+                self._revived.append(k)
             action = Action.CREATE
         told = Change(action, entity, change.fingerprint, change.final_state_unknown, seq)
         entries[entity.key] = self._codec.encode(told)
@@ -168,7 +198,7 @@ class Ledger:
 
     def _is_stale_read(self, k: LedgerKey, change: Change) -> bool:
         deleted_at = self._tombstones.get(k)
-        if deleted_at is None:
+        if deleted_at is None or k in self._inferred:
             return False
         if self._clock() - deleted_at > self.tombstone_ttl:
             return False
@@ -183,16 +213,19 @@ class Ledger:
 
     # -- tombstones ---------------------------------------------------------
 
-    def _bury(self, k: LedgerKey) -> None:
+    def _bury(self, k: LedgerKey, *, inferred: bool = False) -> None:
         stones = self._tombstones
         stones[k] = self._clock()
         stones.move_to_end(k)
+        if inferred:
+            self._inferred.add(k)
         while len(stones) > self.tombstone_max:
             self._forget(next(iter(stones)))
 
     def _forget(self, k: LedgerKey) -> None:
         """Drop a tombstone and its entry: the key is as if never told."""
         del self._tombstones[k]
+        self._inferred.discard(k)
         del self._entries[k[0]][k[1]]
         self._count -= 1
 

@@ -32,7 +32,7 @@ def test_unlisted_deletes_are_observed_at_now_and_repeatable():
     old, seen = {"t": {"a": 1, "b": 2}}, {"t": {"a": 1}}
     frozen = copy.deepcopy((old, seen))
     first = deletes.unlisted(old, seen, set(), NOW)
-    assert first == [Change(Action.DELETE, Entity("t", "b", timestamp=NOW))]
+    assert first == [Change(Action.DELETE, Entity("t", "b", timestamp=NOW), inferred=True)]
     assert deletes.unlisted(old, seen, set(), NOW) == first
     assert (old, seen) == frozen
 
@@ -54,6 +54,7 @@ def test_reported_deletes_only_what_the_baseline_holds():
     )
     assert [(c.action, c.key) for c in told] == [(Action.DELETE, "a")]
     assert told[0].entity.timestamp == NOW
+    assert not told[0].inferred  # the service said so: a final delete
     assert known == {"t": {"b": 2}}
 
 

@@ -185,10 +185,27 @@ def test_counters_and_entity_count_read_what_was_dispatched():
     d.dispatch([ch("a", ts="2026-01-01T00:00:01Z"), ch("b", ts="2026-01-01T00:00:01Z")])
     d.dispatch([ch("a", ts="2026-01-01T00:00:02Z")])
     counters = d.counters()
-    assert counters == {"received": 3, "create": 2, "dropped": 1}
+    assert counters == {"received": 3, "create": 2, "dropped": 1, "revived": 0}
     counters["received"] = 0
     assert d.counters()["received"] == 3
     assert d.entity_count() == 2
+
+
+def test_a_false_inferred_delete_heals_with_the_next_listing():
+    """A listing that lost a record deletes it; the next one that lists it brings it back."""
+    d = Dispatcher()
+    sub, got = subscribe(d, snapshot=False)
+    gone = Change(Action.DELETE, Entity("t", "a", timestamp=T2), inferred=True)
+    for batch in ([ch("a", ts=T1)], [gone], [ch("a", ts="2026-01-01T00:00:03Z")]):
+        d.dispatch(batch)
+        sub.wait_idle(2)  # one at a time: a lagging subscriber would coalesce them
+    assert [(c.action, c.key) for c in got] == [
+        (Action.CREATE, "a"),
+        (Action.DELETE, "a"),
+        (Action.CREATE, "a"),
+    ]
+    assert [e.key for e in d.get_all()] == ["a"]
+    assert d.counters()["revived"] == 1
 
 
 def test_the_ledger_file_option_puts_the_entries_in_that_file(tmp_path):

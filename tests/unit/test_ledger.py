@@ -110,6 +110,73 @@ def test_stale_poll_cannot_resurrect_a_deleted_entity():
     assert again.action is Action.CREATE
 
 
+def inferred_delete(key="k", ts="2026-01-01T00:00:02Z"):
+    """A delete as a complete listing infers it: type, key and time, marked inferred."""
+    return Change(Action.DELETE, Entity("t", key, timestamp=ts), inferred=True)
+
+
+def test_a_key_listed_again_after_an_inferred_delete_comes_back(caplog):
+    """A delete inferred from absence does not block the key when a later listing has it."""
+    ledger = Ledger()
+    ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:01Z"))
+    assert ledger.admit(inferred_delete()) is not None
+    back = ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:03Z", source=POLL))
+    assert back is not None
+    assert back.action is Action.CREATE
+    assert ledger.get("t", "k").entity.state == "ACTIVE"
+    assert len(ledger) == 1
+    assert ledger.tombstone_count() == 0
+    with caplog.at_level("WARNING"):
+        ledger.commit()
+    assert ledger.revived == 1
+    assert "1 entities listed again after deletes inferred from their absence" in caplog.text
+    assert "t k" in caplog.text
+
+
+def test_a_reported_delete_after_an_inferred_one_blocks_again():
+    """A delete notification confirming an inferred delete makes its tombstone block polls."""
+    ledger = Ledger()
+    ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:01Z"))
+    ledger.admit(inferred_delete(ts="2026-01-01T00:00:02Z"))
+    assert ledger.admit(ch(Action.DELETE, ts="2026-01-01T00:00:03Z", source=PUSH)) is None
+    assert ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:04Z", source=POLL)) is None
+    ledger.commit()
+    assert ledger.revived == 0
+
+
+def test_an_inferred_delete_does_not_lift_a_reported_tombstone():
+    """A listing inferring a delete the service already reported leaves the tombstone blocking."""
+    ledger = Ledger()
+    ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:01Z"))
+    ledger.admit(ch(Action.DELETE, ts="2026-01-01T00:00:02Z", source=PUSH))
+    assert ledger.admit(inferred_delete(ts="2026-01-01T00:00:03Z")) is None
+    assert ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:04Z", source=POLL)) is None
+
+
+def test_an_inferred_delete_still_drops_states_older_than_it():
+    """Only a later listing overrules an inferred delete: an older state stays dropped."""
+    ledger = Ledger()
+    ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:01Z"))
+    ledger.admit(inferred_delete(ts="2026-01-01T00:00:05Z"))
+    late = ch(Action.UPDATE, state="SHUTOFF", ts="2026-01-01T00:00:04Z", source=PUSH)
+    assert ledger.admit(late) is None
+    assert len(ledger) == 0
+
+
+def test_a_swept_delete_is_inferred_too():
+    """A resync's final-state-unknown delete does not block the key's return either."""
+    ledger = Ledger()
+    ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:01Z"))
+    swept = Change(
+        Action.DELETE,
+        Entity("t", "k", state="ACTIVE", timestamp="2026-01-01T00:00:02Z", source=POLL),
+        final_state_unknown=True,
+        inferred=True,
+    )
+    assert ledger.admit(swept).final_state_unknown
+    assert ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:03Z")) is not None
+
+
 def test_tombstones_expire():
     """Tombstones are pruned after their TTL, freeing memory."""
     ledger = Ledger(tombstone_ttl=0.0)

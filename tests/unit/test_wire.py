@@ -40,6 +40,7 @@ CHUNK = [
     change("u1", Action.CREATE, fingerprint="fp1"),
     change("u2", fingerprint="fp2"),
     change("u3", Action.DELETE, final_state_unknown=True),
+    change("u4", Action.DELETE, inferred=True),
 ]
 
 MESSAGES = [
@@ -100,8 +101,9 @@ def test_a_chunk_of_changes_decodes_to_the_changes_sent(pipe):
     writer.send(Changes.of(CHUNK))
     got = reader.recv().decode()
     assert got == CHUNK
-    assert [type(c.action) for c in got] == [Action] * 3
-    assert [c.final_state_unknown for c in got] == [False, False, True]
+    assert [type(c.action) for c in got] == [Action] * 4
+    assert [c.final_state_unknown for c in got] == [False, False, True, False]
+    assert [c.inferred for c in got] == [False, False, False, True]
 
 
 def test_a_chunk_stays_orjson_bytes():
