@@ -107,9 +107,24 @@ def credentials_option(default: str = GROUP) -> cfg.StrOpt:
     )
 
 
+REFUSED = (
+    "credentials refused ({what}): retried with back-off, as a password rotated in "
+    "Keystone may reach the configuration file next; check the credentials group"
+)
+
+
 def classify(exc: Exception) -> Exception:
-    """Map a keystoneauth error to a transient or permanent project error."""
-    if isinstance(exc, ks_exc.Unauthorized | ks_exc.Forbidden | ks_exc.EndpointNotFound):
+    """Map a keystoneauth error to a transient or permanent project error.
+
+    A 401 (Unauthorized) is transient: a password rotated in Keystone before
+    the configuration file, or a Keystone that lost its fernet keys, is
+    fixed without restarting the daemon; the worker retries with back-off
+    and logs each step.  Forbidden (a missing role) and EndpointNotFound (no
+    such service in the catalog) are permanent until a reload.
+    """
+    if isinstance(exc, ks_exc.Unauthorized):
+        return TransientError(REFUSED.format(what=f"{type(exc).__name__}: {exc}"))
+    if isinstance(exc, ks_exc.Forbidden | ks_exc.EndpointNotFound):
         return PermanentError(f"{type(exc).__name__}: {exc}")
     return TransientError(f"{type(exc).__name__}: {exc}")
 

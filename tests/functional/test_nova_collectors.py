@@ -275,9 +275,9 @@ def test_errors_are_transient_or_permanent(cloud: FakeCloud, make, fault, error)
         list(make(InstanceCollector).list_all())
 
 
-def test_wrong_password_is_permanent(cloud: FakeCloud, make):
-    """Credentials Keystone refuses make the plugin fail permanently."""
-    with pytest.raises(PermanentError, match="Unauthorized"):
+def test_wrong_password_is_retried_and_says_so(cloud: FakeCloud, make):
+    """Credentials Keystone refuses are a transient error (retried) that says what to check."""
+    with pytest.raises(TransientError, match=r"credentials refused .*Unauthorized"):
         list(make(InstanceCollector, password="wrong").list_all())
 
 

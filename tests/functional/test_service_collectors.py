@@ -301,10 +301,10 @@ def test_nagios_service_shape_from_the_cgi(cloud, make):
     assert entity.parent == Ref("ironic.node", "compute-7")
 
 
-def test_nagios_wrong_password_is_permanent_and_never_shown(cloud, make, caplog):
-    """Refused basic auth is a permanent error whose message does not hold the password."""
+def test_nagios_wrong_password_is_retried_and_never_shown(cloud, make, caplog):
+    """Refused basic auth is a transient (retried) error whose message hides the password."""
     plugin = make(ServiceCollector, password="Wr0ng-S3cret")
-    with pytest.raises(PermanentError) as info:
+    with pytest.raises(TransientError) as info:
         list(plugin.list_all())
     assert "401" in str(info.value)
     assert "Wr0ng-S3cret" not in str(info.value) + caplog.text

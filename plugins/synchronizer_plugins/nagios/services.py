@@ -140,7 +140,7 @@ class ServiceCollector(CollectorPlugin):
     ``plugin_output``, ``long_plugin_output``, ``perf_data``.
 
     Any HTTP error, timeout, non-JSON answer or statusjson error result
-    raises (the listing is then incomplete); a 401/403 is permanent.  A
+    raises (the listing is then incomplete); a 401 is retried, a 403 is permanent.  A
     service record with an unknown status is logged and skipped.  The
     password never appears in logs or errors.  Threading: one worker thread
     uses an instance.
@@ -223,8 +223,15 @@ class ServiceCollector(CollectorPlugin):
             response = self._http.get(self.options.url, params=params, timeout=self.options.timeout)
         except requests.RequestException as exc:
             raise TransientError(f"Nagios statusjson request failed: {type(exc).__name__}") from exc
-        if response.status_code in (401, 403):
-            raise PermanentError(f"Nagios refused the credentials (HTTP {response.status_code})")
+        if response.status_code == 401:
+            # As for Keystone: a password changed on the Nagios side may be
+            # fixed in the file next, without a restart.
+            raise TransientError(
+                "Nagios refused the credentials (HTTP 401): retried with back-off; "
+                "check this plugin's username and password"
+            )
+        if response.status_code == 403:
+            raise PermanentError("Nagios refused the user (HTTP 403): grant it the CGIs")
         if response.status_code != 200:
             raise TransientError(f"Nagios statusjson answered HTTP {response.status_code}")
         try:

@@ -49,7 +49,7 @@ PLUGIN_MAX_MICROVERSION = "2.96"
 MIN_MICROVERSION = api_versions.APIVersion("2.1")
 
 # HTTP statuses that retrying cannot fix: the request or the credentials are wrong.
-_PERMANENT_STATUSES = frozenset({400, 401, 403})
+_PERMANENT_STATUSES = frozenset({400, 403})
 # What python-novaclient and keystoneauth raise for a failed request.
 _CLIENT_ERRORS = (
     nova_exc.ClientException,
@@ -62,10 +62,11 @@ _CLIENT_ERRORS = (
 def translate_error(exc: Exception) -> SynchronizerError:
     """Map a novaclient or keystoneauth error to a transient or permanent one.
 
-    Permanent: 400/401/403 from Nova (keystoneauth has already retried a
-    401 once with a fresh token), an unsupported microversion, and
-    keystoneauth's Unauthorized/Forbidden/EndpointNotFound.  Transient:
-    everything else (5xx, 404, 406 — the server no longer offers the
+    Permanent: 400/403 from Nova, an unsupported microversion, and
+    keystoneauth's Forbidden/EndpointNotFound.  Transient: a 401 (refused
+    credentials may be fixed in Keystone or the file without a restart;
+    retried with back-off, see :func:`openstack.classify`) and everything
+    else (5xx, 404, 406 — the server no longer offers the
     negotiated microversion, so the next cycle negotiates again —, 409, 429,
     connection failures, timeouts, broken bodies).
     The message holds the error class and text, never a token.
@@ -75,8 +76,11 @@ def translate_error(exc: Exception) -> SynchronizerError:
     if isinstance(exc, nova_exc.UnsupportedVersion):
         return PermanentError(f"UnsupportedVersion: {exc}")
     if isinstance(exc, nova_exc.ClientException):
+        what = f"Nova answered {exc.code} ({type(exc).__name__}): {exc.message}"
+        if exc.code == 401:
+            return TransientError(openstack.REFUSED.format(what=what))
         kind = PermanentError if exc.code in _PERMANENT_STATUSES else TransientError
-        return kind(f"Nova answered {exc.code} ({type(exc).__name__}): {exc.message}")
+        return kind(what)
     if isinstance(exc, ks_exc.ClientException):
         return openstack.classify(exc)
     return TransientError(f"{type(exc).__name__}: {exc}")

@@ -401,7 +401,7 @@ def _http_error(code: int) -> Exception:
     ("code", "kind"),
     [
         (400, PermanentError),
-        (401, PermanentError),
+        (401, TransientError),
         (403, PermanentError),
         (406, TransientError),
         (404, TransientError),
@@ -412,7 +412,7 @@ def _http_error(code: int) -> Exception:
     ],
 )
 def test_nova_http_errors_are_classified(code, kind):
-    """Bad requests and refused credentials are permanent; the rest is transient."""
+    """Bad requests and refused roles are permanent; refused credentials and the rest retried."""
     assert type(translate_error(_http_error(code))) is kind
 
 
@@ -420,14 +420,14 @@ def test_nova_http_errors_are_classified(code, kind):
     ("error", "kind"),
     [
         ("EndpointNotFound", PermanentError),
-        ("Unauthorized", PermanentError),
+        ("Unauthorized", TransientError),
         ("ConnectFailure", TransientError),
         ("ConnectTimeout", TransientError),
         ("ServiceUnavailable", TransientError),
     ],
 )
 def test_keystoneauth_errors_are_classified(error, kind):
-    """A missing endpoint or refused credentials are permanent; outages transient."""
+    """A missing endpoint is permanent; refused credentials and outages are retried."""
     from keystoneauth1 import exceptions as ks_exc
 
     assert type(translate_error(getattr(ks_exc, error)("boom"))) is kind
