@@ -70,6 +70,7 @@ class Supervisor:
         *,
         restart_delay: float = 1.0,
         restart_max_delay: float = 60.0,
+        stopped_grace: float = STOPPED_GRACE,
         on_restart: Callable[[str], None] | None = None,
     ) -> None:
         self._ctx = multiprocessing.get_context("spawn")
@@ -77,6 +78,7 @@ class Supervisor:
         self._on_restart = on_restart or (lambda name: None)
         self.restart_delay = restart_delay
         self.restart_max_delay = restart_max_delay
+        self.stopped_grace = stopped_grace
         self._workers: dict[str, _Worker] = {}
         self._retired: list[Connection] = []  # pipes of reaped workers, for the reader to close
         self._lock = threading.RLock()
@@ -225,7 +227,7 @@ class Supervisor:
         # process group (timeout, docker, systemd's control-group kill) reaches
         # it at the same moment as the main process, which is stopping too.
         # Restart only if the daemon still runs after the grace period.
-        delay = max(worker.delay, STOPPED_GRACE)
+        delay = max(worker.delay, self.stopped_grace)
         worker.restart_at = time.monotonic() + delay
         LOG.info(
             "Worker %s was stopped by a signal (exit code %s); restarting in %.1f s "

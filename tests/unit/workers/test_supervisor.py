@@ -61,12 +61,15 @@ def run():
     """Start supervisors with given back-off; every one is stopped at the end."""
     started: list[Supervisor] = []
 
-    def start(heard: Heard, delay: float = 0.05, max_delay: float = 60.0) -> Supervisor:
+    def start(
+        heard: Heard, delay: float = 0.05, max_delay: float = 60.0, grace: float = 5.0
+    ) -> Supervisor:
         sup = Supervisor(
             heard.on_message,
             restart_delay=delay,
             restart_max_delay=max_delay,
             on_restart=heard.on_restart,
+            stopped_grace=grace,
         )
         sup.start()
         started.append(sup)
@@ -94,7 +97,7 @@ def test_messages_reach_on_message_in_order_with_their_worker(run):
 @pytest.mark.parametrize(
     ("code", "delay", "max_delay", "restarts"),
     [
-        pytest.param(0, 0.3, 10.0, 3, id="exit 0: doubling"),
+        pytest.param(2, 0.3, 10.0, 3, id="exit 2: doubling"),
         pytest.param(1, 0.1, 0.2, 5, id="exit 1: capped"),
     ],
 )
@@ -111,6 +114,17 @@ def test_a_worker_that_exits_is_restarted_with_back_off(run, code, delay, max_de
     assert gaps[-1] < expected[-1] + 1.3, gaps  # capped: not still doubling
     assert len({msg[2] for _, _, msg in got}) == restarts + 1  # a new process each time
     assert heard.restarts[:restarts] == ["w"] * restarts
+
+
+def test_a_worker_stopped_by_a_signal_waits_the_grace_before_its_restart(run):
+    """Exit 0 (SIGTERM to the process group): restarted only after the grace, not the delay."""
+    heard = Heard()
+    sup = run(heard, delay=0.05, grace=1.0)
+    sup.ensure([spec("w", targets.hello_then_exit, 0)])
+    got = heard.take(2, timeout=10)
+    gap = got[1][0] - got[0][0]
+    assert gap >= 1.0 - 0.02, gap
+    assert heard.restarts[:1] == ["w"]
 
 
 def test_a_permanent_exit_stays_down_until_ensured_again(run):
