@@ -39,3 +39,7 @@ class InvalidRecord(SynchronizerError):
 
 class DaemonUnreachable(SynchronizerError):
     """No synchronizer daemon answered a client's call on its RPC topic."""
+
+
+class Fenced(SynchronizerError):
+    """A partition's write came from a term that is over: another member owns it now."""

@@ -1,0 +1,137 @@
+"""The fleet's real parts for tests: a SQL database of our own, a Redis of our own.
+
+Each is skipped with a reason on a developer's machine without it, and a
+failure under CI (``.ci/run`` starts them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+POSTGRES = ("127.0.0.1", 5432)
+MARIADB = ("127.0.0.1", 3306)
+REDIS = ("127.0.0.1", 6379)
+
+
+def reachable(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require(address: tuple[str, int], what: str) -> None:
+    if reachable(address):
+        return
+    reason = f"no {what} on {address[0]}:{address[1]} (.ci/run starts it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason + " - the functional suite must not skip under CI")
+    pytest.skip(reason)
+
+
+def create_database(kind: str) -> str:
+    """A new, empty database of ``kind`` (postgresql or mysql); its URL."""
+    import sqlalchemy as sa
+
+    name = f"sync_test_{uuid.uuid4().hex[:10]}"
+    if kind == "postgresql":
+        require(POSTGRES, "PostgreSQL")
+        admin = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+        url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    else:
+        require(MARIADB, "MariaDB")
+        admin = "mysql+pymysql://root@127.0.0.1:3306/"
+        url = f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4"
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return url
+
+
+def drop_database(url: str) -> None:
+    import sqlalchemy as sa
+
+    base, name = url.split("?")[0].rsplit("/", 1)
+    if url.startswith("postgresql"):
+        admin, sql = base + "/postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    else:
+        admin, sql = base + "/", f"DROP DATABASE IF EXISTS {name}"
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(sql))
+    engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Redis:
+    """A redis-server of our own on loopback, to stop, pause and restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> Redis:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            reason = "no redis-server installed (.ci/run installs it)"
+            if os.environ.get("CI") == "true":
+                pytest.fail(reason)
+            pytest.skip(reason)
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not reachable(("127.0.0.1", self.port)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        return self
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(10)
