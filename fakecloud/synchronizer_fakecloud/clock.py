@@ -8,7 +8,9 @@ renders that instant the way the real one does::
     >>> nova_time(0.5)
     '1970-01-01T00:00:00Z'
     >>> cinder_time(0.5)
-    '1970-01-01T00:00:00.500000'
+    '1970-01-01T00:00:00.000000'
+    >>> ironic_time(0.5)
+    '1970-01-01T00:00:00+00:00'
 
 Formatting is memoised: bulk creation stamps thousands of records with one
 instant. Nova, Neutron and Heat print whole seconds, so a record changed twice within
@@ -69,15 +71,20 @@ def usage_time(ts: float) -> str:
     return _dt(ts).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
-cinder_time = usage_time
+@functools.lru_cache(maxsize=4096)
+def cinder_time(ts: float) -> str:
+    """Cinder's ``created_at``/``updated_at``: whole seconds, a ``.000000`` fraction, no zone."""
+    return _dt(ts).strftime("%Y-%m-%dT%H:%M:%S.000000")
+
+
 neutron_time = nova_time
 heat_time = nova_time
 
 
 @functools.lru_cache(maxsize=4096)
 def ironic_time(ts: float) -> str:
-    """Ironic's ``*_at`` fields: microseconds with ``+00:00``."""
-    return _dt(ts).isoformat(timespec="microseconds")
+    """Ironic's ``*_at`` fields: whole seconds with ``+00:00`` (as Ironic 39 on MySQL)."""
+    return _dt(ts).isoformat(timespec="seconds")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -86,7 +86,9 @@ class Cloud:
         """The shared facts and the records every fresh cloud has (its flavors)."""
         self.state.context.clear()
         self.state.context.update(
-            project_id=self.credentials.project_id, user_id=self.credentials.user_id
+            project_id=self.credentials.project_id,
+            user_id=self.credentials.user_id,
+            username=self.credentials.username,
         )
         nova_flavors.seed(self.state)
 

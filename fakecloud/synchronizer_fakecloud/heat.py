@@ -61,7 +61,7 @@ class StackKind:
             "creation_time": clock.heat_time(now),
             "updated_time": None,
             "deletion_time": None,
-            "stack_owner": fields.pop("owner", None),
+            "stack_owner": fields.pop("owner", None) or state.context.get("username"),
             "parent": fields.pop("parent", None),
             "stack_user_project_id": uuid.uuid4().hex,
             "tags": fields.pop("tags", None),

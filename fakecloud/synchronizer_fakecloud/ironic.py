@@ -276,13 +276,13 @@ class IronicService:
         else:
             raise ApiError(404, "The resource could not be found.")
         text = microversion.text(version)
-        resp.headers.update({_LEGACY: text, "OpenStack-API-Version": f"baremetal {text}"})
+        resp.headers[_LEGACY] = text  # Ironic answers in its own header only
         return resp
 
     def _list(self, req: Request, version: tuple[int, int], detail: bool) -> Response:
         try:
             limit = parse_limit(req.param("limit"), MAX_LIMIT) or MAX_LIMIT
-            keep = _filters(req)
+            keep = _visible(req, _filters(req))
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         marker, base = req.param("marker"), req.base_url + "/baremetal"
@@ -305,7 +305,7 @@ class IronicService:
             rec = self.state.get("nodes", ident) or next(
                 (r for r in self.state.table("nodes").records() if r.doc["name"] == ident), None
             )
-            if rec is None:
+            if rec is None or not _visible(req, lambda r: True)(rec):
                 raise ApiError(404, f"Node {ident} could not be found.")
             return json_response(200, render(rec))
 
@@ -319,6 +319,24 @@ def _brief(base: str) -> Callable[[Record], dict[str, Any]]:
         return out
 
     return render
+
+
+def _visible(req: Request, keep: Callable[[Record], bool]) -> Callable[[Record], bool]:
+    """What the token may see: everything if system-scoped, else its project's nodes.
+
+    Ironic's policy (39, scope enforced) shows a project-scoped token, even
+    an admin's, only the nodes whose ``owner`` or ``lessee`` is its project,
+    and still answers 200.
+    """
+    token = req.token
+    if token is None or token.system:
+        return keep
+    project = token.project_id
+
+    def visible(rec: Record) -> bool:
+        return project in (rec.doc.get("owner"), rec.doc.get("lessee")) and keep(rec)
+
+    return visible
 
 
 def _filters(req: Request) -> Callable[[Record], bool]:

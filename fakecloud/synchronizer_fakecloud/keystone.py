@@ -2,11 +2,14 @@
 
 Mounted at ``/identity`` (the catalog's identity URL) and at ``/v3``.
 ``POST /v3/auth/tokens`` accepts the ``password`` method (user by name and
-domain, or by id; project scope by name and domain, or by id; unscoped if
-no scope) and the ``application_credential`` method (id and secret, or name,
-user and secret). It answers 201 with the token id in ``X-Subject-Token``
+domain, or by id; project scope by name and domain, or by id; system scope
+``{"system": {"all": true}}``; unscoped if no scope) and the
+``application_credential`` method (id and secret, or name, user and
+secret). It answers 201 with the token id in ``X-Subject-Token``
 and a body with ``expires_at``, ``user``, ``project``, ``roles`` and the
-full ``catalog``. Anything else is 401, as Keystone answers it.
+full ``catalog`` (a system-scoped token's catalog lists the services whose
+URLs hold a project id with no endpoint, as Keystone does). Anything else is
+401, as Keystone answers it.
 
 Tokens are opaque random strings; secrets never reach a log.
 """
@@ -26,6 +29,7 @@ from synchronizer_fakecloud.web import Request, Response, json_response
 _NAMESPACE = uuid.UUID("6f1d2c9e-33a5-4f3b-9d1e-0c2b8a7d5e41")
 _ROLES = ("admin", "member", "reader")
 _UNAUTHORIZED = "The request you have made requires authentication."
+_SYSTEM = "<system>"  # what _check returns for a system-scoped request
 
 
 def stable_id(*parts: str) -> str:
@@ -74,6 +78,7 @@ class TokenInfo:
     issued: float
     expires: float
     app_cred: bool = False
+    system: bool = False
 
 
 class TokenStore:
@@ -94,11 +99,16 @@ class TokenStore:
         self._lock = threading.Lock()
 
     def issue(
-        self, user_id: str, project_id: str | None, methods: tuple[str, ...], app_cred: bool = False
+        self,
+        user_id: str,
+        project_id: str | None,
+        methods: tuple[str, ...],
+        app_cred: bool = False,
+        system: bool = False,
     ) -> tuple[str, TokenInfo]:
         """Create a token; return its id and what it stands for."""
         now = time.time()
-        info = TokenInfo(user_id, project_id, methods, now, now + self.ttl, app_cred)
+        info = TokenInfo(user_id, project_id, methods, now, now + self.ttl, app_cred, system)
         token = self.prefix + secrets.token_urlsafe(48)
         with self._lock:
             self._tokens[token] = info
@@ -190,7 +200,10 @@ class KeystoneService:
             project_id, app_cred = self._check(auth, methods)
         except (KeyError, TypeError, AttributeError, PermissionError):
             return error(401, _UNAUTHORIZED)
-        token, info = self.tokens.issue(self.creds.user_id, project_id, methods, app_cred)
+        system = project_id == _SYSTEM
+        if system:
+            project_id = None
+        token, info = self.tokens.issue(self.creds.user_id, project_id, methods, app_cred, system)
         body = self.token_body(req.base_url, info)
         return json_response(201, body, {"X-Subject-Token": token})
 
@@ -206,6 +219,10 @@ class KeystoneService:
         scope = auth.get("scope")
         if not scope:
             return None, False
+        if "system" in scope:
+            if scope["system"] != {"all": True}:
+                raise PermissionError("unknown system scope")
+            return _SYSTEM, False
         self._check_project(scope["project"])
         return self.creds.project_id, False
 
@@ -277,6 +294,10 @@ class KeystoneService:
             token["is_domain"] = False
             token["roles"] = [{"id": stable_id("role", r), "name": r} for r in _ROLES]
             token["catalog"] = catalog(base_url, creds.project_id, creds.region)
+        if info.system:
+            token["system"] = {"all": True}
+            token["roles"] = [{"id": stable_id("role", r), "name": r} for r in _ROLES]
+            token["catalog"] = catalog(base_url, None, creds.region)
         if info.app_cred:
             token["application_credential"] = {
                 "id": creds.app_cred_id,
@@ -296,21 +317,29 @@ _SERVICES = (
 )
 
 
-def catalog(base_url: str, project_id: str, region: str) -> list[dict[str, Any]]:
-    """The service catalog: every service at public, internal and admin."""
+def catalog(base_url: str, project_id: str | None, region: str) -> list[dict[str, Any]]:
+    """The service catalog: every service at public, internal and admin.
+
+    Without a project (a system-scoped token) a service whose URL holds the
+    project id is listed with no endpoint, as Keystone lists it.
+    """
     entries = []
     for service_type, name, path in _SERVICES:
         url = base_url + path.format(project_id=project_id)
-        endpoints = [
-            {
-                "id": stable_id("endpoint", name, interface),
-                "interface": interface,
-                "region": region,
-                "region_id": region,
-                "url": url,
-            }
-            for interface in ("public", "internal", "admin")
-        ]
+        endpoints = (
+            []
+            if project_id is None and "{project_id}" in path
+            else [
+                {
+                    "id": stable_id("endpoint", name, interface),
+                    "interface": interface,
+                    "region": region,
+                    "region_id": region,
+                    "url": url,
+                }
+                for interface in ("public", "internal", "admin")
+            ]
+        )
         entries.append(
             {
                 "endpoints": endpoints,

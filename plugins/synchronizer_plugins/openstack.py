@@ -141,7 +141,9 @@ class OpenStackCollector(CollectorPlugin):
     """
 
     service_type: ClassVar[str] = ""
-    # One session per credentials group and worker process.
+    # One session per credentials group and worker process: [service_credentials]'s
+    # in _session (as before there were groups: tests reset it), the others by name.
+    _session: ClassVar[ks_session.Session | None] = None
     _sessions: ClassVar[dict[str, ks_session.Session]] = {}
 
     @classmethod
@@ -151,6 +153,10 @@ class OpenStackCollector(CollectorPlugin):
     @classmethod
     def session(cls, conf: cfg.ConfigOpts, group: str = GROUP) -> ks_session.Session:
         # Shared by every collector of the worker process that uses this group.
+        if group == GROUP:
+            if OpenStackCollector._session is None:
+                OpenStackCollector._session = load_session(conf, group)
+            return OpenStackCollector._session
         if group not in OpenStackCollector._sessions:
             OpenStackCollector._sessions[group] = load_session(conf, group)
         return OpenStackCollector._sessions[group]
@@ -187,6 +193,8 @@ class OpenStackCollector(CollectorPlugin):
 
     def close(self) -> None:
         # A reload may bring new credentials: the next plugin gets a new session.
+        if self.credentials_group == GROUP:
+            OpenStackCollector._session = None
         OpenStackCollector._sessions.pop(self.credentials_group, None)
 
     def adapter(self, **kwargs: Any) -> adapter.Adapter:

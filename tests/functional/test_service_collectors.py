@@ -92,8 +92,10 @@ def fresh(cloud: FakeCloud) -> Iterator[None]:
     """A clean cloud, and no keystoneauth session cached from another test."""
     cloud.reset()
     openstack.OpenStackCollector._session = None
+    openstack.OpenStackCollector._sessions.clear()
     yield
     openstack.OpenStackCollector._session = None
+    openstack.OpenStackCollector._sessions.clear()
 
 
 @pytest.fixture
@@ -106,8 +108,17 @@ def make(cloud: FakeCloud, tmp_path: Path) -> Callable[..., Any]:
         **options: Any,
     ) -> Any:
         conf_file = tmp_path / "synchronizer.conf"
+        system = [
+            line.replace("[service_credentials]", "[system_credentials]")
+            for line in service_credentials(cloud)
+            if not line.startswith(("project_name", "project_domain_id"))
+        ]
+        if cls is NodeCollector:  # Ironic lists every node only to a system-scoped token
+            options.setdefault("credentials", "system_credentials")
         lines = [
             *service_credentials(cloud),
+            *system,
+            "system_scope = all",
             f"[{cls.name}]",
             f"url = {cloud.nagios_url}",
             "username = nagiosadmin",
@@ -316,3 +327,46 @@ def test_nagios_outage_makes_the_listing_raise(cloud, make):
     cloud.fail("nagios", status=503, times=1)
     with pytest.raises(TransientError, match="503"):
         list(make(ServiceCollector).list_all())
+
+
+def test_ironic_with_a_project_scoped_token_refuses_to_list(cloud, make):
+    """Ironic shows a project scope its own nodes only (200): never a complete listing."""
+    cloud.create("nodes", name="node-0")
+    plugin = make(NodeCollector, credentials="service_credentials")
+    verdict = plugin.available()
+    assert isinstance(verdict, str)
+    assert "system-scoped" in verdict
+    assert "system_scope = all" in verdict
+    assert "project-scoped" in verdict
+    with pytest.raises(PermanentError, match="system_scope = all"):
+        list(plugin.list_all())
+    assert cloud.request_count(service="ironic") == 0, "it listed before checking its scope"
+
+
+def test_ironic_with_its_own_system_scoped_credentials_lists_every_node(cloud, make):
+    """A credentials group with system_scope = all sees nodes no project owns."""
+    keys = {cloud.create("nodes", name=f"node-{i}") for i in range(3)}
+    plugin = make(NodeCollector)
+    assert plugin.available() is True
+    assert {e.key for e in plugin.list_all()} == keys
+
+
+def test_heat_without_the_global_index_policy_names_it(cloud, make):
+    """A 403 on the all-projects listing: available() names stacks:global_index in one line."""
+    cloud.fail("heat", status=403)
+    plugin = make(StackCollector)
+    verdict = plugin.available()
+    assert isinstance(verdict, str)
+    assert "stacks:global_index" in verdict
+    assert "\n" not in verdict
+    with pytest.raises(ks_exc.Forbidden) as info:
+        list(plugin.list_all())
+    permanent = plugin.classify_error(info.value)
+    assert isinstance(permanent, PermanentError)
+    assert "stacks:global_index" in str(permanent)
+
+
+def test_heat_down_is_not_called_unavailable(cloud, make):
+    """available() says no only for the policy: an outage is the listing's to retry."""
+    cloud.fail("heat", status=503)
+    assert make(StackCollector).available() is True

@@ -63,14 +63,18 @@ def populated(cloud: FakeCloud) -> FakeCloud:
 def password_auth(cloud: FakeCloud) -> Callable[..., v3.Password]:
     """Factory of keystoneauth password plugins for the cloud's admin."""
 
-    def make(password: str = "secret") -> v3.Password:  # noqa: S107 - the fake's default
+    def make(password: str = "secret", system: bool = False) -> v3.Password:  # noqa: S107
+        scope = (
+            {"system_scope": "all"}
+            if system
+            else {"project_name": "admin", "project_domain_id": "default"}
+        )
         return v3.Password(
             auth_url=cloud.auth_url,
             username="admin",
             password=password,
-            project_name="admin",
             user_domain_name="Default",
-            project_domain_id="default",
+            **scope,
         )
 
     return make
@@ -83,8 +87,20 @@ def session(password_auth: Callable[..., v3.Password]) -> ks_session.Session:
 
 
 @pytest.fixture
-def get(session: ks_session.Session) -> Callable[..., requests.Response]:
-    """GET on a catalog service at an optional microversion: get(type, path, ver)."""
+def system_session(password_auth: Callable[..., v3.Password]) -> ks_session.Session:
+    """A keystoneauth session with a system-scoped token (what Ironic wants)."""
+    return ks_session.Session(auth=password_auth(system=True))
+
+
+@pytest.fixture
+def get(
+    session: ks_session.Session, system_session: ks_session.Session
+) -> Callable[..., requests.Response]:
+    """GET on a catalog service at an optional microversion: get(type, path, ver).
+
+    Ironic is asked with a system-scoped token, as its policy wants (a
+    project-scoped one sees only its project's nodes).
+    """
 
     def call(
         service_type: str, path: str, version: str | None = None, **kwargs: Any
@@ -95,7 +111,8 @@ def get(session: ks_session.Session) -> Callable[..., requests.Response]:
                 service_type
             ]
             headers["OpenStack-API-Version"] = f"{name} {version}"
-        return session.get(
+        sess = system_session if service_type == "baremetal" else session
+        return sess.get(
             path, endpoint_filter={"service_type": service_type}, headers=headers, **kwargs
         )
 

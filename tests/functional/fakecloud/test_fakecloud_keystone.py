@@ -196,3 +196,17 @@ def test_fake_cloud_repr_hides_secrets():
     """Credentials print without their password and application credential secret."""
     fake = FakeCloud()
     assert "secret" not in repr(fake.credentials)
+
+
+def test_a_system_scoped_token_has_the_system_and_no_project_endpoints(cloud, password_auth):
+    """As Keystone: system scope, roles, and services whose URL holds a project id unlisted."""
+    auth = password_auth(system=True)
+    sess = ks_session.Session(auth=auth)
+    access = auth.get_access(sess)
+    assert access.system_scoped
+    assert access.system == {"all": True}
+    assert access.project_id is None
+    assert "admin" in access.role_names
+    assert sess.get_endpoint(service_type="baremetal") == cloud.url + "/baremetal"
+    catalog = {entry["type"]: entry["endpoints"] for entry in access.service_catalog.catalog}
+    assert catalog["orchestration"] == catalog["volumev3"] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import requests
@@ -265,3 +266,46 @@ def test_updated_times_move_on_change(populated, get, manual_time, service_type,
     collection = next(v for v in listed.values() if isinstance(v, list))
     record = next(r for r in collection if key in (r.get("id"), r.get("uuid")))
     assert record[field] == after.doc[field]
+
+
+def test_ironic_shows_a_project_scoped_token_only_its_projects_nodes(populated, session, get):
+    """As Ironic 39: a project-scoped admin gets 200 with the nodes its project owns or leases."""
+    project = populated.credentials.project_id
+    owned = populated.create("nodes", name="owned", owner=project)
+    leased = populated.create("nodes", name="leased", lessee=project)
+    headers = {"OpenStack-API-Version": "baremetal 1.65"}
+    url = "/v1/nodes/detail"
+    resp = session.get(url, endpoint_filter={"service_type": "baremetal"}, headers=headers)
+    assert resp.status_code == 200
+    assert {n["uuid"] for n in resp.json()["nodes"]} == {owned, leased}
+    every = {n["uuid"] for n in get("baremetal", url, "1.65").json()["nodes"]}
+    assert {owned, leased} < every  # the system-scoped token sees them all
+    other = next(k for k in populated.keys("nodes") if k not in (owned, leased))
+    hidden = session.get(
+        f"/v1/nodes/{other}",
+        endpoint_filter={"service_type": "baremetal"},
+        headers=headers,
+        raise_exc=False,
+    )
+    assert hidden.status_code == 404
+
+
+def test_ironic_and_cinder_times_are_whole_seconds(populated, get):
+    """Both store times without fractions (MySQL): Cinder prints .000000, Ironic no fraction."""
+    node = get("baremetal", "/v1/nodes/detail?limit=1", "1.65").json()["nodes"][0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", node["created_at"])
+    volume = get("volumev3", "/volumes/detail?all_tenants=1&limit=1").json()["volumes"][0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000000", volume["created_at"])
+
+
+def test_ironic_answers_in_its_own_version_header_only(populated, get):
+    """Ironic 39 echoes the version in X-OpenStack-Ironic-API-Version, not OpenStack-API-Version."""
+    resp = get("baremetal", "/v1/nodes/detail?limit=1", "1.65")
+    assert resp.headers["X-OpenStack-Ironic-API-Version"] == "1.65"
+    assert "OpenStack-API-Version" not in resp.headers
+
+
+def test_heat_stack_owner_is_the_creators_name(populated, get):
+    """Heat lists stack_owner as the user name of whoever created the stack."""
+    stacks = get("orchestration", "/stacks?global_tenant=1").json()["stacks"]
+    assert {s["stack_owner"] for s in stacks} == {populated.credentials.username}

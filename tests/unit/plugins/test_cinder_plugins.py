@@ -268,3 +268,13 @@ def test_plugins_declare_where_they_listen(notifications, collector):
     assert (notifications.exchange, notifications.topics) == ("cinder", ["notifications"])
     assert collector.service_type == "block-storage"
     assert collector.options.page_size == 1000
+
+
+def test_a_non_admin_view_of_a_volume_makes_the_listing_fail_permanently(collector):
+    """Without os-vol-tenant-attr:tenant_id Cinder ignored all_tenants: never a complete listing."""
+    from synchronizer.errors import PermanentError
+
+    record = {k: v for k, v in API_VOLUME.items() if k != "os-vol-tenant-attr:tenant_id"}
+    with pytest.raises(PermanentError, match="all_tenants"):
+        collector.build(record)
+    assert collector.build(API_VOLUME).project == PROJECT
