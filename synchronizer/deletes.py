@@ -22,6 +22,18 @@ deletes are inferred, here and nowhere else, in exactly three cases
    began is deleted.  Entities observed after it began (a push during the
    listing) stay; a resync that did not complete sweeps nothing.
 
+Three guards keep a listing that lost records without an error from
+deleting what exists:
+
+* **a key listed twice** makes the listing inconsistent (:func:`duplicates`):
+  a page walk that shifted under inserts or reordering lists one record on
+  two pages, and the record it displaced on neither; such a listing infers
+  no deletes, as an incomplete one;
+* **a record that names its entity but cannot be converted** (``kept``)
+  is not gone: it keeps its last good state in the baseline;
+* **a sudden mass delete** (:class:`MassDeleteHold`) is held until the
+  next complete listing confirms it.
+
 Every inferred delete is observed at ``now``, which the caller passes in:
 the time the listing that found the key gone *ended*, the earliest time it
 is known gone (a key missing from a page fetched late in the listing may
@@ -62,7 +74,7 @@ from synchronizer.model import Action, Change, Entity, Source
 Key = tuple[str, str]
 ByType = Mapping[str, Mapping[str, int]]
 
-__all__ = ["Resync", "missing", "reported", "unlisted"]
+__all__ = ["MassDeleteHold", "Resync", "duplicates", "missing", "reported", "unlisted"]
 
 
 def missing(old: ByType, seen: ByType, created: Collection[Key]) -> Iterator[Key]:
@@ -81,14 +93,43 @@ def missing(old: ByType, seen: ByType, created: Collection[Key]) -> Iterator[Key
             yield (type_, key)
 
 
+def duplicates(listed: int, seen: ByType) -> int:
+    """How many of ``listed`` records repeated a key already in ``seen`` (by type)."""
+    return listed - sum(len(keys) for keys in seen.values())
+
+
+Hold = Callable[[list[Key], int], Collection[Key]]
+
+
 def unlisted(
-    old: ByType, seen: ByType, created: Collection[Key], now: str | Callable[[], str]
+    old: ByType,
+    seen: dict[str, dict[str, int]],
+    created: Collection[Key],
+    now: str | Callable[[], str],
+    *,
+    kept: Iterable[Key] = (),
+    hold: Hold | None = None,
 ) -> list[Change]:
     """Case 1: the deletes a *complete* listing ``seen`` implies, observed at ``now``.
 
     ``now`` may be a callable, asked once and only when some key is gone.
+    ``kept`` are keys the listing named but could not convert, and
+    ``hold(gone, tracked)`` returns the keys of ``gone`` to hold back (see
+    :class:`MassDeleteHold`): both stay in ``seen`` (the caller's new
+    baseline, which this fills in) with their fingerprints in ``old``, and
+    are not deleted.
     """
+    for type_, key in kept:
+        fp = old.get(type_, {}).get(key)
+        if fp is not None:
+            seen.setdefault(type_, {}).setdefault(key, fp)
     gone = list(missing(old, seen, created))
+    if hold is not None:  # asked of every complete listing: it also settles what it held
+        held = hold(gone, sum(len(keys) for keys in old.values()))
+        if held:
+            for type_, key in held:
+                seen.setdefault(type_, {})[key] = old[type_][key]
+            gone = [k for k in gone if k not in held]
     if not gone:
         return []
     stamp = now() if callable(now) else now
@@ -111,6 +152,42 @@ def reported(known: dict[str, dict[str, int]], deleted: Iterable[Entity]) -> lis
         if keys is not None and keys.pop(entity.key, None) is not None:
             changes.append(Change(Action.DELETE, entity))
     return changes
+
+
+@dataclasses.dataclass
+class MassDeleteHold:
+    """Holds back one listing's deletes when they are too many at once.
+
+    As Octavia's failover threshold does for amphorae: a complete listing
+    that would delete more than ``threshold`` of the plugin's ``tracked``
+    entities (and more than one) is suspicious, since a listing cut short
+    without an error (a first page without its next link) looks exactly
+    so.  Its deletes are held: their keys stay in the baseline, and the next
+    complete listing decides (:meth:`screen` again): a held key it lacks
+    again is deleted (``confirmed``), one it lists is not (``withdrawn``).
+    Deletes the service reports (a delta listing, a notification) never
+    pass here.  ``threshold`` 1 holds nothing.  Threading: one poll loop.
+    """
+
+    threshold: float
+    held: frozenset[Key] = frozenset()
+    confirmed: int = 0
+    withdrawn: int = 0
+
+    def screen(self, gone: list[Key], tracked: int) -> frozenset[Key]:
+        """Of the keys a complete listing found ``gone``, those to hold back now."""
+        previous = self.held
+        fresh = [k for k in gone if k not in previous]
+        self.confirmed = len(gone) - len(fresh)
+        self.withdrawn = len(previous) - self.confirmed
+        self.held = frozenset(fresh) if self.suspicious(len(fresh), tracked) else frozenset()
+        return self.held
+
+    __call__ = screen
+
+    def suspicious(self, deleting: int, tracked: int) -> bool:
+        """Whether deleting ``deleting`` of ``tracked`` entities at once is too many."""
+        return deleting > 1 and deleting > self.threshold * tracked
 
 
 @dataclasses.dataclass

@@ -88,11 +88,16 @@ class Baseline(Mapping[BaselineKey, int]):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DiffResult:
-    """The changes a listing implies and the baseline after applying them."""
+    """The changes a listing implies and the baseline after applying them.
+
+    ``duplicates``: records of a full listing that repeated a key listed
+    before (such a listing counts as incomplete, see :func:`diff_snapshot`).
+    """
 
     changes: list[Change]
     baseline: Baseline
     listed: int
+    duplicates: int = 0
 
 
 def _upserts(
@@ -139,6 +144,8 @@ def diff_snapshot(
     complete: bool | Callable[[], bool],
     now: str | Callable[[], str] | None = None,
     volatile: Collection[str] = (),
+    kept: Collection[BaselineKey] | Callable[[], Collection[BaselineKey]] = (),
+    hold: deletes.Hold | None = None,
 ) -> DiffResult:
     """Diff a full listing against ``baseline``.
 
@@ -157,15 +164,31 @@ def diff_snapshot(
     ``now`` is asked only when something is gone.  Given a string ``now``,
     equal inputs give equal results.  Without ``now``, a diff that deletes
     reads the clock (deprecated: a DeprecationWarning says so).
+
+    A listing that names some key twice is inconsistent (its page walk
+    shifted, see :mod:`synchronizer.deletes`): it is treated as incomplete,
+    and ``duplicates`` says how many records repeated a key.  ``kept`` (or
+    a callable asked at the end) are keys the listing named but could not
+    convert; they and the deletes ``hold`` holds back keep their old
+    fingerprints in the new baseline and are not deleted
+    (:func:`synchronizer.deletes.unlisted`).
     """
     base = Baseline.of(baseline)
     seen: dict[str, dict[str, int]] = {}
     changes, listed, created = _upserts(base._by_type, entities, volatile, seen)
     if callable(complete):
         complete = complete()
-    if not complete:
-        return DiffResult(changes, base, listed)
-    changes += deletes.unlisted(base._by_type, seen, created, _clock if now is None else now)
+    repeated = deletes.duplicates(listed, seen)
+    if not complete or repeated:
+        return DiffResult(changes, base, listed, repeated)
+    changes += deletes.unlisted(
+        base._by_type,
+        seen,
+        created,
+        _clock if now is None else now,
+        kept=kept() if callable(kept) else kept,
+        hold=hold,
+    )
     return DiffResult(changes, Baseline._wrap(seen), listed)
 
 

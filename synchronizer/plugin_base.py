@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import email.utils
 import re
 import types
 from collections.abc import Iterable, Mapping, Sequence
@@ -213,11 +214,57 @@ class CollectorPlugin(Plugin):
     * :meth:`list_changes` (optional, set ``supports_delta = True``) returns
       what changed since a time, including deleted entities; a full listing
       still runs every ``snapshot_interval`` seconds.
+    * A record that names an entity but cannot be converted (a field of the
+      wrong type, a null state) is reported with :meth:`skip` and not
+      yielded: the entity keeps its last good state (or stays absent if it
+      never had one) and the listing stays complete for everything else.
+      Only a record without a usable key must make the listing raise.
+    * A plugin that knows the service's own clock (an HTTP ``Date`` header)
+      passes it to :meth:`note_service_date`: the next delta listing's
+      ``since`` is then counted on the service's clock, not the daemon's.
+
+    Threading: the worker calls :meth:`start_listing`, then one listing, on
+    one thread; :meth:`skip` and :meth:`note_service_date` may be called
+    from the listing's helper threads (a read-ahead).
     """
 
     default_period: ClassVar[float] = 60.0
     default_snapshot_interval: ClassVar[float] = 600.0
+    default_mass_delete_threshold: ClassVar[float] = 0.1
     supports_delta: ClassVar[bool] = False
+
+    def __init__(self, conf: cfg.ConfigOpts, group: str | None = None) -> None:
+        super().__init__(conf, group)
+        #: Records of the current listing that could not be converted: (type, key) -> why.
+        self.skipped: dict[tuple[str, str], str] = {}
+        #: The service's time at the current listing's first answer (UTC ISO 8601), if known.
+        self.service_time: str | None = None
+
+    def start_listing(self) -> None:
+        """Forget what the previous listing reported (skipped records, service time)."""
+        self.skipped = {}
+        self.service_time = None
+
+    def skip(self, type_: str, key: str, reason: str) -> None:
+        """Report a listed record of entity ``(type_, key)`` that cannot be converted."""
+        self.skipped[(type_, key)] = reason
+
+    def note_service_date(self, date: str | None) -> None:
+        """Take an HTTP ``Date`` header as the service's time, once per listing.
+
+        The first answer's date is kept: the service's clock when the
+        listing began (to the second, which the delta's overlap covers).  A
+        missing or unreadable header is ignored (the daemon's clock is used).
+        """
+        if self.service_time is not None or not date:
+            return
+        try:
+            when = email.utils.parsedate_to_datetime(date)
+        except (TypeError, ValueError, IndexError):
+            return
+        if when.tzinfo is None:
+            return  # RFC 9110: an HTTP-date is GMT; anything else is not one
+        self.service_time = timeutil.normalize(when)
 
     @classmethod
     def all_options(cls) -> list[cfg.Opt]:
@@ -233,6 +280,25 @@ class CollectorPlugin(Plugin):
                 default=300.0,
                 min=0.1,
                 help="Longest wait between retries while the service is failing.",
+            ),
+            cfg.FloatOpt(
+                "mass_delete_threshold",
+                default=cls.default_mass_delete_threshold,
+                min=0.0,
+                max=1.0,
+                help="Share of this plugin's entities that one complete listing may "
+                "delete at once (more than one entity). A listing that would delete "
+                "more is suspicious (a page lost without an error): its deletes are "
+                "held until the next complete listing confirms them. 1 turns the "
+                "check off; a reload with a higher value lets held deletes through.",
+            ),
+            cfg.FloatOpt(
+                "cycle_timeout",
+                default=0.0,
+                min=0.0,
+                help="Seconds one poll cycle may run before the plugin is declared "
+                "hung and its worker restarted (with back-off). 0: ten periods, and "
+                "at least 300 s.",
             ),
         ]
         if cls.supports_delta:

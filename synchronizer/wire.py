@@ -53,8 +53,11 @@ class PluginState(enum.StrEnum):
     ``RUNNING``, ``FAILED`` (could not be found, imported, configured or
     built), ``UNAVAILABLE`` (its ``available()`` check said no) and
     ``DISABLED`` (a permanent error stopped it until the next reload) are
-    what workers report.  ``STARTING`` is the main process's word for a
-    plugin it has not heard from yet; no worker sends it.
+    what workers report.  ``HUNG``: a poll cycle ran past its bound
+    (``[plugin] cycle_timeout``); the worker exits and is restarted with
+    back-off, so the plugin is not down, but readiness no longer waits for
+    it.  ``STARTING`` is the main process's word for a plugin it has not
+    heard from yet; no worker sends it.
     """
 
     STARTING = "starting"
@@ -62,6 +65,7 @@ class PluginState(enum.StrEnum):
     FAILED = "failed"
     UNAVAILABLE = "unavailable"
     DISABLED = "disabled"
+    HUNG = "hung"
 
     @property
     def down(self) -> bool:
@@ -121,7 +125,11 @@ class CycleEnd:
 
     Invariants: ``error`` is None exactly when ``complete``; ``resync`` is
     true only for a complete resync; ``tracked`` is the size of the
-    baseline after the cycle (unchanged by an incomplete one).
+    baseline after the cycle (unchanged by an incomplete one).  ``held``:
+    deletes this listing held back as a mass delete (see
+    :class:`synchronizer.deletes.MassDeleteHold`); ``unconvertible``:
+    records it named but could not convert (their entities keep their last
+    good state).
     """
 
     complete: bool
@@ -134,6 +142,8 @@ class CycleEnd:
     deleted: int = 0
     duration: float = 0.0
     error: str | None = None
+    held: int = 0
+    unconvertible: int = 0
 
     def by_action(self) -> dict[Action, int]:
         """The changes the cycle sent, per action."""

@@ -4,7 +4,9 @@ Readiness (for ``sd_notify READY=1``): every enabled collector that can run
 has delivered one complete snapshot.  Collectors that failed to load, are
 not available, or were disabled by a permanent error do not hold readiness
 back (they are reported loudly instead); a collector whose service is down
-does, since its view is not there yet.
+does, since its view is not there yet.  Nor does a collector declared hung
+(a cycle ran past its bound; its worker is being restarted): it stays
+"hung" in STATUS and healthz until it completes a cycle.
 
 Threading: all methods are thread-safe.
 """
@@ -37,6 +39,8 @@ class Status:
         self.notifications: dict[str, NotificationStats] = {}
         self.changes: collections.Counter[tuple[str, str]] = collections.Counter()
         self.failures: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.hung: dict[str, str] = {}  # plugin -> why, until it completes a cycle
+        self.unconvertible: collections.Counter[str] = collections.Counter()
         self.periods: dict[str, float] = {}
         self.expected_since = time.monotonic()
         self.tracked = 0
@@ -52,8 +56,10 @@ class Status:
     def plugin_state(self, plugin: str, state: PluginState, reason: str = "") -> None:
         with self._lock:
             self.states[plugin] = (state, reason)
-            if state.down:
+            if state.down or state is PluginState.HUNG:
                 self.failures[(plugin, str(state))] += 1
+            if state is PluginState.HUNG:
+                self.hung[plugin] = reason
             self._check_ready()
 
     def cycle_done(self, plugin: str, end: CycleEnd, tracked: int) -> None:
@@ -64,9 +70,11 @@ class Status:
             self.cycles[(plugin, outcome)] += 1
             for action, n in end.by_action().items():
                 self.changes[(plugin, str(action))] += n
+            self.unconvertible[plugin] += end.unconvertible
             if not end.complete:
                 self.failures[(plugin, end.failure_kind)] += 1
             if end.complete:
+                self.hung.pop(plugin, None)
                 self.last_complete_at[plugin] = time.monotonic()
                 if end.full:
                     self.first_complete.add(plugin)
@@ -97,6 +105,16 @@ class Status:
         with self._lock:
             return dict(self.restarts)
 
+    def unconvertible_snapshot(self) -> dict[str, int]:
+        """Records each collector's listings could not convert (once per listing)."""
+        with self._lock:
+            return dict(self.unconvertible)
+
+    def hung_snapshot(self) -> dict[str, str]:
+        """Collectors declared hung (and why) that have not completed a cycle since."""
+        with self._lock:
+            return dict(self.hung)
+
     def last_cycles(self) -> dict[str, CycleEnd]:
         with self._lock:
             return dict(self.last_cycle)
@@ -108,7 +126,13 @@ class Status:
         return NotificationStats.total(reports)
 
     def health(self) -> dict[str, Any]:
-        """Healthy when every running collector completed a cycle within 3 periods."""
+        """Healthy when every running collector completed a cycle within 3 periods.
+
+        A hung collector is unhealthy and says why (``hung``); deletes a
+        collector holds as a suspicious mass delete are shown
+        (``held_deletes``) without making it unhealthy: the next listing
+        decides them.
+        """
         now = time.monotonic()
         with self._lock:
             plugins = {}
@@ -117,11 +141,16 @@ class Status:
                 period = self.periods.get(name, 60.0)
                 last = self.last_complete_at.get(name, self.expected_since)
                 fresh = now - last <= 3 * period
+                hung = self.hung.get(name)
+                cycle = self.last_cycle.get(name)
                 plugins[name] = {
-                    "state": state,
-                    "healthy": fresh and not state.down,
+                    "state": PluginState.HUNG if hung else state,
+                    "healthy": fresh and not state.down and not hung,
                     "seconds_since_complete_cycle": round(now - last, 3),
                     "period": period,
+                    "hung": hung,
+                    "held_deletes": cycle.held if cycle is not None else 0,
+                    "unconvertible_records": cycle.unconvertible if cycle is not None else 0,
                 }
         return {"healthy": all(p["healthy"] for p in plugins.values()), "plugins": plugins}
 
@@ -133,18 +162,24 @@ class Status:
             # A plugin that failed to load is reported before expect(): with
             # the list still empty, "every collector complete" would hold.
             return
-        running = {p for p in self.expected if not self._state(p).down}
+        running = {p for p in self.expected if not self._state(p).down and p not in self.hung}
         if running <= self.first_complete:
             self.ready.set()
 
     def text(self) -> str:
         """A one-line summary for systemd's STATUS= and logs."""
         with self._lock:
-            waiting = sorted(self.expected - self.first_complete)
+            hung = sorted(self.hung)
+            waiting = sorted(self.expected - self.first_complete - set(hung))
             failed = sorted(p for p, (s, _) in self.states.items() if s.down)
+            holding = sorted(f"{p} ({c.held})" for p, c in self.last_cycle.items() if c.held)
         parts = [f"{self.tracked} entities", f"{len(self.expected)} collectors"]
         if waiting:
             parts.append("waiting for " + ", ".join(waiting))
         if failed:
             parts.append("not running: " + ", ".join(failed))
+        if hung:
+            parts.append("hung (restarting): " + ", ".join(hung))
+        if holding:
+            parts.append("holding deletes: " + ", ".join(holding))
         return "; ".join(parts)

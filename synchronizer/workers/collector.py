@@ -11,20 +11,33 @@ The first complete full listing after the worker starts is a *resync*: the
 dispatcher learns every key the plugin has, and deletes (as "final state
 unknown") what it knew of that plugin and no longer exists.  That is how a
 restarted worker with an empty baseline still catches deletes it missed.
+
+A full listing that looks complete may still have lost records: one that
+lists a key twice is treated as incomplete, records that do not convert
+keep their entities, and a mass delete is held until the next full listing
+confirms it (:mod:`synchronizer.deletes`; logged by
+:mod:`synchronizer.workers.doubts`).  A delta listing's ``since`` is counted
+on the service's clock when the plugin knows it
+(:meth:`~synchronizer.plugin_base.CollectorPlugin.note_service_date`).  The
+loop runs on a thread of its own, watched for cycles that never end
+(:mod:`synchronizer.workers.watchdog`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 
-from synchronizer import diff, plugin_loader, timeutil, wire
+from synchronizer import deletes, diff, plugin_loader, timeutil, wire
 from synchronizer.errors import PermanentError
 from synchronizer.model import Action, Change, Entity
 from synchronizer.plugin_base import CollectorPlugin
+from synchronizer.workers import watchdog
+from synchronizer.workers.doubts import Doubts
 from synchronizer.workers.process import EXIT_PERMANENT, Sender, prepare_child, reporter
 
 LOG = logging.getLogger(__name__)
@@ -48,6 +61,10 @@ class PollLoop:
         self.last_full: float | None = None
         self.last_success: str | None = None
         self.failures = 0
+        self.hold = deletes.MassDeleteHold(float(plugin.options.mass_delete_threshold))
+        self.doubts = Doubts(name)
+        #: When the running cycle began (monotonic), None between cycles: the watchdog reads it.
+        self.cycle_started: float | None = None
 
     # -- scheduling -------------------------------------------------------
 
@@ -59,6 +76,7 @@ class PollLoop:
     def step(self) -> float:
         """Run one cycle; return the delay before the next one."""
         period = float(self.plugin.options.period)
+        self.cycle_started = time.monotonic()
         try:
             ok = self.cycle()
         except PermanentError:
@@ -66,6 +84,8 @@ class PollLoop:
         except Exception as exc:  # the loop never dies
             LOG.exception("%s: poll cycle crashed: %s", self.name, exc)
             ok = False
+        finally:
+            self.cycle_started = None
         if ok:
             if self.failures:
                 LOG.info("%s: service back after %d failed cycle(s)", self.name, self.failures)
@@ -88,8 +108,8 @@ class PollLoop:
         return delay
 
     def _wants_full(self) -> bool:
-        if self.resync_pending or not self.plugin.supports_delta:
-            return True
+        if self.resync_pending or self.hold.held or not self.plugin.supports_delta:
+            return True  # held deletes wait for a full listing to confirm them
         interval = float(self.plugin.options.snapshot_interval)
         if interval <= 0 or self.last_success is None or self.last_full is None:
             return True
@@ -102,19 +122,28 @@ class PollLoop:
         started = timeutil.now()
         t0 = time.monotonic()
         self.plugin.observed_at = started
+        self.plugin.start_listing()
         full = self._wants_full()
         resync = full and self.resync_pending
         self.send(wire.CycleBegin(resync, full, started, tuple(self.plugin.entity_types)))
+        held, tracked = self.hold.held, len(self.baseline)
         result, error = self._list(full)
         self._emit(result.changes)
         complete = error is None
         if complete:
             self.baseline = result.baseline
-            self.last_success = started
+            # The next delta's since: on the service's clock when it said (its Date).
+            self.last_success = self.plugin.service_time or started
             if full:
                 self.last_full = t0
                 self.resync_pending = False
+                self.doubts.held(self.hold, held, tracked)
         end = self._outcome(result, resync, full, time.monotonic() - t0, error)
+        end = dataclasses.replace(
+            end,
+            held=len(self.hold.held),
+            unconvertible=self.doubts.skipped(self.plugin.skipped, settled=full and complete),
+        )
         self.send(end)
         self._log_cycle(end)
         return complete
@@ -132,7 +161,14 @@ class PollLoop:
             complete=lambda: not errors,
             now=timeutil.now,  # asked at the listing's end: when its deletes are known
             volatile=volatile,
+            kept=lambda: self.plugin.skipped,  # asked at the end too: skip() fills it
+            hold=self.hold,
         )
+        if result.duplicates and not errors:
+            errors.append(
+                f"InconsistentListing: {result.duplicates} record(s) repeated a key listed "
+                "before (the paging shifted under the walk); no deletes inferred"
+            )
         return result, errors[0] if errors else None
 
     def _listing(self, errors: list[str]) -> Iterator[Entity]:
@@ -217,7 +253,7 @@ def collector_main(conf_args: list[str], name: str, chunk_size: int, conn: Conne
     send(wire.PluginStatus(name, wire.PluginState.RUNNING))
     loop = PollLoop(plugin, name, send, chunk_size)
     try:
-        loop.run(stop)
+        watchdog.Watchdog(loop, watchdog.cycle_bound(plugin.options)).run(stop)
     except PermanentError as exc:
         LOG.error("%s: permanent error, plugin disabled until reload: %s", name, exc)
         send(wire.PluginStatus(name, wire.PluginState.DISABLED, str(exc)))

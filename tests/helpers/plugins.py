@@ -8,6 +8,7 @@ notification plugin mapping ``test.thing.*`` events.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -22,7 +23,10 @@ from synchronizer.plugin_base import CollectorPlugin, Notification, Notification
 class FileCollector(CollectorPlugin):
     """Lists ``{"key": state}`` (or full entity dicts) from a JSON file.
 
-    A file holding ``"FAIL"`` makes the listing raise part way.
+    A file holding ``"FAIL"`` makes the listing raise part way, ``"HANG"``
+    blocks it for ever (in ``Event.wait()``, where no timeout reaches); a
+    state that is not a string is a record that does not convert (reported
+    with ``skip``).
     """
 
     name: ClassVar[str] = "filecollector"
@@ -37,7 +41,12 @@ class FileCollector(CollectorPlugin):
         data = json.loads(Path(self.options.path).read_text())
         if data == "FAIL":
             raise ConnectionError("service unavailable")
+        if data == "HANG":
+            threading.Event().wait()
         for key, state in sorted(data.items()):
+            if not isinstance(state, str):
+                self.skip("test.thing", key, f"state is a {type(state).__name__}")
+                continue
             yield self.entity("test.thing", key, state=state, properties={"n": len(key)})
 
 

@@ -97,3 +97,44 @@ def test_a_sweep_is_final_state_unknown_from_the_plugin_at_now():
     assert (out.entity.timestamp, out.entity.source) == (NOW, Source("poll", "c"))
     assert out.entity.state == "ACTIVE"
     assert resync.sweep(view, NOW) == [out]
+
+
+@pytest.mark.parametrize(
+    ("gone", "tracked", "threshold", "held"),
+    [
+        (1, 2, 0.1, 0),  # one delete is never held, however small the plugin
+        (2, 100, 0.1, 0),  # 2% of 100
+        (10, 100, 0.1, 0),  # exactly the share
+        (11, 100, 0.1, 11),  # over it
+        (1495, 2500, 0.1, 1495),  # a first page without its next link
+        (2500, 2500, 1.0, 0),  # 1 turns the check off
+        (2, 10, 0.0, 2),  # 0 holds every mass delete
+    ],
+)
+def test_a_mass_delete_over_the_share_is_held(gone, tracked, threshold, held):
+    """A listing deleting more than the share (and more than one) holds them all."""
+    hold = deletes.MassDeleteHold(threshold)
+    keys = [("t", str(i)) for i in range(gone)]
+    assert len(hold.screen(keys, tracked)) == held
+
+
+def test_the_next_listing_confirms_or_withdraws_held_deletes():
+    """Held keys missing again are confirmed, listed ones withdrawn; fresh ones judged anew."""
+    hold = deletes.MassDeleteHold(0.1)
+    first = [("t", str(i)) for i in range(50)]
+    assert hold.screen(first, 100) == set(first)
+    # Next listing: 20 of them are still missing, 30 are back, and 1 more is gone.
+    again = [*first[:20], ("t", "x")]
+    assert hold.screen(again, 100) == set()
+    assert (hold.confirmed, hold.withdrawn) == (20, 30)
+    assert hold.held == frozenset()
+
+
+def test_a_mass_delete_during_confirmation_is_held_on_its_own():
+    """Confirming held deletes does not let a new mass delete through with them."""
+    hold = deletes.MassDeleteHold(0.1)
+    first = [("t", str(i)) for i in range(20)]
+    hold.screen(first, 100)
+    fresh = [("t", f"n{i}") for i in range(15)]
+    assert hold.screen([*first, *fresh], 100) == set(fresh)
+    assert hold.confirmed == 20

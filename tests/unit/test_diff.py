@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from synchronizer import diff, fingerprint
+from synchronizer import deletes, diff, fingerprint
 from synchronizer.model import Action, Entity
 
 NOW = "2026-01-01T00:10:00.000000Z"
@@ -89,10 +89,33 @@ def test_a_listing_swapping_one_key_for_another_deletes_the_old_one():
     }
 
 
-def test_a_key_listed_twice_does_not_hide_a_delete():
-    """A duplicate in the listing does not count as another baseline key being present."""
-    result = diff.diff_snapshot(base(E("a"), E("b")), [E("a"), E("a")], complete=True, now=NOW)
-    assert [(c.key, c.action) for c in result.changes] == [("b", Action.DELETE)]
+def test_a_key_listed_twice_makes_the_listing_infer_no_delete():
+    """A duplicate is a walk that shifted: the record it displaced is not gone, nothing is."""
+    old = base(E("a"), E("b"))
+    result = diff.diff_snapshot(old, [E("a"), E("c"), E("a")], complete=True, now=NOW)
+    assert [(c.key, c.action) for c in result.changes] == [("c", Action.CREATE)]
+    assert result.duplicates == 1
+    assert dict(result.baseline) == old
+
+
+def test_a_record_that_could_not_be_converted_keeps_its_entity():
+    """A kept key (listed, not converted) is neither deleted nor dropped from the baseline."""
+    old = base(E("a"), E("b", "ACTIVE"), E("c"))
+    result = diff.diff_snapshot(
+        old, [E("a")], complete=True, now=NOW, kept=lambda: [("t", "b"), ("t", "new")]
+    )
+    assert [(c.key, c.action) for c in result.changes] == [("c", Action.DELETE)]
+    assert dict(result.baseline) == base(E("a"), E("b", "ACTIVE"))
+
+
+def test_held_deletes_stay_in_the_baseline():
+    """Deletes the hold keeps back are not sent and keep their old fingerprints."""
+    old = base(*(E(k) for k in "abcdefghij"))
+    hold = deletes.MassDeleteHold(0.1)
+    result = diff.diff_snapshot(old, [E(k) for k in "abcdefg"], complete=True, now=NOW, hold=hold)
+    assert result.changes == []
+    assert dict(result.baseline) == old
+    assert hold.held == {("t", k) for k in "hij"}
 
 
 def test_types_are_diffed_apart():

@@ -77,3 +77,39 @@ def test_health_reports_a_plugin_not_heard_from_as_starting():
     assert report["healthy"] is True
     status.plugin_state("a", PluginState.DISABLED, "bad credentials")
     assert status.health()["healthy"] is False
+
+
+def test_readiness_does_not_wait_for_a_hung_collector_and_status_says_so():
+    """A collector declared hung lets READY through, shows in STATUS and healthz, until it lists."""
+    status = Status()
+    status.expect(["a", "b"], {"a": 1.0, "b": 1.0})
+    status.plugin_state("a", PluginState.RUNNING)
+    status.cycle_done("a", CycleEnd(complete=True, resync=True, full=True), 1)
+    status.plugin_state("b", PluginState.RUNNING)
+    assert not status.ready.is_set()
+    status.plugin_state("b", PluginState.HUNG, "a poll cycle has run for 31 s")
+    assert status.ready.is_set()
+    status.plugin_state("b", PluginState.RUNNING)  # the restarted worker: still hung
+    assert "hung (restarting): b" in status.text()
+    health = status.health()
+    assert not health["healthy"]
+    assert health["plugins"]["b"]["state"] == PluginState.HUNG
+    assert health["plugins"]["b"]["hung"] == "a poll cycle has run for 31 s"
+    assert status.failures_snapshot()[("b", "hung")] == 1
+    status.cycle_done("b", CycleEnd(complete=True, resync=True, full=True), 2)
+    assert "hung" not in status.text()
+    assert status.health()["plugins"]["b"]["hung"] is None
+
+
+def test_held_deletes_and_unconvertible_records_are_shown():
+    """Deletes held as a mass delete and records that did not convert show in STATUS and healthz."""
+    status = Status()
+    status.expect(["a"], {"a": 1.0})
+    end = CycleEnd(complete=True, resync=False, full=True, held=1495, unconvertible=2)
+    status.cycle_done("a", end, 2500)
+    status.cycle_done("a", end, 2500)
+    assert "holding deletes: a (1495)" in status.text()
+    plugin = status.health()["plugins"]["a"]
+    assert (plugin["held_deletes"], plugin["unconvertible_records"]) == (1495, 2)
+    assert plugin["healthy"]  # the next listing decides: not a failure
+    assert status.unconvertible_snapshot() == {"a": 4}

@@ -10,6 +10,7 @@ from oslo_config import cfg
 
 from synchronizer import opts, plugin_loader, wire
 from synchronizer.model import Action, Entity
+from synchronizer.plugin_base import Delta
 from synchronizer.workers.collector import PollLoop
 from tests.helpers.plugins import FileCollector
 
@@ -175,3 +176,137 @@ def test_a_listing_failing_part_way_sends_what_it_saw_and_deletes_nothing(tmp_pa
     assert end.failure_kind == "ConnectionError"
     assert changes(sent) == [(Action.UPDATE, "a")]
     assert dict(pl.baseline) == baseline
+
+
+# -- listings that look complete but are not to be trusted -------------------
+
+
+def test_a_record_that_does_not_convert_keeps_its_entity_and_blocks_no_delete(loop, caplog):
+    """A bad record keeps its last good state; other deletes go; it is logged once."""
+    pl, path, sent = loop
+    write(path, {"a": "up", "b": "up", "c": "up"})
+    pl.cycle()
+    sent.clear()
+    caplog.set_level(logging.WARNING, logger="synchronizer.workers.doubts")
+    write(path, {"a": 12345, "b": "down"})  # a: unconvertible; c: really gone
+    for _ in range(3):
+        assert pl.cycle()
+    assert [e.unconvertible for e in ends(sent)] == [1, 1, 1]
+    assert changes(sent) == [(Action.UPDATE, "b"), (Action.DELETE, "c")]
+    assert ("test.thing", "a") in pl.baseline
+    lines = [r.getMessage() for r in caplog.records if "cannot be converted" in r.getMessage()]
+    assert len(lines) == 1
+    assert "test.thing a cannot be converted (state is a int)" in lines[0]
+
+
+def test_a_record_that_never_converted_stays_absent(loop):
+    """A key first seen unconvertible creates nothing and is in no baseline."""
+    pl, path, sent = loop
+    write(path, {"a": "up", "new": None})
+    assert pl.cycle()
+    assert changes(sent) == [(Action.CREATE, "a")]
+    assert ("test.thing", "new") not in pl.baseline
+
+
+def test_a_listing_repeating_a_key_is_inconsistent_and_deletes_nothing(tmp_path):
+    """A key listed twice (a displaced record) makes the cycle incomplete, with the reason."""
+    pl, path, sent = loop_of(tmp_path, "tests.unit.test_worker:Displacing", "displacing")
+    write(path, {"a": "up", "b": "up", "c": "up"})
+    assert pl.cycle()
+    sent.clear()
+    pl.plugin.displace = True  # a walk that lists "a" twice and loses "b"
+    assert not pl.cycle()
+    (end,) = ends(sent)
+    assert end.failure_kind == "InconsistentListing"
+    assert end.deleted == 0
+    assert changes(sent) == []
+    assert len(pl.baseline) == 3
+
+
+def test_a_mass_delete_is_held_then_confirmed(loop, caplog):
+    """Losing most entities at once holds the deletes; a second listing lacking them confirms."""
+    pl, path, sent = loop
+    write(path, {str(i): "up" for i in range(20)})
+    pl.cycle()
+    sent.clear()
+    caplog.set_level(logging.WARNING, logger="synchronizer.workers.doubts")
+    write(path, {str(i): "up" for i in range(5)})
+    assert pl.cycle()
+    assert ends(sent)[-1].held == 15
+    assert changes(sent) == []
+    assert "would delete 15 of 20 entities at once (75.0%" in caplog.text
+    assert pl.cycle()
+    assert ends(sent)[-1].held == 0
+    assert sorted(changes(sent)) == sorted((Action.DELETE, str(i)) for i in range(5, 20))
+    assert "lacks 15 held entities again" in caplog.text
+
+
+def test_held_deletes_listed_again_are_dropped(loop, caplog):
+    """A mass delete the next listing does not confirm never reaches anyone."""
+    pl, path, sent = loop
+    everything = {str(i): "up" for i in range(20)}
+    write(path, everything)
+    pl.cycle()
+    write(path, {"0": "up"})  # a first page without its next link
+    pl.cycle()
+    sent.clear()
+    caplog.set_level(logging.WARNING, logger="synchronizer.workers.doubts")
+    write(path, everything)
+    assert pl.cycle()
+    assert changes(sent) == []
+    assert len(pl.baseline) == 20
+    assert "19 held deletes were wrong" in caplog.text
+
+
+class Displacing(FileCollector):
+    """A walk whose paging shifted: the first key comes twice and the second is lost."""
+
+    name: ClassVar[str] = "displacing"
+    displace = False
+
+    def list_all(self) -> Iterator[Entity]:
+        entities = list(super().list_all())
+        if self.displace:
+            entities[1] = entities[0]
+        yield from entities
+
+
+class Dated(FileCollector):
+    """A delta-capable collector whose service's clock runs 60 s behind the daemon's."""
+
+    name: ClassVar[str] = "dated"
+    supports_delta: ClassVar[bool] = True
+    asked: ClassVar[list[str]] = []
+
+    def list_all(self) -> Iterator[Entity]:
+        self.note_service_date("Thu, 01 Jan 2026 00:00:00 GMT")
+        yield from super().list_all()
+
+    def list_changes(self, since: str) -> Delta:
+        self.asked.append(since)
+        self.note_service_date("Thu, 01 Jan 2026 00:01:00 GMT")
+        return Delta(list(super().list_all()))
+
+
+def loop_of(tmp_path, name, group, **overrides):
+    path = tmp_path / "things.json"
+    conf = cfg.ConfigOpts()
+    opts.register_opts(conf)
+    conf([], project="synchronizer-test")
+    plugin_loader.resolve(conf, name)
+    conf.set_override("path", str(path), group=group)
+    for key, value in overrides.items():
+        conf.set_override(key, value, group=group)
+    sent = []
+    return PollLoop(plugin_loader.instantiate(conf, name), group, sent.append, 10), path, sent
+
+
+def test_delta_since_is_counted_on_the_services_clock(tmp_path):
+    """changes-since is the service's Date of the last listing minus the overlap."""
+    pl, path, _sent = loop_of(tmp_path, "tests.unit.test_worker:Dated", "dated")
+    write(path, {"a": "up"})
+    Dated.asked.clear()
+    assert pl.cycle()  # full: the service said 00:00:00
+    assert pl.cycle()  # delta since 23:59:55 the day before
+    assert pl.cycle()  # delta since 00:00:55 (the delta's own Date)
+    assert Dated.asked == ["2025-12-31T23:59:55.000000Z", "2026-01-01T00:00:55.000000Z"]
