@@ -12,6 +12,7 @@ networks, ports    uuid                        Neutron
 nodes              node uuid                   Ironic
 stacks             stack uuid                  Heat
 nagios_services    ``host_name;description``   Nagios
+nagios_hosts       host name                   Nagios
 =================  ==========================  ====================
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 from synchronizer_fakecloud.cinder import VolumeKind
 from synchronizer_fakecloud.heat import StackKind
 from synchronizer_fakecloud.ironic import NodeKind
-from synchronizer_fakecloud.nagios import NagiosServiceKind
+from synchronizer_fakecloud.nagios import NagiosHostKind, NagiosServiceKind
 from synchronizer_fakecloud.neutron import NetworkKind, PortKind
 from synchronizer_fakecloud.nova_flavors import FlavorKind
 from synchronizer_fakecloud.nova_hosts import HypervisorKind
@@ -40,6 +41,7 @@ def registry() -> dict[str, KindSpec]:
         NodeKind(),
         StackKind(),
         NagiosServiceKind(),
+        NagiosHostKind(),
     ]
     return {spec.name: spec for spec in specs}
 

@@ -1,16 +1,20 @@
-"""Fake Nagios Core 4 ``statusjson.cgi``: the ``nagios_services`` kind.
+"""Fake Nagios Core 4 ``statusjson.cgi``: the ``nagios_services`` and ``nagios_hosts`` kinds.
 
 Served at ``/nagios/cgi-bin/statusjson.cgi`` behind HTTP basic auth (401
 with ``WWW-Authenticate: Basic realm="Nagios Access"`` otherwise). Queries:
 ``servicelist`` (``details=true`` for full records, else status codes;
-``hostname`` and ``servicedescription`` select) and ``service``. The body is
+``hostname`` and ``servicedescription`` select), ``service``, ``hostlist``
+(``details=true`` likewise) and ``host``. The body is
 ``{"format_version": 0, "result": {...}, "data": {...}}`` with
-``data.servicelist`` = ``{host_name: {description: details}}``.
+``data.servicelist`` = ``{host_name: {description: details}}`` and
+``data.hostlist`` = ``{name: details}`` (a host record names itself
+``name``, not ``host_name``, as Nagios 4.4 prints it).
 
 Numbers are Nagios' own: ``status`` is a bit (1 pending, 2 ok, 4 warning,
-8 unknown, 16 critical), ``last_hard_state`` a state (0 ok, 1 warning,
-2 critical, 3 unknown), ``state_type`` 0 soft / 1 hard, and every time is
-milliseconds since the epoch (0 when never). ``last_check``,
+8 unknown, 16 critical; for hosts 1 pending, 2 up, 4 down, 8 unreachable),
+``last_hard_state`` a state (0 ok, 1 warning, 2 critical, 3 unknown),
+``state_type`` 0 soft / 1 hard, and every time is milliseconds since the
+epoch (0 when never). ``last_check``,
 ``next_check`` and ``last_update`` move on every request (volatile);
 ``last_state_change`` moves only when the status changes.
 """
@@ -156,14 +160,100 @@ class NagiosServiceKind:
         """Nothing depends on a Nagios service."""
 
 
+HOST_STATUS_CODES = {"PENDING": 1, "UP": 2, "DOWN": 4, "UNREACHABLE": 8}
+_HOST_STATES = {2: 0, 4: 1, 8: 2, 1: 0}
+_HOST_NAMES = {code: name for name, code in HOST_STATUS_CODES.items()}
+_HOST_LAST_TIME = {2: "last_time_up", 4: "last_time_down", 8: "last_time_unreachable"}
+_HOST_TIME_KEYS = (
+    "last_state_change",
+    "last_hard_state_change",
+    "last_time_up",
+    "last_time_down",
+    "last_time_unreachable",
+    "last_notification",
+    "next_notification",
+)
+
+
+def host_status_code(value: Any) -> int:
+    """A host status name (``DOWN``) or bit (4) as Nagios' host status bit."""
+    if isinstance(value, int) and value in _HOST_STATES:
+        return value
+    try:
+        return HOST_STATUS_CODES[str(value).upper()]
+    except KeyError:
+        raise ValueError(
+            f"unknown Nagios host status {value!r}, expected one of {sorted(HOST_STATUS_CODES)}"
+        ) from None
+
+
+def _host_status_keys(code: int, name: str, now: float, fields: Doc) -> Doc:
+    return {
+        "status": code,
+        "last_hard_state": _HOST_STATES[code],
+        "last_state_change": now,
+        "last_hard_state_change": now,
+        _HOST_LAST_TIME.get(code, "last_time_up"): now,
+        "plugin_output": fields.pop("output", None) or f"{_HOST_NAMES[code]} - {name}",
+    }
+
+
+class NagiosHostKind:
+    """The ``nagios_hosts`` kind; key the host's name.
+
+    Friendly fields: ``name`` (or ``host_name``), ``status`` (name or bit),
+    ``output``; other keys verbatim.  Times are kept in seconds and printed
+    in milliseconds.
+    """
+
+    name = "nagios_hosts"
+    tombstones = False
+
+    def build(self, state: CloudState, fields: Doc, now: float) -> tuple[str, Doc, dict]:
+        """A new host, UP unless told otherwise."""
+        name = fields.pop("name", None) or fields.pop("host_name")
+        code = host_status_code(fields.pop("status", "UP"))
+        template = {k: v for k, v in _TEMPLATE.items() if k != "obsess"}
+        doc = {
+            "name": name,
+            **template,
+            "obsess": True,
+            "last_time_up": 0,
+            "last_time_down": 0,
+            "last_time_unreachable": 0,
+            **_host_status_keys(code, name, now, fields),
+        }
+        doc.update(fields)
+        return name, doc, {}
+
+    def apply(self, state: CloudState, rec: Record, fields: Doc, now: float) -> tuple[Doc, dict]:
+        """The host after an update; a status change moves state times."""
+        doc = dict(rec.doc)
+        if "status" in fields:
+            code = host_status_code(fields.pop("status"))
+            if code != doc["status"]:
+                doc.update(_host_status_keys(code, doc["name"], now, fields))
+        if "output" in fields:
+            doc["plugin_output"] = fields.pop("output")
+        doc.update(fields)
+        return doc, rec.meta
+
+    def bury(self, state: CloudState, rec: Record, now: float) -> Doc:
+        """Nagios hosts keep no tombstone."""
+        raise NotImplementedError
+
+    def cascade(self, state: CloudState, rec: Record) -> None:
+        """Nothing depends on a Nagios host in the fake cloud."""
+
+
 def _ms(seconds: float) -> int:
     return int(seconds) * 1000
 
 
-def _details(rec: Record, now: float) -> dict[str, Any]:
+def _details(rec: Record, now: float, time_keys: tuple[str, ...] = _TIME_KEYS) -> dict[str, Any]:
     """The record as ``details=true`` prints it, timers at request time."""
     out = dict(rec.doc)
-    for key in _TIME_KEYS:
+    for key in time_keys:
         out[key] = _ms(out[key])
     # A stable per-service phase, so services are not all checked at once.
     last_check = now - zlib.crc32(rec.key.encode()) % _CHECK_INTERVAL
@@ -190,8 +280,10 @@ class NagiosService:
         return True
 
     def listing(self, req: Request) -> str | None:
-        """The service list is the one listing; it is never paged."""
-        return "servicelist" if req.path == PATH and req.method == "GET" else None
+        """The service and host lists; they are never paged."""
+        if req.path != PATH or req.method != "GET":
+            return None
+        return "hostlist" if req.param("query") in ("hostlist", "host") else "servicelist"
 
     def _authorized(self, req: Request) -> bool:
         scheme, _, value = (req.header("Authorization") or "").partition(" ")
@@ -226,6 +318,10 @@ class NagiosService:
             data, code, message = self._servicelist(req, now), 0, ""
         elif query == "service":
             data, code, message = self._service(req, now)
+        elif query == "hostlist":
+            data, code, message = self._hostlist(req, now), 0, ""
+        elif query == "host":
+            data, code, message = self._host(req, now)
         else:
             data, code = {}, 6
             message = f"The query option value '{query}' is invalid."
@@ -291,3 +387,23 @@ class NagiosService:
             if rec is None:
                 return {}, 6, f"The service '{description}' on host '{host}' could not be found."
             return {"service": _details(rec, now)}, 0, ""
+
+    def _hostlist(self, req: Request, now: float) -> dict[str, Any]:
+        details = req.param("details") == "true"
+        hosts: dict[str, Any] = {}
+        with self.state.lock:
+            for rec in self.state.table("nagios_hosts").records():
+                hosts[rec.key] = (
+                    _details(rec, now, _HOST_TIME_KEYS) if details else rec.doc["status"]
+                )
+        return {"selectors": {}, "hostlist": hosts}
+
+    def _host(self, req: Request, now: float) -> tuple[dict[str, Any], int, str]:
+        name = req.param("hostname")
+        if not name:
+            return {}, 4, "Host name required for host query."
+        with self.state.lock:
+            rec = self.state.get("nagios_hosts", name)
+            if rec is None:
+                return {}, 6, f"The host '{name}' could not be found."
+            return {"host": _details(rec, now, _HOST_TIME_KEYS)}, 0, ""

@@ -28,6 +28,7 @@ from synchronizer_plugins import openstack
 from synchronizer_plugins.cinder.volumes import VolumeCollector
 from synchronizer_plugins.heat.stacks import StackCollector
 from synchronizer_plugins.ironic.nodes import NodeCollector
+from synchronizer_plugins.nagios.hosts import HostCollector
 from synchronizer_plugins.nagios.services import ServiceCollector
 from synchronizer_plugins.neutron.collectors import NetworkCollector, PortCollector
 from tests.helpers.cloudconf import service_credentials
@@ -370,3 +371,23 @@ def test_heat_down_is_not_called_unavailable(cloud, make):
     """available() says no only for the policy: an outage is the listing's to retry."""
     cloud.fail("heat", status=503)
     assert make(StackCollector).available() is True
+
+
+def test_nagios_hosts_go_down_and_up_as_updates_and_rechecks_tell_nothing(cloud, make):
+    """nagios.host: one update per status change; new output and timers change nothing."""
+    for name in ("compute-a", "compute-b"):
+        cloud.create("nagios_hosts", name=name)
+    plugin = make(HostCollector)
+    changes, baseline = poll(plugin, {})
+    assert changes == {("create", "compute-a"), ("create", "compute-b")}
+    cloud.update("nagios_hosts", "compute-b", status="DOWN")
+    changes, baseline = poll(plugin, baseline)
+    assert changes == {("update", "compute-b")}
+    entity = next(e for e in plugin.list_all() if e.key == "compute-b")
+    assert (entity.state, entity.parent) == ("DOWN", Ref("nova.host", "compute-b"))
+    cloud.update("nagios_hosts", "compute-a", output="UP - rechecked")
+    changes, baseline = poll(plugin, baseline)
+    assert changes == set()
+    cloud.delete("nagios_hosts", "compute-a")
+    changes, _ = poll(plugin, baseline)
+    assert changes == {("delete", "compute-a")}

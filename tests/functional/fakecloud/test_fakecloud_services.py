@@ -309,3 +309,29 @@ def test_heat_stack_owner_is_the_creators_name(populated, get):
     """Heat lists stack_owner as the user name of whoever created the stack."""
     stacks = get("orchestration", "/stacks?global_tenant=1").json()["stacks"]
     assert {s["stack_owner"] for s in stacks} == {populated.credentials.username}
+
+
+def test_nagios_hostlist_shape(cloud):
+    """The host list, as Nagios 4.4 prints it: records named by ``name``, host status bits."""
+    cloud.create("nagios_hosts", name="compute-a")
+    cloud.create("nagios_hosts", name="compute-b", status="DOWN", output="DOWN - unplugged")
+    url = cloud.nagios_url + "?query=hostlist&details=true"
+    body = requests.get(url, auth=("nagiosadmin", "nagios"), timeout=5).json()
+    assert body["result"]["query"] == "hostlist"
+    hosts = body["data"]["hostlist"]
+    assert set(hosts) == {"compute-a", "compute-b"}
+    down = hosts["compute-b"]
+    assert (down["name"], down["status"], down["last_hard_state"]) == ("compute-b", 4, 1)
+    assert "host_name" not in down
+    assert down["plugin_output"] == "DOWN - unplugged"
+    assert hosts["compute-a"]["status"] == 2
+    brief = requests.get(
+        cloud.nagios_url + "?query=hostlist", auth=("nagiosadmin", "nagios"), timeout=5
+    ).json()
+    assert brief["data"]["hostlist"] == {"compute-a": 2, "compute-b": 4}
+    one = requests.get(
+        cloud.nagios_url + "?query=host&hostname=compute-b",
+        auth=("nagiosadmin", "nagios"),
+        timeout=5,
+    ).json()
+    assert one["data"]["host"]["status"] == 4
