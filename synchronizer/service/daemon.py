@@ -70,7 +70,16 @@ class SynchronizerService(ServiceBase):
         on_fatal: Callable[[], None] = lambda: None,
     ) -> None:
         # A closed stdout (the jsonl sink's reader went away) stops the daemon.
-        self.sync = library.Synchronizer(conf, conf_args, on_output_closed=on_fatal)
+        self.sync: Any
+        from synchronizer.fleet import options as fleet_options
+
+        if fleet_options.enabled(conf):
+            # A fleet member ([coordination] backend_url): the partitions it owns.
+            from synchronizer.fleet.member import Member
+
+            self.sync = Member(conf, conf_args, on_output_closed=on_fatal)
+        else:
+            self.sync = library.Synchronizer(conf, conf_args, on_output_closed=on_fatal)
         self._stopped = threading.Event()
         self._on_fatal = on_fatal
         self.failure: Exception | None = None

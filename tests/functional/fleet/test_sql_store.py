@@ -56,7 +56,7 @@ def test_a_new_owner_resumes_the_view_seq_and_history(engine):
 
 
 def test_the_old_terms_writes_are_refused_and_invisible(engine):
-    """After another member claims the partition, the old owner's batch raises and leaves nothing."""
+    """Once another member claims the partition, the old owner's batch raises, leaving nothing."""
     a = Dispatcher(store=owner_of(engine, "nova", "m1"))
     a.dispatch([ch("u1")])
     a.store.save_position("message", 1)

@@ -1,0 +1,329 @@
+"""A fleet member: the partitions it owns, each its own dispatcher on the shared store.
+
+:class:`Member` is what the daemon runs instead of
+:class:`~synchronizer.service.library.Synchronizer` when
+``[coordination] backend_url`` is set.  It computes the partitions from
+the configured plugins (:mod:`synchronizer.fleet.partitions`), takes its
+share through :class:`~synchronizer.fleet.ownership.Ownership`, and for
+each partition it gains:
+
+1. claims the partition's next term in the shared store
+   (:class:`~synchronizer.dispatch.sql.SQLStore`), which reads the view,
+   seq and history the previous owner committed;
+2. builds a :class:`~synchronizer.dispatch.dispatcher.Dispatcher` on that
+   store and a :class:`~synchronizer.dispatch.feed.Feed` per sink, which
+   resumes from the sink's position committed by the previous owner;
+3. starts the partition's workers (its collectors, and a notification
+   worker in a listener pool of the partition's own, so partitions owned
+   by different members never take each other's notifications).
+
+A batch the store refuses (:class:`~synchronizer.errors.Fenced`: another
+member has a newer term) or cannot write (the database is down) reaches
+no subscriber and no sink; the member drops that partition at once
+(workers stopped, dispatcher closed) and gives its lock back, and takes
+it again, from the database, when it is assigned to it and the database
+answers.
+
+Lifecycle as the library's: ``start()``, ``reload()``, ``stop()``,
+``wait_ready()``, ``status``.  Threading: worker messages are handled on
+one dispatch thread; partitions are gained and lost on the ownership
+thread; ``_runs`` is guarded by ``_lock``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy.exc
+from oslo_config import cfg
+
+from synchronizer import backend, opts, plugin_loader, wire
+from synchronizer.dispatch import sql
+from synchronizer.dispatch.dispatcher import Dispatcher
+from synchronizer.dispatch.feed import Feed
+from synchronizer.errors import ConfigError, Fenced
+from synchronizer.fleet import options
+from synchronizer.fleet.ownership import Ownership
+from synchronizer.fleet.partitions import Partition, group
+from synchronizer.outputs import sinks
+from synchronizer.plugin_base import CollectorPlugin, NotificationPlugin, Plugin
+from synchronizer.service.status import Status
+from synchronizer.workers import collector, notification
+from synchronizer.workers.supervisor import Supervisor, WorkerSpec
+
+LOG = logging.getLogger(__name__)
+
+__all__ = ["Member"]
+
+
+@dataclasses.dataclass
+class _Run:
+    """One owned partition: its term, dispatcher, feeds and worker specs."""
+
+    partition: Partition
+    term: int
+    dispatcher: Dispatcher
+    feeds: list[Feed]
+    sinks: list[Any]
+    specs: list[WorkerSpec]
+
+
+class Member:
+    """Runs the partitions this member owns (see the module docstring)."""
+
+    def __init__(
+        self,
+        conf: cfg.ConfigOpts,
+        conf_args: list[str] | None = None,
+        *,
+        on_output_closed: Callable[[], None] | None = None,
+    ) -> None:
+        opts.register_opts(conf)
+        options.register(conf)
+        if not conf.database.connection:
+            raise ConfigError("[coordination] backend_url is set: [database] connection must be")
+        self.conf = conf
+        self.conf_args = conf_args if conf_args is not None else opts.config_args(conf)
+        self.member_id = conf.coordination.member_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.status = Status()
+        # Not connected yet: a database that is down at start delays the
+        # partitions (retried every period), it does not stop the daemon.
+        self.engine = sql.create_engine(
+            conf.database.connection,
+            create_tables=False,
+            max_retries=0,
+            max_pool_size=conf.database.max_pool_size,
+            connection_recycle_time=conf.database.connection_recycle_time,
+            mysql_sql_mode=conf.database.mysql_sql_mode,
+        )
+        self._tables_made = False
+        self._on_output_closed = on_output_closed
+        self._classes = self._load_classes()
+        self.partitions = {p.name: p for p in group(self._classes)}
+        self._runs: dict[str, _Run] = {}
+        self._worker_partition: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._inbox: queue.Queue[tuple[str, wire.Message] | None] = queue.Queue(64)
+        self._supervisor = Supervisor(
+            self._on_message,
+            restart_delay=conf.worker_restart_delay,
+            restart_max_delay=conf.worker_restart_max_delay,
+            on_restart=self.status.worker_restarted,
+        )
+        self.ownership = Ownership(
+            conf.coordination.backend_url,
+            self.member_id,
+            sorted(self.partitions),
+            self._gain,
+            self._lose,
+            group=conf.coordination.group,
+            timeout=conf.coordination.heartbeat_timeout,
+        )
+        self._thread = threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True)
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        backend.select()
+        self._started = True
+        LOG.info(
+            "Fleet member %s; partitions: %s",
+            self.member_id,
+            ", ".join(f"{p.name} ({', '.join(p.plugins)})" for p in self.partitions.values()),
+        )
+        self.status.expect([], {})
+        self._thread.start()
+        self._supervisor.start()
+        self.ownership.start()
+
+    def reload(self) -> None:
+        LOG.info("Reload: a fleet member keeps its partitions (restart it to change plugins)")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if not self._started:
+            return
+        self.ownership.stop(timeout)
+        self._supervisor.stop(0.8 * timeout)
+        self._inbox.put(None)
+        self._thread.join(timeout)
+        self.engine.dispose()
+        self._started = False
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self.status.ready.wait(timeout)
+
+    def owned(self) -> dict[str, int]:
+        """``partition → term`` of what this member runs now."""
+        with self._lock:
+            return {name: run.term for name, run in self._runs.items()}
+
+    # -- gaining and losing partitions ---------------------------------------
+
+    def _gain(self, name: str) -> bool:
+        partition = self.partitions[name]
+        try:
+            run = self._open(partition)
+        except (sqlalchemy.exc.SQLAlchemyError, Fenced) as exc:
+            LOG.error("Partition %s: cannot open its state (%s); retrying later", name, exc)
+            return False
+        for feed in run.feeds:
+            feed.start()
+        with self._lock:
+            self._runs[name] = run
+            for spec in run.specs:
+                self._worker_partition[spec.name] = name
+        self._ensure_workers()
+        LOG.info(
+            "Partition %s: running, term %d, from seq %d", name, run.term, run.dispatcher.last_seq()
+        )
+        return True
+
+    def _open(self, partition: Partition) -> _Run:
+        store = sql.SQLStore(
+            self.engine,
+            partition.name,
+            self.member_id,
+            history_max_changes=self.conf.history_max_changes,
+            history_max_age=self.conf.history_max_age,
+        )
+        if not self._tables_made:
+            sql.metadata.create_all(self.engine, checkfirst=True)
+            self._tables_made = True
+        term = store.claim()
+        dispatcher = Dispatcher(
+            self.conf.tombstone_ttl, store, tombstone_max=self.conf.tombstone_max
+        )
+        built = sinks.build(self.conf, self._on_output_closed)
+        feeds = [
+            Feed(dispatcher, sink, sink.name, bookmark_interval=self.conf.bookmark_interval)
+            for sink in built
+        ]
+        return _Run(partition, term, dispatcher, feeds, built, self._specs(partition, term))
+
+    def _lose(self, name: str, why: str) -> None:
+        with self._lock:
+            run = self._runs.pop(name, None)
+            for spec in run.specs if run else ():
+                self._worker_partition.pop(spec.name, None)
+        if run is None:
+            return
+        self._ensure_workers()
+        run.dispatcher.close()  # later batches of its workers are refused
+        for feed in run.feeds:
+            feed.stop(timeout=2.0)
+        for sink in run.sinks:
+            sink.close()
+        LOG.warning("Partition %s: stopped (term %d): %s", name, run.term, why)
+
+    def _ensure_workers(self) -> None:
+        with self._lock:
+            specs = [spec for run in self._runs.values() for spec in run.specs]
+            collectors = [s.name for s in specs if s.target is collector.collector_main]
+        periods = {n: float(self.conf[self._group(n)].period) for n in collectors}
+        self.status.expect(collectors, periods)
+        self._supervisor.ensure(specs)
+
+    # -- plugins → partitions → worker specs -----------------------------------
+
+    def _load_classes(self) -> dict[str, type]:
+        loaded = plugin_loader.load(
+            self.conf, self.conf.plugins, Plugin, self._plugin_failed, invoke=False
+        )
+        if self.conf.plugins and not loaded:
+            raise ConfigError(
+                f"none of the configured plugins can be loaded ({', '.join(self.conf.plugins)})"
+            )
+        return dict(loaded)
+
+    def _group(self, name: str) -> str:
+        return plugin_loader.group_for(name, self._classes[name])
+
+    def _specs(self, partition: Partition, term: int) -> list[WorkerSpec]:
+        digest = f"{partition.name}:{term}"  # a new term restarts the workers
+        chunk = self.conf.chunk_size
+        specs, pushers = [], []
+        for name in partition.plugins:
+            cls = self._classes[name]
+            if issubclass(cls, CollectorPlugin):
+                args = (self.conf_args, name, chunk)
+                specs.append(WorkerSpec(name, collector.collector_main, args, digest))
+            elif issubclass(cls, NotificationPlugin):
+                pushers.append(name)
+        if pushers:
+            pool = f"{self.conf.notification_pool}-{partition.name}"
+            args = (self.conf_args, pushers, chunk, pool)
+            specs.append(
+                WorkerSpec(f"{partition.name}-notifications", _notification_main, args, digest)
+            )
+        return specs
+
+    def _plugin_failed(self, name: str, state: wire.PluginState, reason: str) -> None:
+        LOG.error("%s; the other plugins run", reason)
+        self.status.plugin_state(name, state, reason)
+
+    # -- worker messages → the partition's dispatcher ---------------------------
+
+    def _on_message(self, name: str, message: wire.Message) -> None:
+        self._inbox.put((name, message))
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            name, message = item
+            with self._lock:
+                partition = self._worker_partition.get(name)
+                run = self._runs.get(partition) if partition else None
+            if run is None:
+                continue  # a worker of a partition this member just gave up
+            try:
+                self._handle(run, name, message)
+            except (Fenced, sqlalchemy.exc.SQLAlchemyError) as exc:
+                LOG.error("Partition %s: a batch was refused (%s); giving it up", partition, exc)
+                self._drop(run)
+            except Exception:
+                LOG.exception("Dispatcher failed on a message from %s; it goes on", name)
+
+    def _drop(self, run: _Run) -> None:
+        """Stop a partition whose store refused a batch, then give its lock back."""
+        self._lose(run.partition.name, "its store refused a batch")
+        self.ownership.release(run.partition.name)
+
+    def _handle(self, run: _Run, name: str, message: wire.Message) -> None:
+        dispatcher = run.dispatcher
+        match message:
+            case wire.Changes():
+                dispatcher.dispatch(message.decode())
+            case wire.CycleBegin(resync=True):
+                dispatcher.begin_resync(name, message.types, message.started)
+            case wire.CycleEnd():
+                if message.resync or not message.complete:
+                    dispatcher.end_resync(name, message.complete)
+                self.status.cycle_done(name, message, dispatcher.entity_count())
+            case wire.PluginStatus():
+                self.status.plugin_state(message.plugin, message.state, message.reason)
+            case wire.NotificationStats():
+                self.status.notification_stats(name, message)
+
+
+def _notification_main(
+    conf_args: list[str], names: list[str], chunk_size: int, pool: str, conn: Any
+) -> None:
+    """The notification worker of one partition, in that partition's listener pool.
+
+    The pool reaches the fresh interpreter through oslo.config's environment
+    source (``OS_DEFAULT__NOTIFICATION_POOL``), which overrides the files.
+    """
+    os.environ["OS_DEFAULT__NOTIFICATION_POOL"] = pool
+    notification.notification_main(conf_args, names, chunk_size, conn)

@@ -1,0 +1,223 @@
+"""Who owns which partition: tooz group membership, an assignment, one lock per partition.
+
+Every member joins the tooz group and, every ``heartbeat_timeout / 3``
+seconds, heart-beats (which also renews the locks it holds), runs the
+group's watchers and reads the membership.  From the membership each
+member computes the same assignment (:func:`~synchronizer.fleet.partitions.assign`)
+and then, for each partition:
+
+* assigned to it and not held: it tries the partition's tooz lock without
+  blocking; once acquired it *gains* the partition (``on_gain``);
+* held but assigned elsewhere (a member joined): it *loses* it first
+  (``on_lose``: workers stopped, last batch committed) and then releases
+  the lock, so the new owner acquires it only after the old one stopped;
+* held but the lock is no longer its own (its lease ran out while it was
+  paused or cut off), or it could not renew for longer than the lease
+  minus one period: it loses it without waiting for anybody.
+
+A lock only says who *should* write; the term in the shared store
+(:meth:`~synchronizer.dispatch.sql.SQLStore.claim`) is what refuses a
+late writer, since a lock's lease can run out under a member that is
+paused and does not know it yet.
+
+The lock and the membership expire ``heartbeat_timeout`` after the last
+heartbeat (tooz's ``timeout`` and ``lock_timeout`` on Redis), so a killed
+owner's partitions move within that timeout plus one period.  A member
+that cannot reach the coordinator at start owns nothing until it can
+(never "everything", as Aodh's evaluators fall back to).
+
+Threading: one thread of its own calls ``on_gain`` and ``on_lose``;
+``release(name)`` (a partition fenced or failed) from any thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+
+import tooz
+from tooz import coordination
+
+from synchronizer.fleet.partitions import assign
+
+LOG = logging.getLogger(__name__)
+
+__all__ = ["Ownership", "lease_url"]
+
+
+def lease_url(url: str, timeout: int) -> str:
+    """``url`` with tooz's ``timeout`` and ``lock_timeout`` set, unless it sets them."""
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    query.setdefault("timeout", str(timeout))
+    query.setdefault("lock_timeout", str(timeout))
+    query.setdefault("membership_timeout", str(timeout))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+class Ownership:
+    """Keeps this member's share of the partitions, through a tooz coordinator."""
+
+    def __init__(
+        self,
+        backend_url: str,
+        member_id: str,
+        partitions: list[str],
+        on_gain: Callable[[str], bool],
+        on_lose: Callable[[str, str], None],
+        *,
+        group: str = "synchronizer",
+        timeout: int = 10,
+    ) -> None:
+        """``on_gain(name)`` returns False when the partition could not start."""
+        self.url = lease_url(backend_url, timeout)
+        self.member_id = member_id
+        self.partitions = list(partitions)
+        self.group = group.encode()
+        self.timeout = timeout
+        self.period = timeout / 3.0
+        self._on_gain, self._on_lose = on_gain, on_lose
+        self._coord: coordination.CoordinationDriver | None = None
+        self._locks: dict[str, object] = {}
+        self._released: set[str] = set()
+        self._renewed = 0.0  # monotonic time of the last successful heartbeat
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="ownership", daemon=True)
+        self.members: list[str] = []
+        self.connected = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Lose every partition (stopping its workers), release, leave the group."""
+        self._stop.set()
+        self._thread.join(timeout)
+        for name in list(self._locks):
+            self._lose(name, "the member stops")
+        if self._coord is not None:
+            try:
+                self._coord.leave_group(self.group).get()
+                self._coord.stop()
+            except tooz.ToozError as exc:
+                LOG.warning("Leaving the coordination group failed: %s", exc)
+
+    def held(self) -> list[str]:
+        with self._lock:
+            return sorted(self._locks)
+
+    def release(self, name: str) -> None:
+        """Give a partition up at the next period (it was fenced, or its store failed)."""
+        with self._lock:
+            self._released.add(name)
+
+    # -- the loop ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self._cycle()
+            except tooz.ToozError as exc:
+                self._unreachable(exc)
+            except Exception:
+                LOG.exception("Ownership cycle failed; it goes on")
+            self._stop.wait(max(0.0, self.period - (time.monotonic() - started)))
+
+    def _cycle(self) -> None:
+        coord = self._connect()
+        coord.heartbeat()
+        self._renewed = time.monotonic()
+        coord.run_watchers()
+        try:
+            members = sorted(m.decode() for m in coord.get_members(self.group).get())
+        except coordination.GroupNotCreated:
+            members = []
+        if self.member_id not in members:
+            # A coordinator restarted empty, or our membership expired: join again.
+            _join(coord, self.group)
+            members = sorted({*members, self.member_id})
+        if not self.connected or members != self.members:
+            LOG.info("Fleet members: %s", ", ".join(members))
+        self.connected, self.members = True, members
+        owners = assign(self.partitions, members)
+        for name in self.partitions:
+            self._settle(coord, name, owners.get(name) == self.member_id)
+
+    def _settle(self, coord: coordination.CoordinationDriver, name: str, mine: bool) -> None:
+        lock = self._locks.get(name)
+        with self._lock:
+            released = name in self._released
+            self._released.discard(name)
+        if lock is not None:
+            if released:
+                self._lose(name, "its store refused or failed a write")
+            elif not mine:
+                self._lose(name, "it is assigned to another member")
+            elif not _still_owner(lock):
+                self._lose(name, "its lock expired (this member was paused or cut off)")
+            return
+        if not mine:
+            return
+        lock = coord.get_lock(f"synchronizer-partition-{name}".encode())
+        if not lock.acquire(blocking=False):
+            return
+        with self._lock:
+            self._locks[name] = lock
+        LOG.info("Partition %s: this member (%s) is its owner now", name, self.member_id)
+        if not self._on_gain(name):
+            self._lose(name, "it could not start")
+
+    def _lose(self, name: str, why: str) -> None:
+        with self._lock:
+            lock = self._locks.pop(name, None)
+        if lock is None:
+            return
+        LOG.warning("Partition %s: this member gives it up: %s", name, why)
+        try:
+            self._on_lose(name, why)
+        finally:
+            try:
+                lock.release()  # type: ignore[attr-defined]
+            except tooz.ToozError as exc:
+                LOG.info("Partition %s: its lock could not be released (%s)", name, exc)
+
+    def _unreachable(self, exc: Exception) -> None:
+        """The coordinator does not answer: keep what the lease still covers."""
+        if self.connected:
+            LOG.warning("The coordinator is unreachable (%s); holding %s", exc, self.held())
+        self.connected = False
+        if self._locks and time.monotonic() - self._renewed > self.timeout - self.period:
+            for name in list(self._locks):
+                self._lose(name, "its lease could not be renewed")
+
+    def _connect(self) -> coordination.CoordinationDriver:
+        if self._coord is not None:
+            return self._coord
+        coord = coordination.get_coordinator(self.url, self.member_id.encode())
+        coord.start(start_heart=False)
+        self._coord = coord
+        return coord
+
+
+def _join(coord: coordination.CoordinationDriver, group: bytes) -> None:
+    with contextlib.suppress(coordination.GroupAlreadyExist):
+        coord.create_group(group).get()
+    with contextlib.suppress(coordination.MemberAlreadyExist):
+        coord.join_group(group).get()
+
+
+def _still_owner(lock: object) -> bool:
+    """Whether the lock is still ours (the drivers that can tell; others trust the session)."""
+    check = getattr(lock, "is_still_owner", None)
+    if check is None:
+        return True
+    try:
+        return bool(check())
+    except tooz.ToozError:
+        return False

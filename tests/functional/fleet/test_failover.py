@@ -1,0 +1,212 @@
+"""Three real daemons as one fleet: a real Redis (tooz), PostgreSQL, the fake cloud.
+
+Partitions ``nova`` (nova.instance) and ``cinder`` (cinder.volume); every
+daemon writes what its partitions' feeds send to its stdout (jsonl sink),
+so the union of the three stdouts is what a consumer of the stream got.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from synchronizer.dispatch import sql
+from synchronizer_fakecloud.server import FakeCloud
+from tests.helpers import fleetparts
+from tests.helpers.cloudconf import service_credentials
+from tests.helpers.daemon import Daemon
+
+TIMEOUT = 3  # [coordination] heartbeat_timeout, seconds
+PERIOD = 1.0  # every collector's period
+MEMBERS = ("m1", "m2", "m3")
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[FakeCloud]:
+    with FakeCloud() as fake:
+        yield fake
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[fleetparts.Redis]:
+    server = fleetparts.Redis(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    url = fleetparts.create_database("postgresql")
+    yield url
+    fleetparts.drop_database(url)
+
+
+@pytest.fixture
+def fleet(cloud, redis, database, tmp_path) -> Iterator[dict[str, Daemon]]:
+    cloud.reset()
+    cloud.populate(servers=12, hosts=2, volumes=6)
+    daemons = {}
+    for member in MEMBERS:
+        path = tmp_path / f"{member}.conf"
+        path.write_text(
+            "\n".join(
+                [
+                    "[DEFAULT]",
+                    "plugins = nova.instance, cinder.volume",
+                    "sinks = jsonl",
+                    "jsonl_path = -",
+                    "worker_restart_delay = 0.2",
+                    "[coordination]",
+                    f"backend_url = {redis.url}",
+                    f"heartbeat_timeout = {TIMEOUT}",
+                    f"member_id = {member}",
+                    "[database]",
+                    f"connection = {database}",
+                    *service_credentials(cloud, timeout=5),
+                    "[nova.instance]",
+                    f"period = {PERIOD}",
+                    "[cinder.volume]",
+                    f"period = {PERIOD}",
+                ]
+            )
+            + "\n"
+        )
+        daemons[member] = Daemon(path).start()
+    yield daemons
+    for d in daemons.values():
+        _cont(d)
+        d.stop(timeout=15)
+
+
+def _cont(d: Daemon) -> None:
+    if d.proc and d.proc.poll() is None:
+        for pid in [d.proc.pid, *d.worker_pids()]:
+            os.kill(pid, signal.SIGCONT)
+
+
+def wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def view(engine, prefix: str) -> dict[str, str]:
+    """key → state of the live entities of a type, as the shared store holds them."""
+    import orjson
+    import sqlalchemy as sa
+
+    t = sql.entities
+    query = sa.select(t.c.key, t.c.doc).where(t.c.type == prefix, t.c.action != "delete")
+    with engine.connect() as conn:
+        return {k: orjson.loads(doc)["state"] for k, doc in conn.execute(query)}
+
+
+def cloud_view(cloud: FakeCloud) -> dict[str, str]:
+    return {k: cloud.get("servers", k)["status"] for k in cloud.keys("servers")}
+
+
+def stream(daemons: dict[str, Daemon], type_: str) -> dict[int, list[dict]]:
+    """seq → every record of that seq the consumers got, from all members."""
+    got: dict[int, list[dict]] = {}
+    for d in daemons.values():
+        with d._cond:
+            for r in d.records:
+                if r.get("type") == type_:
+                    got.setdefault(r["seq"], []).append(r)
+    return got
+
+
+def check_stream(daemons, engine, type_: str) -> None:
+    """No gap, repeats only of one seq's very change, and it replays to the store's view."""
+    got = stream(daemons, type_)
+    seqs = sorted(got)
+    assert seqs == list(range(1, seqs[-1] + 1)), "a seq is missing from the stream"
+    replay: dict[str, str] = {}
+    for seq in seqs:
+        first, *repeats = got[seq]
+        assert all(r == first for r in repeats), f"seq {seq} was sent with two contents"
+        if first["action"] == "delete":
+            replay.pop(first["key"], None)
+        else:
+            replay[first["key"]] = first["state"]
+    assert replay == view(engine, type_)
+
+
+def owners(engine) -> dict[str, tuple[str | None, int]]:
+    return sql.owners(engine)
+
+
+def settled(engine, cloud) -> bool:
+    return view(engine, "nova.instance") == cloud_view(cloud)
+
+
+def test_one_owner_each_and_a_killed_owner_is_replaced_in_time(fleet, cloud, database):
+    """SIGKILL of the Nova owner: another takes over within the heartbeat timeout + a period."""
+    engine = sql.create_engine(database)
+    wait(lambda: set(owners(engine)) == {"nova", "cinder"}, 60, "both partitions owned")
+    # The first member up owns both until the others join; then they spread.
+    wait(lambda: len({o for o, _ in owners(engine).values()}) == 2, 20, "spread")
+    wait(lambda: settled(engine, cloud), 60, "the nova view to equal the cloud")
+    owner, term = owners(engine)["nova"]
+    assert owner in MEMBERS
+    cloud.change("servers", count=3, seed=1)
+    wait(lambda: settled(engine, cloud), 30, "the changes to be committed")
+    victim = fleet[owner]
+    for pid in [*victim.worker_pids(), victim.proc.pid]:
+        os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    changed = cloud.change("servers", count=3, seed=2)
+    assert changed
+    wait(lambda: owners(engine)["nova"][0] != owner, 30, "a new nova owner")
+    wait(lambda: settled(engine, cloud), 30, "the new owner to commit the changes")
+    failover = time.monotonic() - killed
+    _, new_term = owners(engine)["nova"]
+    assert new_term > term
+    print(f"B11 failover {failover:.2f} s vs heartbeat timeout + period {TIMEOUT + PERIOD:.1f} s")
+    # Spawning the new owner's worker and its first listing come on top of the lease.
+    assert failover <= TIMEOUT + PERIOD + 6.0
+    cloud.change("servers", count=2, seed=3)
+    wait(lambda: settled(engine, cloud), 30, "later changes")
+    time.sleep(1.0)  # the feeds send what is committed
+    check_stream(fleet, engine, "nova.instance")
+    check_stream(fleet, engine, "cinder.volume")
+    engine.dispose()
+
+
+def test_a_paused_owner_is_fenced_when_it_wakes(fleet, cloud, database):
+    """SIGSTOP the Nova owner past its lease, SIGCONT it: nothing of its old term reaches anyone."""
+    engine = sql.create_engine(database)
+    wait(lambda: "nova" in owners(engine), 60, "the nova partition owned")
+    wait(lambda: settled(engine, cloud), 60, "the nova view to equal the cloud")
+    owner, _ = owners(engine)["nova"]
+    paused = fleet[owner]
+    pids = [paused.proc.pid, *paused.worker_pids()]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    cloud.change("servers", count=3, seed=4)
+    wait(lambda: owners(engine)["nova"][0] != owner, 30, "a new nova owner")
+    wait(lambda: settled(engine, cloud), 30, "the new owner's commits")
+    with paused._cond:
+        before = len(paused.records)
+    cloud.change("servers", count=3, seed=5)  # the woken owner's workers see these too
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+    paused.wait_log("gives it up", timeout=3 * TIMEOUT)
+    wait(lambda: settled(engine, cloud), 30, "the new owner's later commits")
+    time.sleep(1.5)
+    assert owners(engine)["nova"][0] != owner
+    # Whatever the woken member sent is a change the store committed with that seq.
+    check_stream(fleet, engine, "nova.instance")
+    with paused._cond:
+        late = [r for r in paused.records[before:] if r["type"] == "nova.instance"]
+    history = {c.seq: c for c in sql.SQLStore(engine, "nova", "reader").history(0) or []}
+    for r in late:
+        assert history[r["seq"]].entity.state == r["state"], "an old-term change got out"
+    engine.dispose()
