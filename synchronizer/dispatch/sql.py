@@ -111,12 +111,19 @@ positions = sa.Table(
 _VALUES = ("seq", "action", "fingerprint", "observed", "doc")
 
 
-def create_engine(connection: str, **options: Any) -> sa.engine.Engine:
-    """An engine the oslo.db way (``[database]`` options), with the tables created."""
+def create_engine(
+    connection: str, *, create_tables: bool = True, **options: Any
+) -> sa.engine.Engine:
+    """An engine the oslo.db way (``[database]`` options), the tables created if asked."""
     from oslo_db.sqlalchemy import engines
 
+    if options.get("max_retries") == 0:
+        # oslo.db tests the connection at creation (retrying); a member
+        # connects when it first claims a partition instead.
+        options["_test_connection"] = lambda *a, **k: None
     engine = engines.create_engine(connection, **options)
-    metadata.create_all(engine, checkfirst=True)
+    if create_tables:
+        metadata.create_all(engine, checkfirst=True)
     return engine
 
 
@@ -193,6 +200,7 @@ class SQLStore:
         self._tables: dict[str, _Table] = {}
         self._stored: set[tuple[str, str]] = set()  # keys with a row in the database
         self._trimmed_at = time.time()
+        self._closed = False
 
     # -- ownership -----------------------------------------------------------
 
@@ -272,6 +280,8 @@ class SQLStore:
 
     def commit(self, told: Sequence[Change] = (), seq: int | None = None) -> None:
         """One fenced transaction: the entries changed, ``told`` into the history, ``seq``."""
+        if self._closed:
+            raise Fenced(f"partition {self.partition}: its store was closed (term {self.term})")
         if not self._dirty and not told and (seq is None or seq <= self._seq):
             return
         now = time.time()
@@ -352,7 +362,8 @@ class SQLStore:
         self._dirty.clear()
 
     def close(self) -> None:
-        """Nothing to release but memory (the engine is the member's)."""
+        """Refuse any later commit; nothing to release but memory (the engine is the member's)."""
+        self._closed = True
         self._tables.clear()
         self._dirty.clear()
 
