@@ -61,20 +61,23 @@ def group(classes: Mapping[str, type]) -> list[Partition]:
 def assign(partitions: list[str], members: list[str]) -> dict[str, str]:
     """Each partition's owner among ``members``: balanced, deterministic, sticky.
 
-    Rendezvous hashing with a capacity of ``ceil(partitions / members)``:
+    Rendezvous hashing within capacities that add up to the partitions:
     every member computes the same map from the same membership, no member
     owns more than one partition above another, and a member joining or
     leaving moves few partitions (mostly only those that must move).
     """
     if not members:
         return {}
-    capacity = -(-len(partitions) // len(members))
-    load = dict.fromkeys(members, 0)
+    # Capacities that sum to the partitions: floor(P/M) each, one more for
+    # the first P mod M members in an order of their own (not their names').
+    base, extra = divmod(len(partitions), len(members))
+    by_hash = sorted(members, key=lambda m: _weight("", m))
+    room = {m: base + (1 if i < extra else 0) for i, m in enumerate(by_hash)}
     owners = {}
     for p in sorted(partitions):
         ranked = sorted(members, key=lambda m, p=p: _weight(p, m), reverse=True)
-        owner = next(m for m in ranked if load[m] < capacity)
-        load[owner] += 1
+        owner = next(m for m in ranked if room[m] > 0)
+        room[owner] -= 1
         owners[p] = owner
     return owners
 
