@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 from urllib import parse
 
@@ -242,9 +242,12 @@ class PagedCollector(OpenStackCollector):
     Contract of :meth:`list_all`: every page is followed (``limit`` and
     ``marker`` through the next link), one read ahead; any failing page
     raises (a keystoneauth error, which :meth:`classify_error` maps), so the
-    listing counts as incomplete; a record :meth:`build` refuses is logged
-    (under the subclass's module) and skipped.  Threading: one worker
-    thread uses an instance.
+    listing counts as incomplete; a record :meth:`build` refuses is reported
+    with :meth:`~synchronizer.plugin_base.CollectorPlugin.skip` under its
+    ``key_field`` (its entity keeps its last good state, the rest of the
+    listing counts), and one without a usable key makes the listing raise at
+    its end (it could hide any entity).  Threading: one worker thread uses
+    an instance.
     """
 
     path: ClassVar[str] = ""
@@ -254,6 +257,7 @@ class PagedCollector(OpenStackCollector):
     record_name: ClassVar[str] = ""
     microversion: ClassVar[str | None] = None
     unsupported: ClassVar[str] = ""
+    key_field: ClassVar[str] = "id"
 
     @classmethod
     def get_options(cls) -> list[cfg.Opt]:
@@ -275,21 +279,32 @@ class PagedCollector(OpenStackCollector):
     def list_all(self) -> Iterator[Entity]:
         url = f"{self.path}?{parse.urlencode(self.query())}"
         api = self.adapter(default_microversion=self.microversion)
+        keyless = 0
         try:
             for record in self.paginate(api, url, self.collection, self.links_key):
                 entity = self._convert(record)
                 if entity is not None:
                     yield entity
+                elif self._key(record) is None:
+                    keyless += 1
         except ks_exc.NotAcceptable as exc:
             if self.microversion is None:
                 raise
             raise PermanentError(self.unsupported) from exc
+        if keyless:
+            raise IncompleteListing(
+                f"{keyless} {self.record_name} record(s) without a usable {self.key_field!r}"
+            )
+
+    def _key(self, record: Any) -> str | None:
+        key = record.get(self.key_field) if isinstance(record, Mapping) else None
+        return key if isinstance(key, str) and key else None
 
     def _convert(self, record: Any) -> Entity | None:
         try:
             return self.build(record)
         except ValueError as exc:
-            logging.getLogger(type(self).__module__).warning(
-                "Skipping a malformed %s record: %s", self.record_name, exc
-            )
+            key = self._key(record)
+            if key is not None:
+                self.skip(self.entity_types[0], key, str(exc))
             return None

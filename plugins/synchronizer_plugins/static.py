@@ -39,6 +39,8 @@ class StaticCollector(CollectorPlugin):
 
     name: ClassVar[str] = "static"
     default_period: ClassVar[float] = 5.0
+    # Local files lose no page: a file removed is meant, so its deletes are not held.
+    default_mass_delete_threshold: ClassVar[float] = 1.0
 
     @classmethod
     def get_options(cls) -> list[cfg.Opt]:

@@ -337,16 +337,29 @@ def test_the_graph_is_connected(cloud: FakeCloud, make):
     assert all(e.parent is not None and e.parent.key in zones for e in hosts.values())
 
 
-def test_an_unusable_server_makes_the_listing_incomplete(cloud: FakeCloud, make):
-    """A server record without vm_state is skipped and the listing raises after the rest."""
+def test_an_unusable_server_is_skipped_and_the_listing_stays_complete(cloud: FakeCloud, make):
+    """A server without vm_state is reported skipped (it keeps its state); the rest is listed."""
     cloud.populate(servers=10, hosts=1)
-    broken = cloud.keys("servers")[0]
+    broken, numbered = cloud.keys("servers")[:2]
     cloud.update("servers", broken, vm_state=None)
+    cloud.update("servers", numbered, name=12345)
+    plugin = make(InstanceCollector)
+    seen = {e.key: e for e in plugin.list_all()}
+    assert len(seen) == 9
+    assert broken not in seen
+    assert seen[numbered].properties["name"] == "12345"
+    assert list(plugin.skipped) == [("nova.instance", broken)]
+    assert "vm_state" in plugin.skipped[("nova.instance", broken)]
+
+
+def test_a_server_without_a_usable_id_makes_the_listing_incomplete(cloud: FakeCloud, make):
+    """A record naming no server could hide a delete: the listing raises after the rest."""
+    cloud.populate(servers=10, hosts=1)
+    cloud.update("servers", cloud.keys("servers")[0], id=None)
     seen = []
-    with pytest.raises(IncompleteListing, match="1 unusable"):
+    with pytest.raises(IncompleteListing, match="1 server record"):
         seen.extend(make(InstanceCollector).list_all())
     assert len(seen) == 9
-    assert broken not in {e.key for e in seen}
 
 
 def test_worker_runs_delta_cycles_between_snapshots(cloud: FakeCloud, make):

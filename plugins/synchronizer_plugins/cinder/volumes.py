@@ -52,7 +52,8 @@ class VolumeCollector(PagedCollector):
     any failing page raises, so the listing counts as incomplete.  A record
     without ``os-vol-tenant-attr:tenant_id`` (a non-admin's view, for which
     Cinder ignores ``all_tenants``) raises :class:`PermanentError`.  A record
-    without a usable ``id`` is logged and skipped.  Threading: one worker
+    that does not convert keeps its volume's last good state (``skip``); one
+    without a usable ``id`` makes the listing incomplete.  Threading: one worker
     thread uses an instance.
     """
 

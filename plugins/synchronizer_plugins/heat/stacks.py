@@ -45,8 +45,9 @@ class StackCollector(PagedCollector):
     (``show_nested``, on by default) because Heat sends notifications for
     them: without them a notified nested stack would be an entity no poll
     ever confirms.  Every page is followed (``limit``/``marker`` through
-    ``links``); any failing page raises.  A record without a usable ``id``
-    is logged and skipped.  A 403 (the policy ``stacks:global_index`` not
+    ``links``); any failing page raises.  A record that does not convert
+    keeps its stack's last good state (``skip``); one without a usable ``id``
+    makes the listing incomplete.  A 403 (the policy ``stacks:global_index`` not
     granted) is permanent, and :meth:`available` names that policy in one
     line.  Threading: one worker thread uses an instance.
     """

@@ -63,7 +63,8 @@ class NodeCollector(PagedCollector):
     made.  Requests carry ``X-OpenStack-Ironic-API-Version: 1.65`` (keystoneauth
     sets it from the adapter's microversion).  Every page is followed
     (``limit``/``marker`` through ``next``); any failing page raises.  A
-    record without a usable ``uuid`` is logged and skipped.  Threading: one
+    record that does not convert keeps its node's last good state (``skip``);
+    one without a usable ``uuid`` makes the listing incomplete.  Threading: one
     worker thread uses an instance.
     """
 
@@ -75,6 +76,7 @@ class NodeCollector(PagedCollector):
     path: ClassVar[str] = "/v1/nodes/detail"
     collection: ClassVar[str] = "nodes"
     record_name: ClassVar[str] = "Ironic node"
+    key_field: ClassVar[str] = "uuid"
     microversion: ClassVar[str | None] = API_VERSION
     unsupported: ClassVar[str] = (
         f"Ironic does not support API version {API_VERSION} (Ussuri or later needed)"

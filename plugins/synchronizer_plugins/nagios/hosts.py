@@ -66,7 +66,7 @@ class HostCollector(services.ServiceCollector):
     Contract as :class:`~synchronizer_plugins.nagios.services.ServiceCollector`:
     any HTTP error, timeout, non-JSON answer or statusjson error raises (the
     listing is then incomplete), a 401/403 is permanent, a record with an
-    unknown status is logged and skipped.  Threading: one worker thread
+    unknown status keeps its entity's last good state (``skip``).  Threading: one worker thread
     uses an instance.
     """
 
@@ -97,5 +97,5 @@ class HostCollector(services.ServiceCollector):
                 properties=props,
             )
         except ValueError as exc:
-            LOG.warning("Skipping Nagios host %s: %s", name, exc)
+            self.skip(HOST, name, str(exc))  # it keeps its last good state
             return None

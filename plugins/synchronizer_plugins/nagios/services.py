@@ -141,7 +141,8 @@ class ServiceCollector(CollectorPlugin):
 
     Any HTTP error, timeout, non-JSON answer or statusjson error result
     raises (the listing is then incomplete); a 401 is retried, a 403 is permanent.  A
-    service record with an unknown status is logged and skipped.  The
+    service record with an unknown status keeps its entity's last good state
+    (``skip``).  The
     password never appears in logs or errors.  Threading: one worker thread
     uses an instance.
     """
@@ -256,5 +257,5 @@ class ServiceCollector(CollectorPlugin):
                 properties=service_properties(record, host, description),
             )
         except ValueError as exc:
-            LOG.warning("Skipping Nagios service %s/%s: %s", host, description, exc)
+            self.skip(SERVICE, f"{host}/{description}", str(exc))  # it keeps its last good state
             return None

@@ -24,7 +24,8 @@ class _NeutronCollector(PagedCollector):
 
     Neutron has no microversions: ``/v2.0`` plus the extensions the cloud
     runs.  Any failing page raises (the listing is then incomplete); a
-    record without a usable ``id`` is logged and skipped.
+    record that does not convert keeps its entity's last good state
+    (``skip``), and one without a usable ``id`` makes the listing incomplete.
     """
 
     service_type: ClassVar[str] = "network"

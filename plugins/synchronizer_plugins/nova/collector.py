@@ -182,11 +182,13 @@ class NovaCollector(openstack.OpenStackCollector):
         """GET ``path`` (below the compute endpoint); the JSON body, or raise."""
         url = path + ("?" + urllib.parse.urlencode(params) if params else "")
         try:
-            _resp, body = self.nova().client.get(url)
+            resp, body = self.nova().client.get(url)
         except _CLIENT_ERRORS as exc:
             if isinstance(exc, nova_exc.NotAcceptable):
                 self._nova = None  # negotiate again next time
             raise translate_error(exc) from exc
+        # The listing's time on Nova's clock: the next changes-since counts from it.
+        self.note_service_date(getattr(resp, "headers", {}).get("Date"))
         if not isinstance(body, dict):
             raise TransientError(f"GET {path}: the response is not a JSON object")
         return body
@@ -198,8 +200,12 @@ class NovaCollector(openstack.OpenStackCollector):
 
         Follows ``<collection>_links`` ``next`` markers until a page has none,
         reading one page ahead (:func:`synchronizer_plugins.paging.read_ahead`).  Any
-        failing page raises, so the listing counts as incomplete.
+        failing page raises, so the listing counts as incomplete.  So does a
+        page holding ``limit`` records without a next link: Nova links every
+        full page (even the last one, whose next page is empty), so such a
+        page is a listing cut short (a proxy, a bug), not its end.
         """
+        limit = params.get("limit")
 
         def fetch(marker: str | None) -> dict[str, Any]:
             body = self.get(path, params if marker is None else {**params, "marker": marker})
@@ -207,10 +213,20 @@ class NovaCollector(openstack.OpenStackCollector):
                 raise IncompleteListing(f"GET {path}: no {collection!r} list in the response")
             return body
 
+        def follow(body: dict[str, Any]) -> str | None:
+            records = body[collection]
+            marker = paging.next_marker(body.get(f"{collection}_links"), records)
+            if marker is None and limit and len(records) >= int(limit):
+                raise IncompleteListing(
+                    f"GET {path}: a full page of {len(records)} {collection} came without a "
+                    "next link (Nova links every full page): the listing may be cut short"
+                )
+            return marker
+
         return paging.listing(
             fetch,
             None,
-            lambda body: paging.next_marker(body.get(f"{collection}_links"), body[collection]),
+            follow,
             collection,
             lambda marker: IncompleteListing(f"GET {path}: paging loops at marker {marker}"),
         )

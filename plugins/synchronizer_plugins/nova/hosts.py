@@ -20,9 +20,10 @@ Hypervisor ids (integers before 2.53, UUIDs after) and the resource fields
 shape: the key does not depend on the id form, and usage counters would make
 every poll an update.  A host with hypervisor records but no service record
 takes its state from its first node.  From 2.69, a service of a cell
-that is down comes back as a stub (``status: UNKNOWN``, no ``state``): the
-listing then raises after yielding the other hosts, so no host is deleted
-for want of news.
+that is down comes back as a stub (``status: UNKNOWN``, no ``state``): such
+a host, and one whose records do not convert, is reported with ``skip``, so
+it keeps its last good state and is not deleted for want of news, while the
+other hosts are listed as usual.
 """
 
 from __future__ import annotations
@@ -110,20 +111,15 @@ class HostCollector(NovaCollector):
         services = self._services()
         nodes = self._hypervisors()
         partial = {h for h, s in services.items() if is_partial(s)}
-        invalid = 0
+        for host in sorted(partial):
+            self.skip(shapes.HOST, host, "its cell is unreachable (a partial record)")
         for host in sorted((services.keys() | nodes.keys()) - partial):
             try:
                 facts = host_facts(host, services.get(host), nodes.get(host, []))
             except ValueError as exc:
-                invalid += 1
-                LOG.warning("%s: skipped host %s: %s", self.group, host, exc)
+                self.skip(shapes.HOST, host, str(exc))
                 continue
             yield facts.entity(self)
-        if invalid or partial:
-            raise IncompleteListing(
-                f"{len(partial)} host(s) of unreachable cells and {invalid} unusable host "
-                "record(s) were skipped"
-            )
 
     def _services(self) -> dict[str, Mapping[str, Any]]:
         body = self.get("/os-services", {"binary": "nova-compute"})

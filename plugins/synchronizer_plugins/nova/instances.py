@@ -35,11 +35,16 @@ collector first saw it has no name any more (Nova answers 404 for it), so
 its instances get flavor None, where 2.47+ shows the name the server was
 built with; negotiate 2.47 or later where that matters.
 
-A listing is incomplete, and raises after yielding what it could, when
-servers come back partial (microversion 2.69+ for a cell that is down: only
-id, status UNKNOWN and a few fields) or unusable: not inferring deletes is
-then the safe choice (before 2.69 Nova silently leaves such servers out,
-another reason to negotiate a recent microversion).
+A server that comes back partial (microversion 2.69+ for a cell that is
+down: only id, status UNKNOWN and a few fields) or unusable (a null
+vm_state, a field of the wrong type) but with its id is reported with
+``skip``: its instance keeps its last good state and the listing stays
+complete for every other server, so one bad record blocks no delete (before
+2.69 Nova silently leaves a down cell's servers out, another reason to
+negotiate a recent microversion).  Only a record without a usable id makes
+the listing incomplete, and it raises after yielding what it could.  A
+field whose type is merely unexpected (a name of digits sent as a number)
+is normalised (:func:`synchronizer_plugins.nova.shapes.label`).
 """
 
 from __future__ import annotations
@@ -95,7 +100,7 @@ def server_instance(record: Mapping[str, Any], flavor: str | None) -> shapes.Ins
         project=shapes.text(record, "tenant_id"),
         vm_state=str(shapes.text(record, VM_STATE, required=True)),
         task_state=shapes.text(record, TASK_STATE),
-        name=shapes.text(record, "name"),
+        name=shapes.label(record, "name"),
         host=shapes.text(record, HOST),
         node=shapes.text(record, NODE),
         availability_zone=shapes.text(record, ZONE),
@@ -175,18 +180,25 @@ def is_partial(record: Mapping[str, Any]) -> bool:
     return record.get("status") == "UNKNOWN" and VM_STATE not in record
 
 
+def record_key(record: Any) -> str | None:
+    """A server record's usable id, or None (a record no entity can be named for)."""
+    uuid = record.get("id") if isinstance(record, Mapping) else None
+    if type(uuid) is int and not isinstance(uuid, bool):
+        uuid = str(uuid)
+    return uuid if isinstance(uuid, str) and uuid else None
+
+
 class _Tally:
-    """Servers a listing could not convert; raises at the end if there were any."""
+    """Server records without a usable id; the listing raises at the end if there were any."""
 
     def __init__(self) -> None:
-        self.partial = 0
-        self.invalid = 0
+        self.keyless = 0
 
     def check(self) -> None:
-        if self.partial or self.invalid:
+        if self.keyless:
             raise IncompleteListing(
-                f"{self.partial} server(s) from unreachable cells and {self.invalid} "
-                "unusable server record(s) were skipped"
+                f"{self.keyless} server record(s) without a usable id: the listing cannot "
+                "say which servers it holds"
             )
 
 
@@ -252,18 +264,18 @@ class InstanceCollector(NovaCollector):
         return self.pages("/servers/detail", "servers", query)
 
     def _convert(self, record: Any, tally: _Tally) -> Entity | None:
-        if type(record) is not dict and not isinstance(record, Mapping):
-            tally.invalid += 1
+        key = record_key(record)
+        if key is None:
+            tally.keyless += 1
             return None
         if is_partial(record):
-            tally.partial += 1
+            self.skip(shapes.INSTANCE, key, "its cell is unreachable (a partial record)")
             return None
         try:
             flavor = self._flavor_name(record.get("flavor"))
             entity = server_entity(record, flavor, self, self._volume_relations)
         except ValueError as exc:
-            tally.invalid += 1
-            LOG.warning("%s: skipped server %s: %s", self.group, record.get("id"), exc)
+            self.skip(shapes.INSTANCE, key, str(exc))
             return None
         if HOST not in record:
             self._warn_once(

@@ -168,7 +168,7 @@ def _common_facts(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "project": shapes.text(payload, "tenant_id", required=True),
         "vm_state": str(shapes.text(payload, "state", required=True)),
-        "name": shapes.text(payload, "display_name"),
+        "name": shapes.label(payload, "display_name"),
         "host": shapes.text(payload, "host"),
         "node": shapes.text(payload, "node"),
         "availability_zone": shapes.text(payload, "availability_zone"),

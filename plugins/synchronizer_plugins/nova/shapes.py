@@ -68,6 +68,7 @@ __all__ = [
     "instance_entity",
     "instance_properties",
     "instance_status",
+    "label",
     "mapping",
     "text",
 ]
@@ -157,6 +158,19 @@ def text(data: Mapping[str, Any], key: str, *, required: bool = False) -> str | 
     if not isinstance(value, str):
         raise ValueError(f"{key!r} is a {type(value).__name__}, not a string")
     return value
+
+
+def label(data: Mapping[str, Any], key: str) -> str | None:
+    """A free-text field (a name) as :func:`text` reads it, a number normalised to its text.
+
+    A server named ``12345`` can reach the API (and a notification) as a JSON
+    number through a client that parsed the name: the type is unexpected,
+    the value is not wrong.  Identifiers and states stay strict.
+    """
+    value = data.get(key) if isinstance(data, Mapping) else None
+    if type(value) in (int, float):  # not bool, which JSON keeps apart
+        return str(value)
+    return text(data, key)
 
 
 def mapping(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 from typing import Any
 
 import pytest
@@ -253,14 +252,15 @@ def test_string_sizes_and_empty_strings_are_normalised(notifications):
     assert (props["size"], props["host"], props["snapshot_id"]) == (40, None, None)
 
 
-def test_collector_skips_a_malformed_record(collector, caplog):
-    """A record without an id is logged and skipped, not fatal."""
-    caplog.set_level(logging.WARNING)
+def test_collector_skips_a_malformed_record(collector):
+    """A malformed record with an id is reported skipped (it keeps its state); keyless, not."""
     record = copy.deepcopy(API_VOLUME)
     del record["id"]
     assert collector._convert(record) is None
+    assert collector.skipped == {}
+    assert collector._convert({**API_VOLUME, "created_at": "never"}) is None
+    assert list(collector.skipped) == [("cinder.volume", VOLUME_ID)]
     assert collector._convert(API_VOLUME).key == VOLUME_ID
-    assert "malformed Cinder volume" in caplog.text
 
 
 def test_plugins_declare_where_they_listen(notifications, collector):

@@ -127,10 +127,11 @@ def test_state_changes_change_the_fingerprint(changed):
 @pytest.mark.parametrize(
     "record", ["text", {**RECORD, "status": 64}, {**RECORD, "last_check": "yesterday"}]
 )
-def test_malformed_records_are_skipped(record, caplog):
-    """A malformed service record is logged and skipped."""
-    assert make()._convert("compute-1", "Current Load", record) is None
-    assert "Skipping Nagios service compute-1/Current Load" in caplog.text
+def test_malformed_records_are_skipped(record):
+    """A malformed service record is reported skipped: its entity keeps its last state."""
+    collector = make()
+    assert collector._convert("compute-1", "Current Load", record) is None
+    assert list(collector.skipped) == [("nagios.service", "compute-1/Current Load")]
 
 
 def test_availability_needs_a_url():

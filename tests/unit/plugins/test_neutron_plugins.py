@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import pytest
@@ -236,13 +235,14 @@ def test_malformed_payloads_are_invalid(plugin, event_type, payload, message):
         notify(plugin, event_type, payload)
 
 
-def test_collector_skips_a_malformed_record(caplog):
-    """A record without an id is logged and skipped, not fatal."""
-    caplog.set_level(logging.WARNING)
+def test_collector_skips_a_malformed_record():
+    """A malformed record with an id is reported skipped (it keeps its state); keyless, not."""
     collector = make(PortCollector)
     assert collector._convert({"name": "x"}) is None
+    assert collector.skipped == {}
+    assert collector._convert({**API_PORT, "security_groups": "default"}) is None
+    assert list(collector.skipped) == [("neutron.port", PORT_ID)]
     assert collector._convert(API_PORT).key == PORT_ID
-    assert "malformed Neutron ports record" in caplog.text
 
 
 def test_volatile_properties_are_carried_but_not_fingerprinted():

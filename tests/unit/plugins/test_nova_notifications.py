@@ -405,15 +405,24 @@ def test_malformed_versioned_payloads_are_invalid(payload):
         [],
         {"tenant_id": PROJECT, "state": "active"},
         legacy_payload(state=None),
-        legacy_payload(display_name=7),
+        legacy_payload(display_name=["web"]),
     ],
-    ids=["list", "no-instance-id", "no-state", "int-name"],
+    ids=["list", "no-instance-id", "no-state", "list-name"],
 )
 def test_malformed_legacy_payloads_are_invalid(payload):
     """Legacy payloads missing their id or state, or mistyped, raise InvalidNotification."""
     plugin = make(NovaNotifications, format="legacy")
     with pytest.raises(InvalidNotification):
         list(plugin.convert(Notification("compute.instance.update", payload)))
+
+
+def test_a_numeric_display_name_is_normalised_as_the_poll_does():
+    """A name sent as a number gives the same text (and fingerprint) as the API's listing."""
+    plugin = make(NovaNotifications, format="legacy")
+    (change,) = plugin.convert(
+        Notification("compute.instance.update", legacy_payload(display_name=12345))
+    )
+    assert change.entity.properties["name"] == "12345"
 
 
 # -- format, topics, filters, warnings --------------------------------------------

@@ -148,17 +148,23 @@ def test_server_status_and_deletion_rule(vm_state, task_state, status, deleted):
     [
         {"id": None},
         {"OS-EXT-STS:vm_state": None},
-        {"name": 12},
+        {"name": True},
         {"metadata": []},
         {"os-extended-volumes:volumes_attached": [{"id": None}]},
         {"created": "never"},
     ],
-    ids=["no-id", "no-vm-state", "int-name", "list-metadata", "volume-without-id", "bad-time"],
+    ids=["no-id", "no-vm-state", "bool-name", "list-metadata", "volume-without-id", "bad-time"],
 )
 def test_unusable_server_records_raise(changes):
     """A record missing its id or vm_state, or with mistyped fields, raises ValueError."""
     with pytest.raises(ValueError):  # noqa: PT011 - the documented error
         server_instance(server(**changes), None)
+
+
+@pytest.mark.parametrize(("name", "text"), [(12345, "12345"), (1.5, "1.5")])
+def test_a_number_where_a_string_belongs_is_normalised(name, text):
+    """A server whose name arrives as a JSON number converts, with the name as text."""
+    assert server_instance(server(name=name), None).name == text
 
 
 class _Mapping(dict):
@@ -213,7 +219,7 @@ def test_fast_conversion_is_the_validated_one(changes, volume_relations):
         {"id": None},
         {"id": ""},
         {"OS-EXT-STS:vm_state": 3},
-        {"name": 12},
+        {"name": True},
         {"OS-EXT-STS:task_state": ["x"]},
         {"metadata": []},
         {"image": "abc"},
@@ -225,7 +231,7 @@ def test_fast_conversion_is_the_validated_one(changes, volume_relations):
         "no-id",
         "blank-id",
         "int-vm-state",
-        "int-name",
+        "bool-name",
         "list-task",
         "list-metadata",
         "string-image",
