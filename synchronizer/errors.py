@@ -41,5 +41,13 @@ class DaemonUnreachable(SynchronizerError):
     """No synchronizer daemon answered a client's call on its RPC topic."""
 
 
+class StateLocked(SynchronizerError):
+    """Another daemon holds the state store; the message names its path and pid."""
+
+
+class Undelivered(SynchronizerError):
+    """A sink gave up on a change (the daemon is stopping): it stays to be sent."""
+
+
 class Fenced(SynchronizerError):
     """A partition's write came from a term that is over: another member owns it now."""

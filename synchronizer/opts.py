@@ -162,7 +162,56 @@ CORE_OPTS = [
         "memory then stays flat instead of growing by about 300 bytes per entity, "
         "for a few microseconds more per change and per entity of a new "
         "subscriber's snapshot, and about 200 bytes of disk per entity.  Unset (the "
-        "default): in memory.",
+        "default): in memory.  Only with state = memory (the durable store is a file "
+        "already).",
+    ),
+    cfg.StrOpt(
+        "state",
+        default="sqlite",
+        choices=[
+            ("sqlite", "a SQLite file at state_path that outlives the daemon"),
+            ("memory", "the heap, for one run (a restart re-sends everything)"),
+        ],
+        help="Where the dispatcher keeps its state: the ledger (what subscribers were "
+        "last told of each entity, which is the view get_all serves), the stream's "
+        "sequence number and epoch, the history of recent changes and the sinks' "
+        "positions.  With sqlite a restarted daemon resumes: its first listing sends "
+        "only what changed while it was down, seq never goes back, and watchers resume "
+        "from their saved position.",
+    ),
+    cfg.StrOpt(
+        "state_path",
+        help="The SQLite file of state = sqlite.  A relative path is relative to the "
+        "directory of the configuration file that sets it.  Unset: <name>.state.db "
+        "beside the first configuration file (in memory when there is no configuration "
+        "file; the systemd unit sets "
+        "/var/lib/synchronizer/state.db through OS_DEFAULT__STATE_PATH).  One daemon "
+        "per file: a second one is refused.",
+    ),
+    cfg.IntOpt(
+        "history_max_changes",
+        default=500000,
+        min=0,
+        help="Most recent changes the state keeps for watchers to resume from (about "
+        "600 bytes of disk each with state = sqlite).  A watcher whose position is "
+        "older than the history relists instead.  The default covers more than an hour "
+        "at 100 changes a second.",
+    ),
+    cfg.FloatOpt(
+        "history_max_age",
+        default=3600.0,
+        min=0.0,
+        help="Seconds a change stays in the history (see history_max_changes; the "
+        "tighter bound applies).  The history is never trimmed past what a sink has "
+        "not sent yet.",
+    ),
+    cfg.FloatOpt(
+        "bookmark_interval",
+        default=10.0,
+        min=0.0,
+        help="Seconds between bookmarks on the message sink's topic: the current seq "
+        "with no change, so an idle watcher's saved position stays fresh and a lost "
+        "last change is noticed (0: none).",
     ),
 ]
 
@@ -226,7 +275,7 @@ def check_group(conf: cfg.ConfigOpts, group: str | None = None, names: Iterable[
     instead of oslo.config's message (which names a ``LocationInfo``).
     """
     section = conf[group] if group else conf
-    keys = list(names) or [key for key, _ in section.items()] if group else list(names)
+    keys = list(names) if names or not group else list(section)
     for key in keys:
         try:
             value = section[key]

@@ -6,6 +6,15 @@ action, stamp a daemon-wide sequence number) and offers what is left to
 each subscriber whose types match.  Offering only queues: callbacks run on
 each subscriber's own thread.
 
+Sequence numbers: each *told* change gets the next one, so the stream's
+seqs are consecutive (a consumer that sees a gap knows it lost something),
+and the counter starts after the store's last committed one, so a seq
+never goes back across restarts (with the durable store) and is never
+reused.  A batch is committed to the store with its seqs and history
+(:meth:`~synchronizer.dispatch.store.EntryStore.commit`) before any
+subscriber or sink sees it; then :attr:`Dispatcher.committed` wakes the
+sinks' feeds (:mod:`synchronizer.dispatch.feed`).
+
 New subscribers are added under the same lock as dispatching, after their
 queue was filled with the current entities (``snapshot`` items) and the
 ``synced`` marker: every change is either in that snapshot or delivered
@@ -30,18 +39,17 @@ Threading: all public methods are thread-safe.
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from synchronizer import timeutil
 from synchronizer.deletes import Resync
 from synchronizer.dispatch.codec import gc_paused
 from synchronizer.dispatch.ledger import TOMBSTONE_MAX, Ledger
-from synchronizer.dispatch.store import EntryStore, open_store
+from synchronizer.dispatch.store import StateStore, open_state
 from synchronizer.dispatch.subscriber import Subscription
 from synchronizer.model import Action, Change, Entity, Synced
 
@@ -58,33 +66,55 @@ PRUNE_STEP = 10_000
 class Dispatcher:
     """Filters changes through the ledger and fans them out to subscribers.
 
-    ``store`` keeps the ledger's entries (the heap by default); ``clock``
-    (monotonic seconds) times its tombstones.
+    ``store`` keeps the ledger's entries and the stream's state (the heap
+    by default); ``clock`` (monotonic seconds) times its tombstones.
     """
 
     def __init__(
         self,
         tombstone_ttl: float = 3600.0,
-        store: EntryStore | None = None,
+        store: StateStore | None = None,
         *,
         tombstone_max: int = TOMBSTONE_MAX,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lock = threading.Lock()
         self.ledger = Ledger(tombstone_ttl, store, tombstone_max=tombstone_max, clock=clock)
+        self.store: StateStore = self.ledger.store  # type: ignore[assignment]
         self._subscribers: list[Subscription] = []
-        self._seq = itertools.count(1)
+        self._next = self.store.last_seq() + 1
+        # Notified (under its own lock) after each commit: the sinks' feeds wait on it.
+        self.committed = threading.Condition()
         self._resyncs: dict[str, Resync] = {}
         self.counts: collections.Counter[str] = collections.Counter()
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> Dispatcher:
-        """The dispatcher the core options describe (tombstones, ``ledger_file``)."""
-        return cls(
-            conf.tombstone_ttl,
-            open_store(conf.ledger_file),
-            tombstone_max=conf.tombstone_max,
-        )
+        """The dispatcher the core options describe (its state store, tombstones)."""
+        store = open_state(conf)
+        try:
+            return cls(conf.tombstone_ttl, store, tombstone_max=conf.tombstone_max)
+        except BaseException:
+            store.close()
+            raise
+
+    @property
+    def epoch(self) -> str:
+        """The store's epoch: a position ``(epoch, seq)`` means something only within it."""
+        return self.store.epoch
+
+    def last_seq(self) -> int:
+        """The last sequence number committed (what a view read now covers).
+
+        Without the dispatcher's lock (one attribute read is atomic): feeds
+        ask it under :attr:`committed`, which dispatching takes under the lock.
+        """
+        return self._next - 1
+
+    def close(self) -> None:
+        """Release the store (after the last dispatch)."""
+        with self._lock:
+            self.store.close()
 
     @property
     def subscribers(self) -> list[Subscription]:
@@ -127,13 +157,17 @@ class Dispatcher:
         for change in changes:
             self.counts["received"] += 1
             self._note_resync(change)
-            admitted = self.ledger.admit(change, next(self._seq))
+            admitted = self.ledger.admit(change, self._next)
             if admitted is None:
                 self.counts["dropped"] += 1
                 continue
+            self._next += 1
             self.counts[str(admitted.action)] += 1
             told.append(admitted)
-        self.ledger.commit()
+        self.ledger.commit(told, self._next - 1)
+        if told:
+            with self.committed:
+                self.committed.notify_all()
         return told
 
     def _fan_out(self, told: list[Change]) -> None:
@@ -194,11 +228,26 @@ class Dispatcher:
             return self.ledger.entities(types)
 
     def current(self, types: Collection[str] | None = None) -> tuple[list[Change], int]:
-        """The current changes of some types and the last sequence number issued."""
+        """The current changes of some types and the last sequence number they cover."""
         with self._lock:
             changes = list(self.ledger.current(types))
-            last = next(self._seq)
-            return changes, last
+            return changes, self._next - 1
+
+    def view_docs(self, types: Collection[str] | None = None) -> tuple[int, list[Any]]:
+        """``(seq, items)``: the live entities as JSON text (durable store) or changes.
+
+        A durable store is read on its own connection, without the
+        dispatcher's lock: a 100,000-entity view never holds dispatching up.
+        """
+        read = self.store.view_docs(types)
+        if read is not None:
+            return read
+        changes, seq = self.current(types)
+        return seq, changes
+
+    def history(self, after: int, limit: int = 1000) -> list[Change] | None:
+        """Committed changes after ``after`` (None: older than the history)."""
+        return self.store.history(after, limit)
 
     def prune(self) -> int:
         """Forget every expired tombstone now; return how many went."""

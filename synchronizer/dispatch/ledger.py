@@ -42,8 +42,9 @@ import collections
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 
+from synchronizer import timeutil
 from synchronizer.dispatch.codec import Entry, EntryCodec, Head, gc_paused
 from synchronizer.dispatch.store import EntryStore, EntryTable, FileStore, MemoryStore
 from synchronizer.model import Action, Change, Entity, Ref
@@ -86,9 +87,33 @@ class Ledger:
         self.revived = 0  # entities brought back after an inferred delete, since start
         self._count = len(self.store)
         self._codec = EntryCodec()
+        # A store that keeps told changes readable (the durable one) takes them as
+        # they are: its entries must decode in the next process, without our codec.
+        self._keeps_changes = bool(getattr(self.store, "keeps_changes", False))
         self._clock = clock
         self.tombstone_ttl = tombstone_ttl
         self.tombstone_max = tombstone_max
+        self._restore_tombstones()
+
+    def _restore_tombstones(self) -> None:
+        """A durable store's deletes guard against stale reads again, aged by their time."""
+        tombstones = getattr(self.store, "tombstones", None)
+        if tombstones is None:
+            return
+        now, wall = self._clock(), time.time()
+        for type_, key, observed in tombstones():
+            try:
+                age = max(0.0, wall - timeutil.to_datetime(observed).timestamp())
+            except ValueError:
+                age = 0.0
+            self._tombstones[(type_, key)] = now - age
+        while len(self._tombstones) > self.tombstone_max:
+            self._forget(next(iter(self._tombstones)))
+
+    def _encode(self, told: Change, *, content: bool = True) -> Entry:
+        if self._keeps_changes:
+            return told
+        return self._codec.encode(told, content=content)
 
     @property
     def _db(self) -> sqlite3.Connection | None:
@@ -125,9 +150,9 @@ class Ledger:
             return self._admit_delete(entries, change, entry, prev, seq)
         return self._admit_upsert(entries, change, entry, prev, seq)
 
-    def commit(self) -> None:
-        """Make what was admitted so far durable (before subscribers see it)."""
-        self.store.commit()
+    def commit(self, told: Sequence[Change] = (), seq: int | None = None) -> None:
+        """Make what was admitted so far durable, with its history (before anyone sees it)."""
+        self.store.commit(told, seq)
         self._report_revived()
 
     def _report_revived(self) -> None:
@@ -163,7 +188,7 @@ class Ledger:
             last = self._codec.decode(entity.type, entity.key, entry).entity
             entity = last.replace(timestamp=entity.timestamp, source=entity.source)
         told = Change(Action.DELETE, entity, 0, change.final_state_unknown, seq)
-        entries[entity.key] = self._codec.encode(told, content=False)
+        entries[entity.key] = self._encode(told, content=False)
         self._bury((entity.type, entity.key), inferred=change.inferred)
         return told
 
@@ -193,7 +218,7 @@ class Ledger:
                 self._revived.append(k)
             action = Action.CREATE
         told = Change(action, entity, change.fingerprint, change.final_state_unknown, seq)
-        entries[entity.key] = self._codec.encode(told)
+        entries[entity.key] = self._encode(told)
         return told
 
     def _is_stale_read(self, k: LedgerKey, change: Change) -> bool:

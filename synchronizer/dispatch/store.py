@@ -1,11 +1,19 @@
-"""Where the ledger keeps its entries: the storage interface and its stores.
+"""Where the dispatcher keeps its state: the storage interface and its stores.
 
 The ledger (:mod:`synchronizer.dispatch.ledger`) decides what an entry is
-and when it changes; a store only keeps entries, one :class:`EntryTable`
-per entity type, behind the :class:`EntryStore` interface.  Two stores
-implement it: :class:`MemoryStore` (the heap, the default) and
-:class:`FileStore` (a SQLite file, the ``ledger_file`` option).
-:func:`open_store` picks one from the configuration::
+and when it changes; a store keeps entries, one :class:`EntryTable` per
+entity type, behind the :class:`EntryStore` interface, and the stream's
+state around them behind :class:`StateStore`: the epoch, the last
+sequence number issued, a bounded history of recent changes and the
+sinks' positions.  Three stores implement it:
+
+* :class:`MemoryStore` (``state = memory``): the heap, for one run;
+* :class:`FileStore` (``state = memory`` with ``ledger_file``): entries in a
+  SQLite file emptied at start, the rest in the heap, for one run;
+* :class:`~synchronizer.dispatch.durable.SQLiteStore` (``state = sqlite``,
+  the default): everything in a SQLite file that outlives the process.
+
+:func:`open_state` picks one from the configuration::
 
     >>> store = open_store(None)
     >>> table = store.table("nova.instance")
@@ -14,20 +22,41 @@ implement it: :class:`MemoryStore` (the heap, the default) and
     (b'entry', 1)
     >>> store.close()
 
-A durable store (one that outlives the process) goes behind the same
-interface: its tables then start with what it holds, and ``commit`` is
-where its writes become durable.
+A store shared by a fleet (a SQL database behind oslo.db, issue 16) goes
+behind the same interface: ``commit`` is then where it checks the
+writer's fencing term (a compare-and-set on the partition's term in the
+same transaction) and refuses the whole batch, raising, when another
+owner took over; nothing of a refused batch is visible to any reader.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+import threading
+import time
+import uuid
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["EntryStore", "EntryTable", "FileStore", "MemoryStore", "open_store"]
+if TYPE_CHECKING:
+    from oslo_config import cfg
+
+    from synchronizer.model import Change
+
+__all__ = [
+    "EntryStore",
+    "EntryTable",
+    "FileStore",
+    "MemoryStore",
+    "StateStore",
+    "open_state",
+    "open_store",
+    "state_path",
+]
 
 
 class EntryTable(Protocol):
@@ -83,10 +112,12 @@ class EntryStore(Protocol):
     * ``tables()``: every ``(type, table)`` the store has, in order of first
       use (for a durable store: what it held when opened, then new types).
     * ``len(store)``: entries in all tables.
-    * ``commit()``: makes every write so far durable, for a store that
-      persists; the memory and file stores (both per run) do nothing.  The
-      dispatcher calls it after admitting a batch, before any subscriber
-      sees the batch.
+    * ``commit(told=(), seq=None)``: makes every write so far durable (for
+      a store that persists), appends ``told`` (the batch's told changes,
+      in ``seq`` order) to the history and records ``seq`` as the last
+      sequence number issued, all at once: after a crash a store holds a
+      prefix of the batches.  The dispatcher calls it after admitting a
+      batch, before any subscriber or sink sees the batch.
     * ``close()``: releases what the store holds (a connection, a file
       handle); idempotent.  A closed store must not be used again.
 
@@ -100,20 +131,176 @@ class EntryStore(Protocol):
 
     def __len__(self) -> int: ...
 
-    def commit(self) -> None: ...
+    def commit(self, told: Sequence[Change] = (), seq: int | None = None) -> None: ...
 
     def close(self) -> None: ...
 
 
-def open_store(path: str | None) -> EntryStore:
-    """The store the ``ledger_file`` option describes: a file, or the heap when unset."""
+class StateStore(EntryStore, Protocol):
+    """An :class:`EntryStore` plus the stream's state: epoch, seq, history, positions.
+
+    Contract, beyond :class:`EntryStore`:
+
+    * ``epoch``: an id made when the store was created; a position
+      ``(epoch, seq)`` is meaningful only to a store of the same epoch.  A
+      store for one run makes a new epoch every run.
+    * ``durable``: whether the store outlives the process (then a restarted
+      daemon resumes its seq, view and history).
+    * ``keeps_changes``: whether entries are the told ``Change`` objects
+      (kept in a form readable without this process's codec) rather than
+      the ledger's compact ``bytes``.
+    * ``last_seq()``: the last sequence number committed (0 for a new
+      store); the dispatcher issues from the next one, so a sequence number
+      never goes back.
+    * ``tombstones()``: ``(type, key, observed)`` of every delete the store
+      holds, oldest first (a restarted ledger's stale-read guards).
+    * ``history(after, limit)``: up to ``limit`` committed changes with a
+      seq above ``after``, in seq order; ``None`` when ``after`` is older
+      than the history (changes after it are gone: the reader must relist).
+      Every change above ``history_floor()`` is kept: there is no gap.
+    * ``position(name)`` / ``save_position(name, seq)``: a sink's committed
+      position (None: never saved).  The history is not trimmed past the
+      position of a sink saved in this run.
+    * ``view_docs(types)``: ``(seq, docs)``, the live entities' JSON and the
+      seq they cover, read consistently without the dispatcher's lock; or
+      None when the store cannot (the caller reads through the ledger).
+
+    Threading: the :class:`EntryStore` part is the caller's to lock; the
+    rest is thread-safe.
+    """
+
+    epoch: str
+    durable: bool
+    keeps_changes: bool
+
+    def last_seq(self) -> int: ...
+
+    def tombstones(self) -> list[tuple[str, str, str]]: ...
+
+    def history(self, after: int, limit: int = 1000) -> list[Change] | None: ...
+
+    def history_floor(self) -> int: ...
+
+    def position(self, name: str) -> int | None: ...
+
+    def save_position(self, name: str, seq: int) -> None: ...
+
+    def view_docs(self, types: Collection[str] | None) -> tuple[int, list[str]] | None: ...
+
+
+def open_store(path: str | None) -> StateStore:
+    """A store for one run: entries in the ``ledger_file`` at ``path``, or the heap."""
     return FileStore(path) if path else MemoryStore()
 
 
-class MemoryStore:
-    """Entries in the heap, one dict per type (see :class:`EntryStore`)."""
+def state_path(conf: cfg.ConfigOpts) -> str | None:
+    """The ``state_path`` option, resolved: a relative path is beside the file setting it.
 
-    def __init__(self) -> None:
+    Unset, it is ``<stem>.state.db`` beside the first configuration file,
+    and None without one (a configuration that is not in a file has no
+    place to resume from: the state is then in memory).  The systemd unit
+    sets ``/var/lib/synchronizer/state.db`` through the environment.
+    """
+    path = conf.state_path
+    files = list(conf.config_file or ())
+    if path is None:
+        if not files:
+            return None
+        first = os.path.abspath(files[0])
+        stem = os.path.splitext(os.path.basename(first))[0]
+        return os.path.join(os.path.dirname(first), f"{stem}.state.db")
+    path = os.path.expanduser(path)
+    if os.path.isabs(path):
+        return path
+    location = conf.get_location("state_path")
+    detail = getattr(location, "detail", None) if location is not None else None
+    if detail and os.path.isfile(detail):
+        return os.path.join(os.path.dirname(os.path.abspath(detail)), path)
+    return os.path.abspath(path)
+
+
+def open_state(conf: cfg.ConfigOpts) -> StateStore:
+    """The store the ``state`` options describe (``sqlite``, the default, or ``memory``)."""
+    bounds = {
+        "history_max_changes": conf.history_max_changes,
+        "history_max_age": conf.history_max_age,
+    }
+    path = state_path(conf) if conf.state == "sqlite" else None
+    if path is None:
+        return FileStore(conf.ledger_file, **bounds) if conf.ledger_file else MemoryStore(**bounds)
+    from synchronizer.dispatch.durable import SQLiteStore
+
+    return SQLiteStore(path, **bounds)
+
+
+class _RunState:
+    """The stream's state for one run: a new epoch, history and positions in the heap."""
+
+    durable = False
+    keeps_changes = False
+
+    def __init__(self, history_max_changes: int = 100_000, history_max_age: float = 3600.0) -> None:
+        self.epoch = uuid.uuid4().hex[:16]
+        self.history_max_changes = history_max_changes
+        self.history_max_age = history_max_age
+        self._seq = 0
+        # (seq, committed at, change), in seq order; seqs are consecutive.
+        self._history: collections.deque[tuple[int, float, Change]] = collections.deque()
+        self._positions: dict[str, int] = {}
+        self._state_lock = threading.Lock()
+
+    def last_seq(self) -> int:
+        return self._seq
+
+    def tombstones(self) -> list[tuple[str, str, str]]:
+        return []
+
+    def _record(self, told: Sequence[Change], seq: int | None) -> None:
+        now = time.time()
+        with self._state_lock:
+            history = self._history
+            history.extend((c.seq, now, c) for c in told)
+            if seq is not None and seq > self._seq:
+                self._seq = seq
+            floor = min(self._positions.values(), default=self._seq)
+            cutoff = now - self.history_max_age
+            while (
+                history
+                and history[0][0] <= floor
+                and (len(history) > self.history_max_changes or history[0][1] < cutoff)
+            ):
+                history.popleft()
+
+    def history(self, after: int, limit: int = 1000) -> list[Change] | None:
+        with self._state_lock:
+            history = self._history
+            first = history[0][0] if history else self._seq + 1
+            if after < first - 1:
+                return None
+            start = max(0, after + 1 - first)
+            return [c for _, _, c in itertools.islice(history, start, start + limit)]
+
+    def history_floor(self) -> int:
+        with self._state_lock:
+            return self._history[0][0] - 1 if self._history else self._seq
+
+    def position(self, name: str) -> int | None:
+        with self._state_lock:
+            return self._positions.get(name)
+
+    def save_position(self, name: str, seq: int) -> None:
+        with self._state_lock:
+            self._positions[name] = seq
+
+    def view_docs(self, types: Collection[str] | None) -> None:
+        return None
+
+
+class MemoryStore(_RunState):
+    """Entries in the heap, one dict per type (see :class:`StateStore`)."""
+
+    def __init__(self, history_max_changes: int = 100_000, history_max_age: float = 3600.0) -> None:
+        super().__init__(history_max_changes, history_max_age)
         self._tables: dict[str, dict[str, Any]] = {}
 
     def table(self, type_: str) -> dict[str, Any]:
@@ -128,15 +315,16 @@ class MemoryStore:
     def __len__(self) -> int:
         return sum(len(table) for table in self._tables.values())
 
-    def commit(self) -> None:
-        """Nothing to make durable: the heap is per run."""
+    def commit(self, told: Sequence[Change] = (), seq: int | None = None) -> None:
+        """Nothing to make durable (the heap is per run): the history is kept."""
+        self._record(told, seq)
 
     def close(self) -> None:
         self._tables.clear()
 
 
-class FileStore:
-    """Entries in a SQLite file, emptied when opened (see :class:`EntryStore`).
+class FileStore(_RunState):
+    """Entries in a SQLite file, emptied when opened (see :class:`StateStore`).
 
     What subscribers were told is per run, so the file holds nothing to
     recover: it is emptied at start and written with neither journal nor
@@ -144,7 +332,10 @@ class FileStore:
     are, for a few microseconds more per read and write.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(
+        self, path: str, history_max_changes: int = 100_000, history_max_age: float = 3600.0
+    ) -> None:
+        super().__init__(history_max_changes, history_max_age)
         self.path = path
         self.db = _open_file(path)
         self._tables: dict[str, _FileTable] = {}
@@ -162,8 +353,9 @@ class FileStore:
         (n,) = self.db.execute("SELECT count(*) FROM entries").fetchone()
         return int(n)
 
-    def commit(self) -> None:
-        """Nothing to make durable: the file is emptied at the next start."""
+    def commit(self, told: Sequence[Change] = (), seq: int | None = None) -> None:
+        """Nothing to make durable (the file is emptied at the next start)."""
+        self._record(told, seq)
 
     def close(self) -> None:
         self.db.close()

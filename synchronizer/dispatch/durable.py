@@ -1,0 +1,511 @@
+"""The durable state store: the ledger, the stream's history and positions in SQLite.
+
+:class:`SQLiteStore` implements :class:`~synchronizer.dispatch.store.StateStore`
+in one SQLite file (WAL): what subscribers were last told of each entity
+(the view, tombstones included), the last sequence number issued, the
+store's *epoch* (an id made when the file is created), a bounded history
+of recent changes, and the committed positions of the sinks.  A batch of
+changes and the sequence number it reached are committed in one
+transaction before any subscriber sees them (DESIGN.md rule 7): after a
+crash at any point the store holds a prefix of what was dispatched, never
+a sequence number that was handed out but not kept.
+
+The file is meant to be read with SQL as well (a CMDB can query the
+cloud's current state without writing a consumer)::
+
+    sqlite3 -readonly state.db \\
+      "SELECT type, key, state, project, parent, properties, seq FROM live_entities"
+
+Tables (schema version :data:`SCHEMA`):
+
+``entities``   one row per entity told: ``type``, ``key``, ``seq`` (of the
+               last change told), ``action`` (``create``/``update``, or
+               ``delete`` for a tombstone), ``fingerprint``, ``observed``
+               (UTC ISO 8601), ``final_state_unknown``, ``doc`` (the change's
+               JSON, as consumers get it) and, computed from ``doc``,
+               ``state``, ``project``, ``parent``, ``relations``, ``source``,
+               ``properties`` (JSON).  ``live_entities`` is the same without
+               tombstones.
+``history``    ``seq``, ``type``, ``committed`` (Unix time), ``doc``: the last
+               changes told, bounded by ``history_max_changes`` and
+               ``history_max_age`` (never trimmed past a running sink's
+               position).
+``positions``  ``name``, ``seq``: how far each sink got.
+``meta``       ``schema``, ``epoch``, ``seq``.
+
+Readers never block the daemon: WAL gives each reader a consistent snapshot
+while the dispatcher writes.  A file that is not a database, is corrupt, or
+holds a newer schema is moved aside (``<path>.corrupt-<time>`` or
+``<path>.schema<N>-<time>``) with a log line, and the daemon starts empty;
+it never crashes on its own state.  A second daemon on the same file is
+refused (:class:`~synchronizer.errors.StateLocked`): the file's lock
+(``<path>.lock``, ``flock``) names the holder's pid.
+
+Durability: ``synchronous = NORMAL`` in WAL mode, so a commit survives the
+process being killed at any point (the case of every restart, crash and
+SIGKILL); a power loss may lose the last commits before a checkpoint, never
+corrupt the file.
+
+Threading: the entry tables and ``commit`` are used under the dispatcher's
+lock (see :class:`~synchronizer.dispatch.store.EntryStore`); the history,
+positions and view reads are thread-safe, on connections of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from synchronizer.errors import StateLocked
+from synchronizer.model import Action, Change, Entity
+
+LOG = logging.getLogger(__name__)
+
+__all__ = ["SCHEMA", "SQLiteStore", "read_baseline"]
+
+SCHEMA = 1
+TRIM_EVERY = 30.0  # seconds between history trims (a trim scans the history)
+_U64 = 1 << 64
+
+_DDL = (
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # rowid order is insertion order (an upsert keeps its row), as EntryTable requires.
+    "CREATE TABLE entities ("
+    " type TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, action TEXT NOT NULL,"
+    " fingerprint INTEGER NOT NULL, observed TEXT NOT NULL,"
+    " final_state_unknown INTEGER NOT NULL, doc TEXT NOT NULL,"
+    " state TEXT GENERATED ALWAYS AS (json_extract(doc, '$.state')) VIRTUAL,"
+    " project TEXT GENERATED ALWAYS AS (json_extract(doc, '$.project')) VIRTUAL,"
+    " parent TEXT GENERATED ALWAYS AS (json_extract(doc, '$.parent')) VIRTUAL,"
+    " relations TEXT GENERATED ALWAYS AS (json_extract(doc, '$.relations')) VIRTUAL,"
+    " source TEXT GENERATED ALWAYS AS (json_extract(doc, '$.source')) VIRTUAL,"
+    " properties TEXT GENERATED ALWAYS AS (json_extract(doc, '$.properties')) VIRTUAL,"
+    " UNIQUE (type, key))",
+    "CREATE VIEW live_entities AS SELECT type, key, state, project, parent, relations,"
+    " source, properties, observed, seq FROM entities WHERE action != 'delete'",
+    "CREATE TABLE history (seq INTEGER PRIMARY KEY, type TEXT NOT NULL,"
+    " committed REAL NOT NULL, doc TEXT NOT NULL)",
+    "CREATE TABLE positions (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated REAL)",
+)
+
+_SELECT = "SELECT doc, fingerprint FROM entities WHERE type = ? AND key = ?"
+_UPSERT = (
+    "INSERT INTO entities (type, key, seq, action, fingerprint, observed,"
+    " final_state_unknown, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (type, key) DO UPDATE SET seq = excluded.seq, action = excluded.action,"
+    " fingerprint = excluded.fingerprint, observed = excluded.observed,"
+    " final_state_unknown = excluded.final_state_unknown, doc = excluded.doc"
+)
+_DELETE = "DELETE FROM entities WHERE type = ? AND key = ?"
+_SCAN = "SELECT key, doc, fingerprint FROM entities WHERE type = ? ORDER BY rowid"
+
+
+def _signed(fp: int) -> int:
+    return fp - _U64 if fp >= 1 << 63 else fp
+
+
+def _unsigned(fp: int) -> int:
+    return fp + _U64 if fp < 0 else fp
+
+
+def _change(doc: str | bytes, fp: int) -> Change:
+    data = orjson.loads(doc)
+    return Change(
+        Action(data["action"]),
+        Entity.from_dict(data),
+        _unsigned(fp),
+        bool(data["final_state_unknown"]),
+        int(data["seq"]),
+    )
+
+
+class SQLiteStore:
+    """The ledger's entries, the history and positions in one SQLite file.
+
+    See the module docstring for the file's layout and guarantees, and
+    :class:`~synchronizer.dispatch.store.StateStore` for the contract.
+    Entries are the told :class:`~synchronizer.model.Change` objects
+    themselves (``keeps_changes``): the file keeps them readable, and
+    their content decodes without any of this process's codec state.
+    """
+
+    durable = True
+    keeps_changes = True
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        history_max_changes: int = 500_000,
+        history_max_age: float = 3600.0,
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self.history_max_changes = history_max_changes
+        self.history_max_age = history_max_age
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._lockfile = _lock(self.path)
+        try:
+            self.db = _open_checked(self.path)
+            self.epoch, self._seq = _meta(self.db)
+            self._reader = _connect(self.path)
+        except BaseException:
+            self._lockfile.close()
+            raise
+        self._read_lock = threading.Lock()
+        self._tables: dict[str, _SQLiteTable] = {
+            t: _SQLiteTable(self, t) for (t,) in self.db.execute(_TYPES).fetchall()
+        }
+        self._docs: dict[int, str] = {}  # this batch's told changes' JSON, by seq
+        self._pins: dict[str, int] = {}  # running sinks' positions: the history keeps them
+        # The first trim waits: the sinks' feeds pin their positions first.
+        self._trimmed_at = time.time()
+        self._closed = False
+
+    # -- EntryStore --------------------------------------------------------
+
+    def table(self, type_: str) -> _SQLiteTable:
+        table = self._tables.get(type_)
+        if table is None:
+            table = self._tables[type_] = _SQLiteTable(self, type_)
+        return table
+
+    def tables(self) -> list[tuple[str, Any]]:
+        return list(self._tables.items())
+
+    def __len__(self) -> int:
+        (n,) = self.db.execute("SELECT count(*) FROM entities").fetchone()
+        return int(n)
+
+    def _begin(self) -> None:
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+
+    def _write(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+        self._begin()
+        return self.db.execute(sql, params)
+
+    def commit(self, told: Sequence[Change] = (), seq: int | None = None) -> None:
+        """One transaction: the entries written, ``told`` into the history, ``seq``."""
+        docs = self._docs
+        now = time.time()
+        if told:
+            rows = [
+                (c.seq, c.entity.type, now, docs.get(c.seq) or c.to_json().decode()) for c in told
+            ]
+            self._begin()
+            self.db.executemany("INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)", rows)
+        if seq is not None and seq > self._seq:
+            self._write("UPDATE meta SET value = ? WHERE name = 'seq'", (str(seq),))
+            self._seq = seq
+        docs.clear()
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
+        if now - self._trimmed_at >= TRIM_EVERY:
+            self.trim()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(sqlite3.Error):
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
+        self.db.close()
+        with self._read_lock:
+            self._reader.close()
+        self._lockfile.close()
+
+    # -- StateStore --------------------------------------------------------
+
+    def last_seq(self) -> int:
+        return self._seq
+
+    def tombstones(self) -> list[tuple[str, str, str]]:
+        rows = self.db.execute(
+            "SELECT type, key, observed FROM entities WHERE action = 'delete' ORDER BY seq"
+        )
+        return [(t, k, o) for t, k, o in rows]
+
+    def history(self, after: int, limit: int = 1000) -> list[Change] | None:
+        with self._read_lock:
+            return self._history(after, limit)
+
+    def _history(self, after: int, limit: int) -> list[Change] | None:
+        if after < self._floor():
+            return None
+        rows = self._reader.execute(
+            "SELECT doc FROM history WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+        )
+        return [Change.from_dict(orjson.loads(doc)) for (doc,) in rows]
+
+    def history_floor(self) -> int:
+        with self._read_lock:
+            return self._floor()
+
+    def _floor(self) -> int:
+        """The oldest position the history resumes from (every change after it is kept)."""
+        (first,) = self._reader.execute("SELECT min(seq) FROM history").fetchone()
+        if first is None:
+            return self._seq_committed()
+        return int(first) - 1
+
+    def _seq_committed(self) -> int:
+        (value,) = self._reader.execute("SELECT value FROM meta WHERE name = 'seq'").fetchone()
+        return int(value)
+
+    def view_docs(self, types: Collection[str] | None) -> tuple[int, list[str]]:
+        """A consistent read of the live entities' JSON and the seq it covers.
+
+        On a connection of its own, in one read transaction (a WAL snapshot):
+        the dispatcher goes on writing meanwhile.
+        """
+        with self._read_lock:
+            db = self._reader
+            db.execute("BEGIN")
+            try:
+                seq = self._seq_committed()
+                sql = "SELECT doc FROM entities WHERE action != 'delete'"
+                if types is None:
+                    rows = db.execute(sql + " ORDER BY rowid")
+                else:
+                    marks = ",".join("?" * len(types))
+                    rows = db.execute(f"{sql} AND type IN ({marks}) ORDER BY rowid", list(types))
+                docs = [doc for (doc,) in rows]
+            finally:
+                db.execute("COMMIT")
+        return seq, docs
+
+    def position(self, name: str) -> int | None:
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT seq FROM positions WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def save_position(self, name: str, seq: int) -> None:
+        """Record how far the sink ``name`` got (its own short transaction)."""
+        with self._read_lock:
+            self._pins[name] = seq
+            with self._reader:
+                self._reader.execute(
+                    "INSERT INTO positions VALUES (?, ?, ?) ON CONFLICT (name)"
+                    " DO UPDATE SET seq = excluded.seq, updated = excluded.updated",
+                    (name, seq, time.time()),
+                )
+
+    def trim(self) -> int:
+        """Drop history beyond the bounds (count, age), never past a running sink."""
+        self._trimmed_at = time.time()
+        with self._read_lock:
+            db = self._reader
+            keep_from = self._seq - self.history_max_changes
+            (aged,) = db.execute(
+                "SELECT max(seq) FROM history WHERE committed < ?",
+                (time.time() - self.history_max_age,),
+            ).fetchone()
+            cut = max(keep_from, int(aged or 0))
+            if self._pins:
+                cut = min(cut, min(self._pins.values()))
+            if cut <= 0:
+                return 0
+            with db:
+                return db.execute("DELETE FROM history WHERE seq <= ?", (cut,)).rowcount
+
+
+class _SQLiteTable:
+    """One type's rows (see :class:`~synchronizer.dispatch.store.EntryTable`).
+
+    Entries are told changes; writes join the store's open batch
+    transaction, which ``commit`` ends.
+    """
+
+    def __init__(self, store: SQLiteStore, type_: str) -> None:
+        self._store, self._type = store, type_
+
+    def get(self, key: str, default: Any = None) -> Any:
+        row = self._store.db.execute(_SELECT, (self._type, key)).fetchone()
+        return default if row is None else _change(*row)
+
+    def __getitem__(self, key: str) -> Change:
+        entry = self.get(key)
+        if entry is None:
+            raise KeyError(key)
+        return entry
+
+    def __setitem__(self, key: str, change: Change) -> None:
+        doc = change.to_json().decode()
+        self._store._docs.setdefault(change.seq, doc)
+        self._store._write(
+            _UPSERT,
+            (
+                self._type,
+                key,
+                change.seq,
+                str(change.action),
+                _signed(change.fingerprint),
+                change.entity.timestamp,
+                int(change.final_state_unknown),
+                doc,
+            ),
+        )
+
+    def __delitem__(self, key: str) -> None:
+        if self._store._write(_DELETE, (self._type, key)).rowcount == 0:
+            raise KeyError(key)
+
+    def items(self) -> Iterator[tuple[str, Change]]:
+        for key, doc, fp in self._store.db.execute(_SCAN, (self._type,)).fetchall():
+            yield key, _change(doc, fp)
+
+    def __len__(self) -> int:
+        (n,) = self._store.db.execute(
+            "SELECT count(*) FROM entities WHERE type = ?", (self._type,)
+        ).fetchone()
+        return int(n)
+
+
+_TYPES = "SELECT DISTINCT type FROM entities"
+_BASELINE = "SELECT type, key, fingerprint FROM entities WHERE action != 'delete'"
+
+
+def read_baseline(path: str, types: Collection[str]) -> dict[str, dict[str, int]] | None:
+    """``type → key → fingerprint`` of the live entities of ``types`` in the store at ``path``.
+
+    What a collector worker starts from (read-only, while the daemon
+    writes); None when there is no store there yet, or it cannot be read
+    (the worker then starts empty and resyncs).
+    """
+    if not os.path.exists(path):
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        marks = ",".join("?" * len(types))
+        sql = f"{_BASELINE} AND type IN ({marks})"  # placeholders only
+        rows = db.execute(sql, list(types))
+        baseline: dict[str, dict[str, int]] = {t: {} for t in types}
+        for type_, key, fp in rows:
+            baseline[type_][key] = _unsigned(fp)
+        return baseline
+    except sqlite3.Error as exc:
+        LOG.warning("Cannot read the baseline from the state at %s (%s); starting empty", path, exc)
+        return None
+    finally:
+        db.close()
+
+
+# -- opening, checking, moving aside ---------------------------------------------
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # The caller locks, so any thread may use the connection.
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    return db
+
+
+def _open_checked(path: str) -> sqlite3.Connection:
+    """The store's connection; a corrupt or newer store is moved aside first."""
+    try:
+        db = _connect(path)
+        problem = _check(db)
+    except sqlite3.DatabaseError as exc:
+        problem = ("corrupt", f"not a readable database ({exc})")
+        db = None
+    if problem is not None:
+        if db is not None:
+            db.close()
+        _move_aside(path, *problem)
+        db = _connect(path)
+    if not _has_schema(db):
+        _create(db)
+    return db
+
+
+def _has_schema(db: sqlite3.Connection) -> bool:
+    row = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+    return row.fetchone() is not None
+
+
+def _check(db: sqlite3.Connection) -> tuple[str, str] | None:
+    """None when the file is usable; else ``(suffix, reason)`` to move it aside."""
+    (ok,) = db.execute("PRAGMA quick_check").fetchone()
+    if ok != "ok":
+        return "corrupt", f"corrupt ({ok})"
+    if not _has_schema(db):
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        return None if tables == 0 else ("corrupt", "not a synchronizer state (unknown tables)")
+    row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+    if row is None:
+        return "corrupt", "no schema version"
+    version = int(row[0])
+    if version > SCHEMA:
+        reason = f"from a newer version (schema {version}; this one reads {SCHEMA})"
+        return f"schema{version}", reason
+    return None
+
+
+def _move_aside(path: str, suffix: str, reason: str) -> None:
+    aside = f"{path}.{suffix}-{time.strftime('%Y%m%dT%H%M%S')}"
+    for ext in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path + ext, aside + ext)
+    LOG.error(
+        "The state at %s is %s: moved aside to %s; starting from an empty state",
+        path,
+        reason,
+        aside,
+    )
+
+
+def _create(db: sqlite3.Connection) -> None:
+    with db:
+        db.execute("BEGIN")
+        for ddl in _DDL:
+            db.execute(ddl)
+        db.executemany(
+            "INSERT INTO meta VALUES (?, ?)",
+            [("schema", str(SCHEMA)), ("epoch", uuid.uuid4().hex[:16]), ("seq", "0")],
+        )
+
+
+def _meta(db: sqlite3.Connection) -> tuple[str, int]:
+    meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+    return meta["epoch"], int(meta["seq"])
+
+
+def _lock(path: str) -> Any:
+    """Hold ``<path>.lock`` (flock) for the store's life; raise StateLocked if taken."""
+    lockfile = open(path + ".lock", "a+")  # noqa: SIM115 - held until close()
+    try:
+        fcntl.flock(lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            lockfile.close()
+            raise
+        lockfile.seek(0)
+        pid = lockfile.read().strip() or "unknown"
+        lockfile.close()
+        raise StateLocked(
+            f"another synchronizer (pid {pid}) holds the state at {path}; "
+            "stop it, or give this one another state_path"
+        ) from None
+    lockfile.seek(0)
+    lockfile.truncate()
+    lockfile.write(f"{os.getpid()}\n")
+    lockfile.flush()
+    return lockfile
