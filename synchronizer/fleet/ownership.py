@@ -38,11 +38,12 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-
-import tooz
-from tooz import coordination
+from typing import TYPE_CHECKING
 
 from synchronizer.fleet.partitions import assign
+
+if TYPE_CHECKING:
+    from tooz import coordination
 
 LOG = logging.getLogger(__name__)
 
@@ -93,9 +94,20 @@ class Ownership:
 
     def start(self) -> None:
         self._thread.start()
+        # A coordinator that hangs (paused, a half-open connection) blocks the
+        # loop's calls: the lease is watched from a thread that calls nobody.
+        threading.Thread(target=self._watch, name="ownership-lease", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.period / 2):
+            if self._locks and time.monotonic() - self._renewed > self.timeout - self.period:
+                for name in list(self._locks):
+                    self._lose(name, "its lease could not be renewed")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Lose every partition (stopping its workers), release, leave the group."""
+        import tooz
+
         self._stop.set()
         self._thread.join(timeout)
         for name in list(self._locks):
@@ -119,6 +131,8 @@ class Ownership:
     # -- the loop ---------------------------------------------------------------
 
     def _run(self) -> None:
+        import tooz
+
         while not self._stop.is_set():
             started = time.monotonic()
             try:
@@ -130,6 +144,8 @@ class Ownership:
             self._stop.wait(max(0.0, self.period - (time.monotonic() - started)))
 
     def _cycle(self) -> None:
+        from tooz import coordination
+
         coord = self._connect()
         coord.heartbeat()
         self._renewed = time.monotonic()
@@ -174,6 +190,8 @@ class Ownership:
             self._lose(name, "it could not start")
 
     def _lose(self, name: str, why: str) -> None:
+        import tooz
+
         with self._lock:
             lock = self._locks.pop(name, None)
         if lock is None:
@@ -197,6 +215,8 @@ class Ownership:
                 self._lose(name, "its lease could not be renewed")
 
     def _connect(self) -> coordination.CoordinationDriver:
+        from tooz import coordination
+
         if self._coord is not None:
             return self._coord
         coord = coordination.get_coordinator(self.url, self.member_id.encode())
@@ -206,6 +226,8 @@ class Ownership:
 
 
 def _join(coord: coordination.CoordinationDriver, group: bytes) -> None:
+    from tooz import coordination
+
     with contextlib.suppress(coordination.GroupAlreadyExist):
         coord.create_group(group).get()
     with contextlib.suppress(coordination.MemberAlreadyExist):
@@ -214,6 +236,8 @@ def _join(coord: coordination.CoordinationDriver, group: bytes) -> None:
 
 def _still_owner(lock: object) -> bool:
     """Whether the lock is still ours (the drivers that can tell; others trust the session)."""
+    import tooz
+
     check = getattr(lock, "is_still_owner", None)
     if check is None:
         return True
