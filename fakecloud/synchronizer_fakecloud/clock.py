@@ -35,24 +35,29 @@ class Clock:
     seconds), at least one microsecond after the previous reading, even if
     the source stalls or steps back. Whole microseconds survive a round trip
     through an ISO 8601 string exactly, so a client that sends back a time it
-    read gets every record stamped at or after it.
+    read gets every record stamped at or after it.  :attr:`offset` (seconds)
+    shifts the clock from its source, as a server whose clock is wrong: set
+    negative, the cloud's times (and its ``Date`` headers) run behind the
+    client's; stepped back while running, instants still increase (by a
+    microsecond each) until the source catches up, as a stepped clock would.
     Threading: safe from any thread.
     """
 
-    def __init__(self, source: Callable[[], float] = time.time) -> None:
+    def __init__(self, source: Callable[[], float] = time.time, offset: float = 0.0) -> None:
         self._source = source
         self._last_us = 0
         self._lock = threading.Lock()
+        self.offset = offset
 
     def tick(self) -> float:
         """Return a new instant, later than every instant returned before."""
         with self._lock:
-            self._last_us = max(int(self._source() * 1_000_000), self._last_us + 1)
+            self._last_us = max(int(self.peek() * 1_000_000), self._last_us + 1)
             return self._last_us / 1_000_000
 
     def peek(self) -> float:
-        """Return the source's current time without consuming an instant."""
-        return self._source()
+        """Return the source's current time (plus the offset) without consuming an instant."""
+        return self._source() + self.offset
 
 
 def _dt(ts: float) -> datetime.datetime:

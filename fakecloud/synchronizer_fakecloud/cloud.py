@@ -11,6 +11,8 @@ The same operations are served over HTTP under ``/_control`` (see
     cloud.delete("servers", sid)                  # tombstone, DELETED
     cloud.change("servers", fraction=0.01)        # seeded random flips
     cloud.fail_page("nova", page=1)               # 0-based
+    cloud.displace("nova", page=1)                # a record on two pages, one on none
+    cloud.clock_offset(-60)                       # the API's clock 60 s behind
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ class Cloud:
         """Forget every record, fault, token and statistic."""
         self.state.reset()
         self._init_context()
-        self.faults.clear()
+        self.clear_faults()
         self.stats.reset()
         self.tokens.revoke_all()
         self.tokens.ttl = self._token_ttl
@@ -193,9 +195,43 @@ class Cloud:
         """Take Keystone down (``refuse`` drops connections, ``503`` answers)."""
         self.faults.keystone_down(down, mode)
 
+    def displace(
+        self, service: str, page: int = 1, times: int | None = 1, collection: str | None = None
+    ) -> None:
+        """List a page's first record as the page before's last (a walk that shifted)."""
+        self.faults.displace(service, page, times, collection)
+
+    def drop_next(
+        self, service: str, page: int = 0, times: int | None = 1, collection: str | None = None
+    ) -> None:
+        """Answer a page of a walk without its next link (the listing ends there)."""
+        self.faults.drop_next(service, page, times, collection)
+
+    def bad_record(
+        self, service: str, key: str, field: str, value: Any = None, times: int | None = None
+    ) -> None:
+        """List one record with a field of the wrong type or value (e.g. name 12345)."""
+        self.faults.bad_record(service, key, field, value, times)
+
+    def hang(self, service: str, times: int | None = None) -> None:
+        """Accept a service's requests and never answer them (until cleared)."""
+        self.faults.hang(service, times)
+
+    def trickle(self, service: str, seconds_per_byte: float) -> None:
+        """Write a service's answers a byte at a time (0 to stop)."""
+        self.faults.trickle(service, seconds_per_byte)
+
+    def clock_offset(self, seconds: float) -> None:
+        """Run the APIs' clock (record times, changes-since, Date headers) off by ``seconds``.
+
+        Keystone keeps the true time (its tokens' expiry is judged by the client).
+        """
+        self.state.clock.offset = float(seconds)
+
     def clear_faults(self) -> None:
-        """Disarm every fault."""
+        """Disarm every fault (the clock's offset too)."""
         self.faults.clear()
+        self.state.clock.offset = 0.0
 
     def token_expiry(self, seconds: float) -> None:
         """Lifetime of tokens issued from now on."""

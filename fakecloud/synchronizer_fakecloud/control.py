@@ -16,7 +16,10 @@ GET       /_control/<kind>/<key>            record (404 if unknown)
 PATCH     /_control/<kind>/<key>            friendly fields -> record (PUT too)
 DELETE    /_control/<kind>/<key>            204
 POST      /_control/faults/<name>           ``fail_page``, ``fail``, ``delay``,
-                                            ``corrupt``, ``keystone_down``: the
+                                            ``corrupt``, ``keystone_down``,
+                                            ``displace``, ``drop_next``,
+                                            ``bad_record``, ``hang``,
+                                            ``trickle``, ``clock_offset``: the
                                             Python method's keyword arguments
 DELETE    /_control/faults                  disarm every fault
 POST      /_control/tokens/expiry           ``{"seconds": 2}``
@@ -43,7 +46,19 @@ from synchronizer_fakecloud.web import Request, Response, json_response, parse_b
 if TYPE_CHECKING:
     from synchronizer_fakecloud.cloud import Cloud
 
-_FAULTS = ("fail_page", "fail", "delay", "corrupt", "keystone_down")
+_FAULTS = (
+    "fail_page",
+    "fail",
+    "delay",
+    "corrupt",
+    "keystone_down",
+    "displace",
+    "drop_next",
+    "bad_record",
+    "hang",
+    "trickle",
+    "clock_offset",
+)
 
 
 def _record(view: Any) -> dict[str, Any]:

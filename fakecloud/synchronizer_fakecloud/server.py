@@ -11,15 +11,20 @@ tokens, faults, statistics, Python control API) served over HTTP by one
                            user_domain_id="default", project_domain_id="default")
         nova = novaclient.client.Client("2.96", session=Session(auth=auth))
 
-Each request goes through: Keystone-down check, delay, token check
+Each request goes through: Keystone-down check, delay, hang, token check
 (except version documents, Keystone itself and Nagios' basic auth), page
-counting and injected failures, the service, injected body corruption,
-then statistics. The request log prints only method, path and query.
+counting and injected failures, the service, page rewrites (displaced
+records, dropped next links, bad records), injected body corruption, a
+trickled write, then statistics. ``Date`` headers come from the cloud's
+clock (see :meth:`Cloud.clock_offset`). The request log prints only method,
+path and query.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import email.utils
 import logging
 import socket
 import sys
@@ -176,6 +181,7 @@ class FakeCloud(Cloud):
         if name == "keystone" and (mode := self.faults.keystone_mode()):
             return Response(0, refuse=True) if mode == "refuse" else _service_error(name, 503)
         self.faults.wait(name)
+        self.faults.hold(name)
         if not service.public(req):
             token = self.tokens.validate(req.header("X-Auth-Token"))
             if token is None:
@@ -188,9 +194,11 @@ class FakeCloud(Cloud):
         status = self.faults.failure(name, page, collection)
         if status is not None:
             return _service_error(name, status)
-        resp = service.handle(req)
+        resp = self.faults.rewrite(name, collection, page, service.handle(req))
         mode = self.faults.corruption(name)
-        return corrupt_response(resp, mode) if mode else resp
+        resp = corrupt_response(resp, mode) if mode else resp
+        trickle = self.faults.trickle_of(name)
+        return dataclasses.replace(resp, trickle=trickle) if trickle else resp
 
 
 class _Server(ThreadingHTTPServer):
@@ -246,6 +254,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silence http.server's stderr log: it would print raw lines."""
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header, on the cloud's clock (which may run off, see its offset)."""
+        when = self.server.cloud.state.clock.peek() if timestamp is None else timestamp
+        return email.utils.formatdate(when, usegmt=True)
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Log method, path (with query) and status; never headers or bodies."""
         LOG.debug("%s %s %s", self.command, self.path, code)
@@ -285,5 +298,19 @@ class _Handler(BaseHTTPRequestHandler):
             body = body[: resp.disconnect_after]
             self.close_connection = True
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        if self.command == "HEAD":
+            return
+        if resp.trickle:
+            self._trickle(body, resp.trickle)
+            return
+        self.wfile.write(body)
+
+    def _trickle(self, body: bytes, seconds: float) -> None:
+        """One byte, then a pause: a client's read timeout never fires, the answer never ends."""
+        faults = self.server.cloud.faults
+        self.close_connection = True
+        for i in range(len(body)):
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
+            if faults.stopping(seconds) or not faults.trickling():
+                return

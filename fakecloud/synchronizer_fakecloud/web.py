@@ -85,7 +85,8 @@ class Response:
 
     ``disconnect_after`` (bytes) asks the server to drop the connection
     after writing that much of the body; ``refuse`` asks it to close the
-    connection without answering at all.
+    connection without answering at all; ``trickle`` (seconds) to write the
+    body one byte at a time, that long apart.
     """
 
     status: int
@@ -94,6 +95,7 @@ class Response:
     content_type: str = JSON
     disconnect_after: int | None = None
     refuse: bool = False
+    trickle: float = 0.0
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
