@@ -7,8 +7,10 @@ Enabled by ``[DEFAULT] sinks``:
 ``message``  an oslo.messaging notification per change on ``message_topic``,
              event type ``entity.<action>``, payload the change's JSON form
 
-Each sink runs as a subscription of every type (no initial snapshot), so a
-slow sink has its own thread and coalescing queue like any subscriber.
+Each sink is fed from the store's history by its own feed
+(:mod:`synchronizer.dispatch.feed`), on its own thread, with a committed
+position: a slow or blocked sink holds up nobody, loses nothing, and after
+a restart sends only what it had not sent.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import IO, Any
 from oslo_config import cfg
 
 from synchronizer import backend
-from synchronizer.errors import ConfigError
+from synchronizer.errors import ConfigError, Undelivered
 from synchronizer.model import Change, Synced
 
 LOG = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ class Sink:
 
     def __call__(self, item: Item) -> None:
         raise NotImplementedError
+
+    def interrupt(self) -> None:
+        """Stop waiting for anything (the daemon is stopping); later items get one try."""
 
     def close(self) -> None:
         """Release what the sink holds."""
@@ -125,11 +130,20 @@ class MessageSink(Sink):
     could neither retry nor keep that payload out of the logs.  Here a send
     that fails is retried, with back-off up to ``RETRY_MAX`` seconds, until
     the broker takes it: a broker outage delays changes and loses none
-    (meanwhile this sink's subscription queue coalesces what waits, per
-    key), and the log says which broker, once per outage, naming keys and
-    reasons only.  ``close()`` ends the retrying at once.
+    (meanwhile they wait in the store's history, behind this sink's
+    position: see :mod:`synchronizer.dispatch.feed`), and the log says which
+    broker, once per outage, naming keys and reasons only.  ``interrupt()``
+    (the daemon stops) makes a failing send raise
+    :class:`~synchronizer.errors.Undelivered` instead of retrying: the change
+    stays unsent, to go first when the daemon starts again.
 
-    Threading: called on its subscription's own thread; ``close()`` from any.
+    Every payload carries the store's ``epoch`` besides the change; a
+    ``bookmark(epoch, seq)`` is published as event type ``entity.bookmark``
+    with payload ``{"action": "bookmark", "epoch", "seq"}``: no change, the
+    stream's position (consumers that do not resume ignore it).
+
+    Threading: called on its feed's thread; ``interrupt()`` and ``close()``
+    from any.
     """
 
     name = "message"
@@ -144,25 +158,42 @@ class MessageSink(Sink):
         self._broker = broker_address(conf)
         self._closing = threading.Event()
         self.failures = 0
+        self.unsent = 0
+        self.epoch: str | None = None  # the store's, set by the feed
 
     def __call__(self, item: Item) -> None:
         if not isinstance(item, Change):
             return
+        payload = item.to_dict()
+        if self.epoch is not None:
+            payload["epoch"] = self.epoch
+        what = f"{item.entity.type} {item.entity.key} seq {item.seq}"
+        self._publish(f"entity.{item.action}", payload, what, retry=True)
+
+    def bookmark(self, epoch: str, seq: int) -> None:
+        """Publish the stream's position (one try: a bookmark is advisory)."""
+        payload = {"action": "bookmark", "epoch": epoch, "seq": seq}
+        self._publish("entity.bookmark", payload, f"bookmark seq {seq}", retry=False)
+
+    def _publish(self, event_type: str, payload: dict[str, Any], what: str, retry: bool) -> None:
         message = {
             "message_id": str(uuid.uuid4()),
             "publisher_id": self._publisher,
-            "event_type": f"entity.{item.action}",
+            "event_type": event_type,
             "priority": "INFO",
-            "payload": item.to_dict(),
+            "payload": payload,
             "timestamp": str(datetime.datetime.now(datetime.UTC).replace(tzinfo=None)),
         }
         delay = self.RETRY_FIRST
-        while not self._closing.is_set():
+        while True:
             try:
-                # retry=0: one attempt; the loop below retries, and close() stops it.
+                # retry=0: one attempt; the loop below retries, and interrupt() stops it.
                 self._transport._send_notification(self._target, {}, message, 2.0, retry=0)
             except Exception as exc:  # noqa: BLE001 - any failure: wait, retry, never drop
-                self._failed(item, exc, delay)
+                self._failed(what, exc)
+                if self._closing.is_set() or not retry:
+                    self.unsent += retry  # stopping: reported by close(), sent at next start
+                    raise Undelivered(what) from None
                 self._closing.wait(delay)
                 delay = min(delay * 2, self.RETRY_MAX)
                 continue
@@ -171,22 +202,30 @@ class MessageSink(Sink):
                 self.failures = 0
             return
 
-    def _failed(self, item: Change, exc: Exception, delay: float) -> None:
+    def _failed(self, what: str, exc: Exception) -> None:
         self.failures += 1
         if self.failures == 1:
             LOG.warning(
-                "Message sink: the broker at %s does not take changes (%s %s seq %d: %s: %s); "
+                "Message sink: the broker at %s does not take changes (%s: %s: %s); "
                 "they wait and are retried",
                 self._broker,
-                item.entity.type,
-                item.entity.key,
-                item.seq,
+                what,
                 type(exc).__name__,
                 exc,
             )
 
+    def interrupt(self) -> None:
+        self._closing.set()
+
     def close(self) -> None:
         self._closing.set()
+        if self.unsent:
+            LOG.warning(
+                "Message sink: %d changes were not published (the broker at %s was away "
+                "while the daemon stopped); they stay in the state and go first at next start",
+                self.unsent,
+                self._broker,
+            )
         self._transport.cleanup()
 
 

@@ -7,9 +7,14 @@
     conf = opts.parse(["--config-file", "/etc/synchronizer/synchronizer.conf"])
     sync = Synchronizer(conf)
     sync.register(["nova.instance"], print)   # snapshot items, synced, then live
-    sync.start()
+    sync.start()                              # returns at once
+    sync.wait_ready(60)                       # every collector's first full listing is in
     ...
     sync.stop()
+
+A subscription's ``Synced`` marker closes the snapshot of what the view
+held when it was registered; registered before :meth:`wait_ready` returns,
+that may be less than the cloud (entities then arrive as ``create``).
 
 Worker processes parse the same configuration *files* (they are fresh
 interpreters), so values set with ``conf.set_override`` in the caller do not
@@ -25,6 +30,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -32,9 +38,11 @@ from oslo_config import cfg
 
 from synchronizer import backend, opts, plugin_loader, wire
 from synchronizer.dispatch.dispatcher import Dispatcher
+from synchronizer.dispatch.feed import Feed
 from synchronizer.dispatch.subscriber import Callback, Subscription, queue_deliverer
+from synchronizer.errors import ConfigError
 from synchronizer.model import Entity
-from synchronizer.outputs import metrics, rpc, sinks
+from synchronizer.outputs import metrics, sinks, view_server
 from synchronizer.plugin_base import CollectorPlugin, NotificationPlugin, Plugin
 from synchronizer.service.status import Status
 from synchronizer.workers import collector, notification
@@ -48,7 +56,14 @@ INBOX_CHUNKS = 64  # bounded hand-off between the pipe reader and the dispatcher
 class Synchronizer:
     """Keeps the current view of the enabled plugins and streams its changes."""
 
-    def __init__(self, conf: cfg.ConfigOpts, conf_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        conf: cfg.ConfigOpts,
+        conf_args: list[str] | None = None,
+        *,
+        on_output_closed: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_output_closed``: called when the jsonl sink's stdout reader goes away."""
         opts.register_opts(conf)
         self.conf = conf
         self.conf_args = conf_args if conf_args is not None else opts.config_args(conf)
@@ -62,11 +77,12 @@ class Synchronizer:
             on_restart=self.status.worker_restarted,
         )
         self._sinks: list[sinks.Sink] = []
-        self._sink_subs: list[Subscription] = []
+        self._feeds: list[Feed] = []
         self._thread = threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True)
         self._started = False
         self.metrics: metrics.MetricsServer | None = None
-        self.rpc_server: Any = None
+        self._on_output_closed = on_output_closed
+        self._rpc = view_server.ViewServer(conf, self.dispatcher)
 
     # -- subscribers --------------------------------------------------------
 
@@ -102,9 +118,9 @@ class Synchronizer:
         self.dispatcher.remove(sub)
         sub.close(drain=False)
 
-    def all_subscriptions(self) -> list[Subscription]:
-        """Every subscription, sinks included (for metrics)."""
-        return self.dispatcher.subscribers
+    def all_subscriptions(self) -> list[Subscription | Feed]:
+        """Every subscription, and every sink's feed (for metrics)."""
+        return [*self.dispatcher.subscribers, *self._feeds]
 
     def get_all(self, entity_types: Collection[str] | None = None) -> list[Entity]:
         """The current entities of these types (all types with None)."""
@@ -117,22 +133,26 @@ class Synchronizer:
         if self._started:
             return
         backend.select()
+        specs = self._specs()
         self._started = True
-        self._sinks = sinks.build(self.conf)
+        self._sinks = sinks.build(self.conf, self._on_output_closed)
         for sink in self._sinks:
-            self._sink_subs.append(self.register(None, sink, snapshot=False, name=sink.name))
+            # Fed from the store's history, from where it got to last time.
+            feed = Feed(
+                self.dispatcher,
+                sink,
+                sink.name,
+                bookmark_interval=self.conf.bookmark_interval,
+            )
+            feed.start()
+            self._feeds.append(feed)
         self._thread.start()
         self._supervisor.start()
-        self._supervisor.ensure(self._specs())
+        self._supervisor.ensure(specs)
         self._start_metrics()
-        self._start_rpc()
-
-    def _start_rpc(self) -> None:
-        # Out-of-process consumers use the message sink plus get_all over RPC.
-        if "message" not in self.conf.sinks:
-            return
-        self.rpc_server = rpc.build_server(self.conf, self.dispatcher)
-        self.rpc_server.start()
+        if "message" in self.conf.sinks:
+            # Out-of-process consumers: the message sink plus get_all over RPC.
+            self._rpc.start()
 
     def _start_metrics(self) -> None:
         if not self.conf.metrics_port:
@@ -150,24 +170,34 @@ class Synchronizer:
         self._supervisor.ensure(self._specs())
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop workers, then deliver what is pending and stop subscribers."""
+        """Stop workers, then deliver what is pending and stop subscribers.
+
+        Within about ``1.6 * timeout`` whatever state it is in (a worker
+        that ignores SIGTERM is killed, a broker that does not answer is
+        abandoned): the daemon's default of 5 s keeps SIGTERM under 10 s.
+        Workers go first, so nothing polls or restarts while the rest stops.
+        """
         if not self._started:
             return
+        deadline = time.monotonic() + 1.6 * timeout
+        self._supervisor.stop(0.8 * timeout)
         if self.metrics is not None:
             self.metrics.stop()
             self.metrics = None
-        if self.rpc_server is not None:
-            self.rpc_server.stop()
-            self.rpc_server.wait()
-            self.rpc_server = None
-        self._supervisor.stop(timeout)
+        self._rpc.stop(min(0.3 * timeout, _left(deadline)))
         if self._thread.is_alive():  # not when start() failed before it
             self._inbox.put(None)
-            self._thread.join(timeout)
-        for sub in self._sink_subs + self.dispatcher.subscribers:
-            sub.close(timeout=timeout / 2)
+            self._thread.join(_left(deadline))
+        for feed in self._feeds:
+            # Sends what is committed while there is time, then saves its position:
+            # a sink waiting for its broker sends the rest at the next start.
+            feed.stop(timeout=min(timeout / 2, _left(deadline)))
+        for sub in self.dispatcher.subscribers:
+            sub.close(timeout=_left(deadline))
         for sink in self._sinks:
             sink.close()
+        self._feeds.clear()
+        self.dispatcher.close()  # commits, and frees the state's lock for the next daemon
         self._started = False
 
     def wait_ready(self, timeout: float | None = None) -> bool:
@@ -177,7 +207,15 @@ class Synchronizer:
     # -- plugins → worker specs ----------------------------------------------
 
     def _specs(self) -> list[WorkerSpec]:
+        """The workers of the configured plugins; ConfigError when none can load."""
         collectors, pushers = self._classify()
+        if not self.conf.plugins:
+            LOG.warning("No plugin is configured ([DEFAULT] plugins is empty): nothing to deliver")
+        elif not collectors and not pushers:
+            raise ConfigError(
+                "none of the configured plugins can be loaded "
+                f"({', '.join(self.conf.plugins)}): see the lines above"
+            )
         periods = {name: float(self.conf[group].period) for name, group in collectors.items()}
         self.status.expect(collectors, periods)
         chunk = self.conf.chunk_size
@@ -272,6 +310,10 @@ class Synchronizer:
                 self.status.plugin_state(message.plugin, message.state, message.reason)
             case wire.NotificationStats():
                 self.status.notification_stats(name, message)
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def on_ready(sync: Synchronizer, callback: Callable[[], None]) -> threading.Thread:
