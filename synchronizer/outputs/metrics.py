@@ -5,7 +5,9 @@
 
 ``/metrics``  the Prometheus text format (prometheus-client)
 ``/healthz``  JSON; HTTP 200 when every running collector completed a cycle
-              within 3 of its periods, 503 otherwise
+              within 3 of its periods (and none is hung), 503 otherwise;
+              per plugin also ``hung`` (why, or null), ``held_deletes``
+              and ``unconvertible_records``
 
 Values are read at scrape time (a custom collector) through the public
 reads of the :class:`~synchronizer.service.library.Synchronizer`, its
@@ -78,6 +80,33 @@ class SynchronizerCollector(Collector):
         for worker, n in status.restarts_snapshot().items():
             restarts.add_metric([worker], n)
         yield from (cycles, changes, duration, tracked, failures, restarts)
+        yield from self._doubts()
+
+    def _doubts(self) -> Iterator[Any]:
+        """What the listings could not vouch for: held deletes, bad records, hung plugins."""
+        status = self.sync.status
+        held = _gauge(
+            "poll_deletes_held",
+            "Deletes held back as a suspicious mass delete (the next full listing decides).",
+            ["plugin"],
+        )
+        bad = _gauge(
+            "poll_records_unconvertible",
+            "Records of the last listing that did not convert (they keep their last state).",
+            ["plugin"],
+        )
+        for plugin, end in status.last_cycles().items():
+            held.add_metric([plugin], end.held)
+            bad.add_metric([plugin], end.unconvertible)
+        skipped = _counter(
+            "poll_records_skipped", "Unconvertible records, counted once per listing.", ["plugin"]
+        )
+        for plugin, n in status.unconvertible_snapshot().items():
+            skipped.add_metric([plugin], n)
+        hung = _gauge("plugin_hung", "1 while a collector is declared hung.", ["plugin"])
+        for plugin in status.hung_snapshot():
+            hung.add_metric([plugin], 1)
+        yield from (held, bad, skipped, hung)
 
     def _notifications(self) -> Iterator[Any]:
         family = _counter(

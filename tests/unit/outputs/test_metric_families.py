@@ -62,3 +62,18 @@ def test_notification_counters_have_one_total_suffix(sync):
     key = 'synchronizer_notifications_total{event_type="e.update",outcome="mapped",plugin="p"}'
     assert m[key] == 3
     assert not [name for name in m if "_total_by_outcome" in name]
+
+
+def test_held_deletes_bad_records_and_hung_plugins_have_their_families(sync):
+    """A hold, unconvertible records and a hung collector each show, per plugin."""
+    end = CycleEnd(True, False, True, listed=5, tracked=20, held=15, unconvertible=2)
+    sync.status.cycle_done("nova.instance", end, 20)
+    sync.status.cycle_done("nova.instance", end, 20)
+    sync.status.plugin_state("heat.stack", PluginState.HUNG, "a poll cycle has run for 31 s")
+    m = scrape(sync)
+    assert m['synchronizer_poll_deletes_held{plugin="nova.instance"}'] == 15
+    assert m['synchronizer_poll_records_unconvertible{plugin="nova.instance"}'] == 2
+    assert m['synchronizer_poll_records_skipped_total{plugin="nova.instance"}'] == 4
+    assert m['synchronizer_plugin_hung{plugin="heat.stack"}'] == 1
+    assert m['synchronizer_plugin_failures_total{kind="hung",plugin="heat.stack"}'] == 1
+    assert m['synchronizer_dispatched_total{outcome="revived"}'] == 0
