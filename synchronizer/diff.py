@@ -57,6 +57,11 @@ class Baseline(Mapping[BaselineKey, int]):
         return baseline if isinstance(baseline, Baseline) else cls(baseline)
 
     @classmethod
+    def of_types(cls, by_type: dict[str, dict[str, int]]) -> Baseline:
+        """A Baseline of ``type → key → fingerprint`` (taken, not copied)."""
+        return cls._wrap({t: keys for t, keys in by_type.items() if keys})
+
+    @classmethod
     def _wrap(cls, by_type: dict[str, dict[str, int]]) -> Baseline:
         new = cls()
         new._by_type = by_type

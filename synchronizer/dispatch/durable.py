@@ -377,14 +377,19 @@ class _SQLiteTable:
 
 _TYPES = "SELECT DISTINCT type FROM entities"
 _BASELINE = "SELECT type, key, fingerprint FROM entities WHERE action != 'delete'"
+_BY_PLUGIN = "json_extract(doc, '$.source.plugin')"
 
 
-def read_baseline(path: str, types: Collection[str]) -> dict[str, dict[str, int]] | None:
-    """``type → key → fingerprint`` of the live entities of ``types`` in the store at ``path``.
+def read_baseline(
+    path: str, plugin: str, types: Collection[str]
+) -> dict[str, dict[str, int]] | None:
+    """``type → key → fingerprint`` of the live entities a plugin owns, in the store at ``path``.
 
-    What a collector worker starts from (read-only, while the daemon
-    writes); None when there is no store there yet, or it cannot be read
-    (the worker then starts empty and resyncs).
+    Owned as a resync counts it (:meth:`synchronizer.deletes.Resync.owns`):
+    of one of ``types``, or last stated by ``plugin`` (a plugin that declares
+    no types, such as ``static``).  What a collector worker starts from
+    (read-only, while the daemon writes); None when there is no store there
+    yet, or it cannot be read (the worker then starts empty and resyncs).
     """
     if not os.path.exists(path):
         return None
@@ -394,11 +399,11 @@ def read_baseline(path: str, types: Collection[str]) -> dict[str, dict[str, int]
         return None
     try:
         marks = ",".join("?" * len(types))
-        sql = f"{_BASELINE} AND type IN ({marks})"  # placeholders only
-        rows = db.execute(sql, list(types))
-        baseline: dict[str, dict[str, int]] = {t: {} for t in types}
+        sql = f"{_BASELINE} AND (type IN ({marks}) OR {_BY_PLUGIN} = ?)"  # placeholders only
+        rows = db.execute(sql, [*types, plugin])
+        baseline: dict[str, dict[str, int]] = {}
         for type_, key, fp in rows:
-            baseline[type_][key] = _unsigned(fp)
+            baseline.setdefault(type_, {})[key] = _unsigned(fp)
         return baseline
     except sqlite3.Error as exc:
         LOG.warning("Cannot read the baseline from the state at %s (%s); starting empty", path, exc)

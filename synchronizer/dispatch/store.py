@@ -55,6 +55,7 @@ __all__ = [
     "StateStore",
     "open_state",
     "open_store",
+    "persisted_baseline",
     "state_path",
 ]
 
@@ -231,6 +232,21 @@ def open_state(conf: cfg.ConfigOpts) -> StateStore:
     from synchronizer.dispatch.durable import SQLiteStore
 
     return SQLiteStore(path, **bounds)
+
+
+def persisted_baseline(
+    conf: cfg.ConfigOpts, plugin: str, types: Collection[str]
+) -> dict[str, dict[str, int]] | None:
+    """What a collector worker starts from: the durable view's fingerprints of its entities.
+
+    None with a store for one run (the worker then starts empty and resyncs).
+    """
+    path = state_path(conf) if conf.state == "sqlite" else None
+    if path is None:
+        return None
+    from synchronizer.dispatch.durable import read_baseline
+
+    return read_baseline(path, plugin, types)
 
 
 class _RunState:

@@ -1,22 +1,35 @@
-"""The daemon's RPC surface: the current view, streamed in chunks.
+"""The daemon's RPC surface: the current view and the history, streamed in chunks.
 
 Out-of-process consumers call it through :mod:`synchronizer.outputs.client`.  A
 snapshot of 100,000 entities never travels as one message: ``begin`` takes
-a consistent copy under the dispatcher's lock and returns its size, the
-sequence number it covers and this server's name; ``chunk`` returns one
-slice; ``end`` frees it (abandoned snapshots expire after a minute).  The
-surface exposes entities only: no configuration, no credential.
+a consistent copy (from the durable store's own read snapshot, without
+holding the dispatcher; from the ledger under its lock otherwise) and
+returns its size, the sequence number it covers, the store's epoch and this
+server's name; ``chunk`` returns one slice; ``end`` frees it (abandoned
+snapshots expire after a minute).  ``history_begin`` does the same for the
+changes after a consumer's saved position, or says the position is
+``gone`` (another epoch, or older than the history).  The surface exposes
+entities only: no configuration, no credential.
+
+The server's name (its direct queue) is the host name plus a short hash
+of the daemon's state path (or configuration files): two daemons on one
+host answer on queues of their own, and a restarted daemon reuses its
+queue rather than leaving one behind per restart.
 """
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from synchronizer import backend
+from synchronizer.dispatch import store
 from synchronizer.outputs.rpc_api import NAMESPACE, VERSION, target
 
 if TYPE_CHECKING:
@@ -26,40 +39,77 @@ if TYPE_CHECKING:
     from synchronizer.dispatch.dispatcher import Dispatcher
 
 SNAPSHOT_TTL = 60.0
+HISTORY_READ = 10_000  # history rows read per store call
+
+
+def server_name(conf: cfg.ConfigOpts) -> str:
+    """``<host>-<hash>``: stable for one daemon's state, distinct between daemons."""
+    path = store.state_path(conf) if conf.state == "sqlite" else None
+    identity = path or "\0".join(conf.config_file or ()) or "memory"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
+
+
+def _as_dict(item: Any) -> dict[str, Any]:
+    return orjson.loads(item) if isinstance(item, str) else item.to_dict()
 
 
 class ViewEndpoint:
-    """RPC endpoint answering ``get_all`` in chunks from the dispatcher's view."""
+    """RPC endpoint answering ``get_all`` and resumes in chunks from the store."""
 
-    def __init__(self, dispatcher: Dispatcher, chunk_size: int) -> None:
+    def __init__(self, dispatcher: Dispatcher, chunk_size: int, server: str = "") -> None:
         # oslo.messaging dispatches by the endpoint's own target namespace/version.
         self.target = backend.messaging().Target(namespace=NAMESPACE, version=VERSION)
         self.dispatcher = dispatcher
         self.chunk_size = chunk_size
-        self.server = socket.gethostname()
+        self.server = server or socket.gethostname()
         self._snapshots: dict[str, tuple[float, list[Any]]] = {}
         self._lock = threading.Lock()
 
     def snapshot_begin(self, ctxt: Any, types: list[str] | None) -> dict[str, Any]:
-        changes, seq = self.dispatcher.current(set(types) if types else None)
+        seq, items = self.dispatcher.view_docs(set(types) if types else None)
+        return self._begin(items, seq)
+
+    def history_begin(
+        self, ctxt: Any, types: list[str] | None, epoch: str, after: int
+    ) -> dict[str, Any]:
+        """The changes after ``after`` (of these types), or ``{"gone": True}``."""
+        if epoch != self.dispatcher.epoch:
+            return {"gone": True, "why": "epoch", "epoch": self.dispatcher.epoch}
+        wanted = set(types) if types else None
+        end = self.dispatcher.last_seq()
+        changes: list[Any] = []
+        position = after
+        while position < end:
+            part = self.dispatcher.history(position, HISTORY_READ)
+            if part is None:
+                return {"gone": True, "why": "history", "epoch": self.dispatcher.epoch}
+            if not part:
+                break
+            changes.extend(c for c in part if c.seq <= end and (not wanted or c.type in wanted))
+            position = part[-1].seq
+        return {"gone": False, **self._begin(changes, end)}
+
+    def _begin(self, items: list[Any], seq: int) -> dict[str, Any]:
         sid = uuid.uuid4().hex
         with self._lock:
             self._expire()
-            self._snapshots[sid] = (time.monotonic(), changes)
-        chunks = (len(changes) + self.chunk_size - 1) // self.chunk_size
+            self._snapshots[sid] = (time.monotonic(), items)
+        chunks = (len(items) + self.chunk_size - 1) // self.chunk_size
         return {
             "id": sid,
-            "count": len(changes),
+            "count": len(items),
             "chunks": chunks,
             "seq": seq,
+            "epoch": self.dispatcher.epoch,
             "server": self.server,
         }
 
     def snapshot_chunk(self, ctxt: Any, id: str, index: int) -> list[dict[str, Any]]:
         with self._lock:
-            _, changes = self._snapshots[id]
-        part = changes[index * self.chunk_size : (index + 1) * self.chunk_size]
-        return [c.to_dict() for c in part]
+            _, items = self._snapshots[id]
+        part = items[index * self.chunk_size : (index + 1) * self.chunk_size]
+        return [_as_dict(item) for item in part]
 
     def snapshot_end(self, ctxt: Any, id: str) -> None:
         with self._lock:
@@ -76,7 +126,7 @@ def build_server(
 ) -> oslo_messaging.MessageHandlingServer:
     oslo_messaging = backend.messaging()
     transport = oslo_messaging.get_rpc_transport(conf)
-    endpoint = ViewEndpoint(dispatcher, conf.chunk_size)
+    endpoint = ViewEndpoint(dispatcher, conf.chunk_size, server_name(conf))
     # No executor argument: oslo.messaging deprecates it and picks the
     # threading executor by itself when eventlet is not monkey-patched.
     return oslo_messaging.get_rpc_server(transport, target(conf, endpoint.server), [endpoint])

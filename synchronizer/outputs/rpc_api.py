@@ -3,11 +3,15 @@
 The server (:mod:`synchronizer.outputs.rpc`) and the consumer-side client
 (:mod:`synchronizer.outputs.client`) agree on these and nothing else; the
 client never imports the server.  Methods of namespace ``synchronizer``,
-version 1.0:
+version 1.1:
 
-``snapshot_begin(types)``     → ``{id, count, chunks, seq, server}``
+``snapshot_begin(types)``     → ``{id, count, chunks, seq, epoch, server}``: the view
+``history_begin(types, epoch, after)`` → the same for the changes after
+                              ``after`` up to ``seq``, with ``gone: false``; or
+                              ``{gone: true, why, epoch}`` when ``epoch`` is not the
+                              store's or ``after`` is older than its history
 ``snapshot_chunk(id, index)`` → a list of change dicts (the JSON of a change)
-``snapshot_end(id)``          (cast) frees the snapshot
+``snapshot_end(id)``          (cast) frees the snapshot or history read
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ if TYPE_CHECKING:
     from oslo_config import cfg
 
 NAMESPACE = "synchronizer"
-VERSION = "1.0"
+VERSION = "1.1"  # 1.1: history_begin, epoch in answers
 
 
 def target(conf: cfg.ConfigOpts, server: str | None = None) -> oslo_messaging.Target:

@@ -12,6 +12,11 @@ dispatcher learns every key the plugin has, and deletes (as "final state
 unknown") what it knew of that plugin and no longer exists.  That is how a
 restarted worker with an empty baseline still catches deletes it missed.
 
+With the durable state (``state = sqlite``) a worker starts instead from
+the baseline of what subscribers were last told (:meth:`PollLoop.seed`),
+read from the store: its first listing sends only what changed while it
+(or the whole daemon) was down, and no resync is needed.
+
 A full listing that looks complete may still have lost records: one that
 lists a key twice is treated as incomplete, records that do not convert
 keep their entities, and a mass delete is held until the next full listing
@@ -33,6 +38,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 
 from synchronizer import deletes, diff, plugin_loader, timeutil, wire
+from synchronizer.dispatch import store
 from synchronizer.errors import PermanentError
 from synchronizer.model import Action, Change, Entity
 from synchronizer.plugin_base import CollectorPlugin
@@ -65,6 +71,20 @@ class PollLoop:
         self.doubts = Doubts(name)
         #: When the running cycle began (monotonic), None between cycles: the watchdog reads it.
         self.cycle_started: float | None = None
+        self.seeded = False
+
+    def seed(self, by_type: dict[str, dict[str, int]]) -> None:
+        """Start from what subscribers were last told (the durable state's view).
+
+        The first full listing then sends only what changed since: no
+        resync is needed (the baseline names every key told), and the
+        deletes it finds were not seen happen (the daemon was down), so
+        they go as ``final_state_unknown``.
+        """
+        self.baseline = diff.Baseline.of_types(by_type)
+        self.resync_pending = False
+        self.seeded = True
+        LOG.info("%s: starting from the saved view (%d entities)", self.name, len(self.baseline))
 
     # -- scheduling -------------------------------------------------------
 
@@ -128,9 +148,10 @@ class PollLoop:
         self.send(wire.CycleBegin(resync, full, started, tuple(self.plugin.entity_types)))
         held, tracked = self.hold.held, len(self.baseline)
         result, error = self._list(full)
-        self._emit(result.changes)
+        self._emit(self._unseen(result.changes) if self.seeded and full else result.changes)
         complete = error is None
         if complete:
+            self.seeded = self.seeded and not full
             self.baseline = result.baseline
             # The next delta's since: on the service's clock when it said (its Date).
             self.last_success = self.plugin.service_time or started
@@ -196,6 +217,13 @@ class PollLoop:
             raise classified from exc
         return _describe(classified)
 
+    @staticmethod
+    def _unseen(changes: list[Change]) -> list[Change]:
+        """The first listing after a seeded start: its deletes happened unseen."""
+        return [
+            c.replace(final_state_unknown=True) if c.action is Action.DELETE else c for c in changes
+        ]
+
     def _emit(self, changes: list[Change]) -> None:
         for chunk in wire.chunked(changes, self.chunk_size):
             self.send(wire.Changes.of(chunk))
@@ -252,6 +280,9 @@ def collector_main(conf_args: list[str], name: str, chunk_size: int, conn: Conne
     plugin = loaded[name]
     send(wire.PluginStatus(name, wire.PluginState.RUNNING))
     loop = PollLoop(plugin, name, send, chunk_size)
+    saved = store.persisted_baseline(conf, name, plugin.entity_types)
+    if saved is not None:
+        loop.seed(saved)
     try:
         watchdog.Watchdog(loop, watchdog.cycle_bound(plugin.options)).run(stop)
     except PermanentError as exc:

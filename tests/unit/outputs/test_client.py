@@ -20,25 +20,56 @@ from tests.unit.outputs.common import bus_conf, change, seeded
 
 # -- the gate -------------------------------------------------------------
 
-
-def gated(view_keys: list[str], view_seq: int, buffered: list, live: list) -> list[tuple]:
-    """Run a gate: offer ``buffered``, open on the view, offer ``live``; what it delivered."""
-    out: list = []
-    gate = client._Gate(out.append)
-    for key, seq in buffered:
-        gate.offer(change(key, seq=seq))
-    assert out == []  # nothing passes before the view
-    view = client.View([Entity("test.thing", k) for k in view_keys], view_seq)
-    gate.open(view, ("test.thing",))
-    for key, seq in live:
-        gate.offer(change(key, seq=seq))
-    return [describe(item) for item in out]
+EPOCH = "e1"
 
 
-def describe(item: Change | Synced) -> tuple:
+class Daemonish:
+    """What a gate asks the daemon: its view and its history (plain data, no bus)."""
+
+    def __init__(self, view_keys: list[str], view_seq: int, history: list[Change] | None = None):
+        self.view = client.View([Entity("test.thing", k) for k in view_keys], view_seq, EPOCH)
+        self.kept = history or []  # the daemon's history; None answers: gone
+        self.gone = False
+        self.asked: list[tuple[str, int]] = []
+
+    def history(self, position):
+        self.asked.append(position)
+        if self.gone or position[0] != EPOCH:
+            return None
+        missed = [c for c in self.kept if c.seq > position[1]]
+        return missed, max([position[1], *(c.seq for c in self.kept)])
+
+
+def gate_of(daemon: Daemonish, out: list, gap_wait: float = 0.05) -> client._Gate:
+    return client._Gate(
+        out.append,
+        ("test.thing",),
+        view=lambda: daemon.view,
+        history=daemon.history,
+        gap_wait=gap_wait,
+    )
+
+
+def describe(item) -> tuple:
     if isinstance(item, Synced):
         return ("synced", item.types, item.count)
+    if isinstance(item, client.Relist):
+        return ("relist",)
     return (item.action, item.key, item.seq)
+
+
+def gated(buffered: list, live: list, view_seq: int = 10) -> list[tuple]:
+    """Offer ``buffered``, open on the view, offer ``live``; what was delivered."""
+    out: list = []
+    gate = gate_of(Daemonish(["a", "b"], view_seq), out)
+    for key, seq in buffered:
+        gate.offer(change(key, seq=seq), EPOCH)
+    assert out == []  # nothing passes before the view
+    gate.open(None)
+    for key, seq in live:
+        gate.offer(change(key, seq=seq), EPOCH)
+    gate.close()
+    return [describe(item) for item in out]
 
 
 SNAP = [("snapshot", "a", 0), ("snapshot", "b", 0), ("synced", ("test.thing",), 2)]
@@ -59,27 +90,142 @@ U = Action.UPDATE
         ),
         pytest.param([], [("a", 5), ("a", 10)], [], id="live covered by view"),
         pytest.param(
-            [], [("a", 15), ("a", 14), ("b", 14)], [(U, "a", 15), (U, "b", 14)], id="stale per key"
+            [], [("b", 12), ("a", 11)], [(U, "a", 11), (U, "b", 12)], id="live out of order"
         ),
-        pytest.param([], [("a", 15), ("a", 15)], [(U, "a", 15)], id="repeat dropped"),
+        pytest.param([], [("a", 11), ("a", 11)], [(U, "a", 11)], id="repeat dropped"),
         pytest.param(
-            [("a", 14)],
-            [("a", 12), ("a", 16)],
-            [(U, "a", 14), (U, "a", 16)],
+            [("a", 11)],
+            [("a", 11), ("b", 12)],
+            [(U, "a", 11), (U, "b", 12)],
             id="buffer, then live",
         ),
     ],
 )
-def test_gate_delivers_view_then_synced_then_only_newer_changes(buffered, live, after_synced):
-    """Snapshots, then Synced, then per key only changes above the view's seq and the last one."""
-    assert gated(["a", "b"], 10, buffered, live) == SNAP + after_synced
+def test_gate_delivers_view_then_synced_then_the_stream_in_seq_order(buffered, live, after_synced):
+    """Snapshots, then Synced, then each seq above the view's once, in seq order."""
+    assert gated(buffered, live) == SNAP + after_synced
+
+
+def test_changes_of_other_types_advance_the_position_unseen():
+    """A change of a type not watched is not delivered, and does not hold later ones back."""
+    out: list = []
+    gate = gate_of(Daemonish([], 10), out)
+    gate.open(None)
+    gate.offer(change("x", type_="other.type", seq=11), EPOCH)
+    gate.offer(change("a", seq=12), EPOCH)
+    gate.close()
+    assert [describe(i) for i in out][1:] == [(U, "a", 12)]
+    assert gate.position == (EPOCH, 12)
+
+
+def test_a_gap_that_stays_open_is_filled_from_the_history_in_order():
+    """A lost seq is fetched from the daemon's history after gap_wait, and delivered in order."""
+    lost = change("b", seq=12)
+    daemon = Daemonish([], 10, history=[change("a", seq=11), lost, change("a", seq=13)])
+    out: list = []
+    gate = gate_of(daemon, out)
+    gate.open(None)
+    gate.offer(change("a", seq=11), EPOCH)
+    gate.offer(change("a", seq=13), EPOCH)  # 12 never comes on the bus
+    deadline = time.monotonic() + 3
+    while gate.position[1] < 13 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.close()
+    assert [describe(i) for i in out][1:] == [(U, "a", 11), (U, "b", 12), (U, "a", 13)]
+    assert daemon.asked == [(EPOCH, 11)]
+
+
+def test_a_bookmark_beyond_the_position_reveals_a_lost_last_change():
+    """A bookmark saying seq 12 exists, with 12 never received, makes the gate fetch it."""
+    daemon = Daemonish([], 11, history=[change("b", seq=12)])
+    out: list = []
+    gate = gate_of(daemon, out)
+    gate.open(None)
+    gate.offer(client.Bookmark(EPOCH, 12), EPOCH)
+    deadline = time.monotonic() + 3
+    while gate.position[1] < 12 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.close()
+    assert [describe(i) for i in out][1:] == [(U, "b", 12)]
+
+
+def test_a_gap_the_history_no_longer_holds_relists():
+    """When the history lost the gap, the callback gets Relist, the view, Synced, then goes on."""
+    daemon = Daemonish(["a"], 10)
+    out: list = []
+    gate = gate_of(daemon, out)
+    gate.open(None)
+    daemon.gone = True
+    daemon.view = client.View([Entity("test.thing", "a"), Entity("test.thing", "z")], 20, EPOCH)
+    gate.offer(change("a", seq=15), EPOCH)  # 11..14 lost
+    gate.offer(change("z", seq=21), EPOCH)
+    deadline = time.monotonic() + 3
+    while gate.relists == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    gate.close()
+    assert [describe(i) for i in out][2:] == [
+        ("relist",),
+        ("snapshot", "a", 0),
+        ("snapshot", "z", 0),
+        ("synced", ("test.thing",), 2),
+        (U, "z", 21),
+    ]
+
+
+def test_resuming_from_a_position_delivers_only_what_was_missed():
+    """since=(epoch, seq) gives the history after seq, no view and no Synced, then live."""
+    daemon = Daemonish(["a"], 0, history=[change("a", seq=6), change("b", seq=7)])
+    out: list = []
+    gate = gate_of(daemon, out)
+    gate.offer(change("b", seq=7), EPOCH)  # buffered while resuming: a repeat
+    gate.offer(change("c", seq=8), EPOCH)
+    gate.open((EPOCH, 5))
+    gate.close()
+    assert [describe(i) for i in out] == [(U, "a", 6), (U, "b", 7), (U, "c", 8)]
+    assert gate.position == (EPOCH, 8)
+    assert gate.relists == 0
+
+
+@pytest.mark.parametrize("since", [("another-epoch", 5), (EPOCH, 3)])
+def test_a_position_from_another_epoch_or_older_than_the_history_relists(since):
+    """A stale position gives a Relist marker, then the view and Synced, never an error."""
+    daemon = Daemonish(["a"], 9)
+    daemon.gone = since[0] == EPOCH
+    out: list = []
+    gate = gate_of(daemon, out)
+    gate.open(since)
+    gate.close()
+    assert [describe(i) for i in out] == [
+        ("relist",),
+        ("snapshot", "a", 0),
+        ("synced", ("test.thing",), 1),
+    ]
+    assert gate.position == (EPOCH, 9)
+
+
+def test_a_change_from_another_epoch_relists():
+    """The daemon's store was replaced (a new epoch): the watcher relists on its first change."""
+    daemon = Daemonish(["a"], 10)
+    out: list = []
+    gate = gate_of(daemon, out)
+    gate.open(None)
+    daemon.view = client.View([Entity("test.thing", "b")], 3, "e2")
+    gate.offer(change("b", seq=3), "e2")
+    gate.close()
+    assert [describe(i) for i in out][2:] == [
+        ("relist",),
+        ("snapshot", "b", 0),
+        ("synced", ("test.thing",), 1),
+    ]
+    assert gate.position == ("e2", 3)
 
 
 def test_gate_serialises_callbacks_from_concurrent_offers():
-    """Changes offered from many listener threads reach the callback one at a time, in key order."""
+    """Changes offered from many listener threads reach the callback one at a time, in seq order."""
     busy = threading.Lock()
     overlaps: list[int] = []
-    seen: dict[str, list[int]] = {}
+    seen: list[int] = []
 
     def callback(item):
         if not busy.acquire(blocking=False):
@@ -87,25 +233,28 @@ def test_gate_serialises_callbacks_from_concurrent_offers():
             return
         try:
             if isinstance(item, Change):
-                seen.setdefault(item.key, []).append(item.seq)
+                seen.append(item.seq)
             time.sleep(0.0005)
         finally:
             busy.release()
 
-    gate = client._Gate(callback)
-    gate.open(client.View([], 0), None)
+    gate = client._Gate(
+        callback, None, view=lambda: client.View([], 0, EPOCH), history=lambda p: ([], p[1])
+    )
+    gate.open(None)
 
     def offer_from(thread: int) -> None:
-        for i in range(50):
-            gate.offer(change(f"k{i % 4}", seq=thread * 1000 + i))
+        for i in range(thread, 200, 4):
+            gate.offer(change(f"k{i % 4}", seq=i + 1), EPOCH)
 
-    threads = [threading.Thread(target=offer_from, args=(t,)) for t in range(1, 5)]
+    threads = [threading.Thread(target=offer_from, args=(t,)) for t in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    gate.close()
     assert overlaps == []
-    assert all(seqs == sorted(set(seqs)) for seqs in seen.values())
+    assert seen == list(range(1, 201))
 
 
 # -- the stream endpoint --------------------------------------------------
