@@ -32,7 +32,7 @@ from oslo_config import cfg
 from oslo_service.backend.base import ServiceBase
 
 from synchronizer import backend
-from synchronizer.errors import ConfigError
+from synchronizer.errors import ConfigError, StateLocked
 from synchronizer.service import library
 
 LOG = logging.getLogger(__name__)
@@ -127,7 +127,16 @@ def run(conf: cfg.ConfigOpts, conf_args: list[str]) -> int:
     from oslo_service import service as os_service
 
     done = threading.Event()
-    svc = SynchronizerService(conf, conf_args, on_fatal=done.set)
+    locked: StateLocked | None = None
+    try:
+        svc = SynchronizerService(conf, conf_args, on_fatal=done.set)
+    except StateLocked as exc:
+        locked = exc
+    if locked is not None:
+        # One line (logged outside the except block: no traceback): the state,
+        # and so the stream, is another daemon's.
+        LOG.error("Cannot start: %s", locked)
+        return 1
     launcher = os_service.Launcher(conf, restart_method="mutate")
 
     def on_stop(signo: int, frame: Any) -> None:
