@@ -56,7 +56,7 @@ from synchronizer.model import Action, Change, Entity
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ["SCHEMA", "SQLStore", "create_engine", "metadata", "owners"]
+__all__ = ["SCHEMA", "SQLStore", "create_engine", "metadata", "owners", "read_views"]
 
 SCHEMA = 1
 _U64 = 1 << 64
@@ -132,6 +132,26 @@ def owners(engine: sa.engine.Engine) -> dict[str, tuple[str | None, int]]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(partitions.c.name, partitions.c.owner, partitions.c.term))
         return {name: (owner, int(term)) for name, owner, term in rows}
+
+
+def read_views(
+    engine: sa.engine.Engine, types: Collection[str] | None = None
+) -> tuple[dict[str, tuple[str, int]], list[str]]:
+    """Every partition's live entities (their change JSON), read by any member.
+
+    Returns ``partition → (epoch, seq)`` and the docs.  One repeatable-read
+    transaction: each partition's docs are exactly its view at its ``seq``
+    (every change up to it, none after), whichever owner is writing.
+    """
+    rr = engine.connect().execution_options(isolation_level="REPEATABLE READ")
+    with rr as conn, conn.begin():
+        rows = conn.execute(sa.select(partitions.c.name, partitions.c.epoch, partitions.c.seq))
+        streams = {name: (epoch, int(seq)) for name, epoch, seq in rows}
+        query = sa.select(entities.c.doc).where(entities.c.action != "delete")
+        if types is not None:
+            query = query.where(entities.c.type.in_(list(types)))
+        docs = [doc for (doc,) in conn.execute(query.order_by(entities.c.id))]
+    return streams, docs
 
 
 def _signed(fp: int) -> int:

@@ -52,7 +52,8 @@ from synchronizer.errors import ConfigError, Fenced
 from synchronizer.fleet import options
 from synchronizer.fleet.ownership import Ownership
 from synchronizer.fleet.partitions import Partition, group
-from synchronizer.outputs import sinks
+from synchronizer.fleet.view import build_server
+from synchronizer.outputs import sinks, view_server
 from synchronizer.plugin_base import CollectorPlugin, NotificationPlugin, Plugin
 from synchronizer.service.status import Status
 from synchronizer.workers import collector, notification
@@ -127,6 +128,11 @@ class Member:
             timeout=conf.coordination.heartbeat_timeout,
         )
         self._thread = threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True)
+        # Every member answers get_all and watch for every partition, from the database.
+        types = {name: p.types for name, p in self.partitions.items()}
+        self._rpc = view_server.ViewServer(
+            conf, None, lambda: build_server(conf, self.engine, types, self.member_id)
+        )
         self._started = False
 
     # -- lifecycle ------------------------------------------------------------
@@ -145,6 +151,7 @@ class Member:
         self._thread.start()
         self._supervisor.start()
         self.ownership.start()
+        self._rpc.start()
 
     def reload(self) -> None:
         LOG.info("Reload: a fleet member keeps its partitions (restart it to change plugins)")
@@ -153,6 +160,7 @@ class Member:
         if not self._started:
             return
         self.ownership.stop(timeout)
+        self._rpc.stop(0.3 * timeout)
         self._supervisor.stop(0.8 * timeout)
         self._inbox.put(None)
         self._thread.join(timeout)

@@ -38,9 +38,16 @@ class ViewServer:
 
     PATIENCE = 5.0
 
-    def __init__(self, conf: cfg.ConfigOpts, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        conf: cfg.ConfigOpts,
+        dispatcher: Dispatcher | None,
+        build: Callable[[], Any] | None = None,
+    ) -> None:
         self.conf = conf
         self.dispatcher = dispatcher
+        # A fleet member serves the shared store instead of a dispatcher.
+        self._build = build or (lambda: rpc.build_server(conf, dispatcher))
         self.server: Any = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -56,7 +63,7 @@ class ViewServer:
         slow.daemon = True
         slow.start()
         try:
-            server = rpc.build_server(self.conf, self.dispatcher)
+            server = self._build()
             server.start()  # connects: blocks while the broker is away
         except Exception as exc:  # noqa: BLE001 - reported; the rest of the daemon goes on
             LOG.error("The RPC view could not start (%s: %s)", type(exc).__name__, exc)

@@ -11,39 +11,17 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from synchronizer.dispatch import sql
 from synchronizer_fakecloud.server import FakeCloud
-from tests.helpers import fleetparts
 from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import Daemon
 
 TIMEOUT = 3  # [coordination] heartbeat_timeout, seconds
 PERIOD = 1.0  # every collector's period
 MEMBERS = ("m1", "m2", "m3")
-
-
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[FakeCloud]:
-    with FakeCloud() as fake:
-        yield fake
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[fleetparts.Redis]:
-    server = fleetparts.Redis(tmp_path).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    url = fleetparts.create_database("postgresql")
-    yield url
-    fleetparts.drop_database(url)
 
 
 @pytest.fixture

@@ -1,0 +1,167 @@
+"""A watcher of a fleet: one stream for the consumer, one position per partition inside.
+
+A fleet (:mod:`synchronizer.fleet`) tells each partition's changes as a
+stream of its own: the partition's *epoch* (its id in the shared database,
+the same whichever member owns it) and consecutive ``seq`` numbers.
+:func:`watch` is what :func:`synchronizer.outputs.client.watch` runs when
+the daemon that answers is a fleet member: one watcher gate per partition
+(the single daemon's gate, with the view, history, gap filling and
+relisting scoped to that partition's types), and a router that hands each
+stream item to the gate of its epoch.  The consumer sees what it sees
+against one daemon: the view as ``snapshot`` items, one ``Synced``, then
+live changes; ``handle.position`` is a ``{epoch: seq}`` mapping that
+``watch(..., since=position)`` takes back.  After a failover the new owner
+continues the same epoch and ``seq``: a watcher drops what it already had
+(the new owner re-sends from its sinks' saved positions) and fills any gap
+from the partition's history, from any member.
+
+Threading: the gates deliver under one shared lock, so the callback is
+called one call at a time, as with one daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+from synchronizer import backend, opts
+from synchronizer.model import Synced
+from synchronizer.outputs import rpc_api
+
+if TYPE_CHECKING:
+    from oslo_config import cfg
+
+    from synchronizer.model import Change
+    from synchronizer.outputs.client import Bookmark, Handle, Item, _Gate
+
+LOG = logging.getLogger(__name__)
+
+__all__ = ["Streams", "fleet_streams", "watch"]
+
+
+def fleet_streams(conf: cfg.ConfigOpts, timeout: int) -> dict[str, dict[str, Any]] | None:
+    """``partition → {epoch, seq, types}`` when a fleet answers; None for one daemon.
+
+    Raises :class:`~synchronizer.errors.DaemonUnreachable` when nobody answers.
+    """
+    from synchronizer.errors import DaemonUnreachable
+
+    opts.register_opts(conf)
+    oslo_messaging = backend.messaging()
+    transport = oslo_messaging.get_rpc_transport(conf)
+    try:
+        caller = oslo_messaging.get_rpc_client(transport, rpc_api.target(conf), timeout=timeout)
+        try:
+            return dict(caller.call({}, "streams"))
+        except oslo_messaging.MessagingTimeout:
+            raise DaemonUnreachable(
+                f"no synchronizer daemon answered on RPC topic {conf.rpc_topic!r} within "
+                f"{timeout} s"
+            ) from None
+        except oslo_messaging.NoSuchMethod:
+            return None  # a single daemon: it has no streams method
+        except oslo_messaging.RemoteError as exc:
+            if exc.exc_type == "NoSuchMethod":
+                return None
+            raise
+    finally:
+        transport.cleanup()
+
+
+class Streams:
+    """Routes stream items to the gate of their epoch; one position per partition.
+
+    Items of an epoch no gate watches (a partition whose types are not
+    watched) are dropped.  The first ``Synced`` of each gate is held back
+    until every gate has delivered its view, then one ``Synced`` for all
+    is delivered.
+    """
+
+    def __init__(
+        self,
+        callback: Callable[[Item], None],
+        types: tuple[str, ...] | None,
+        make_gate: Callable[[str, tuple[str, ...], Callable[[Item], None]], _Gate],
+        partitions: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        self.callback = callback
+        self.types = types
+        self.lock = threading.RLock()
+        self._opened = False
+        self._held = 0
+        self.gates: dict[str, _Gate] = {}
+        wanted = set(types) if types else None
+        for info in partitions.values():
+            held = tuple(t for t in info["types"] if wanted is None or t in wanted)
+            if held:
+                self.gates[str(info["epoch"])] = make_gate(str(info["epoch"]), held, self._deliver)
+
+    def _deliver(self, item: Item) -> None:
+        with self.lock:
+            if isinstance(item, Synced) and not self._opened:
+                self._held += item.count
+                return
+            self.callback(item)
+
+    def offer(self, item: Change | Bookmark, epoch: str | None) -> None:
+        gate = self.gates.get(epoch or "")
+        if gate is not None:
+            gate.offer(item, epoch)
+
+    def open(self, since: Mapping[str, int] | None) -> None:
+        with self.lock:
+            for epoch, gate in self.gates.items():
+                seq = None if since is None else since.get(epoch)
+                gate.open(None if seq is None else (epoch, int(seq)))
+            self._opened = True
+            if since is None or self._held:
+                self.callback(Synced(self.types, self._held))
+
+    @property
+    def position(self) -> dict[str, int]:
+        return {epoch: gate.position[1] for epoch, gate in self.gates.items()}
+
+    @property
+    def relists(self) -> int:
+        return sum(gate.relists for gate in self.gates.values())
+
+    def close(self) -> None:
+        for gate in self.gates.values():
+            gate.close()
+
+
+def watch(
+    conf: cfg.ConfigOpts,
+    entity_types: Collection[str] | None,
+    callback: Callable[[Item], None],
+    partitions: Mapping[str, Mapping[str, Any]],
+    *,
+    pool: str | None,
+    since: Mapping[str, int] | None,
+    timeout: int,
+) -> Handle:
+    """A fleet's partitions as one watched stream (see the module docstring)."""
+    from synchronizer.outputs import client
+
+    def make_gate(epoch: str, held: tuple[str, ...], deliver: Callable[[Item], None]) -> _Gate:
+        return client._Gate(
+            deliver,
+            held,
+            view=lambda: client.get_all(conf, held, timeout=timeout),
+            history=lambda position: client.history_since(conf, held, position, timeout=timeout),
+        )
+
+    types = tuple(sorted(entity_types)) if entity_types else None
+    streams = Streams(callback, types, make_gate, partitions)
+    handle = client.subscribe(
+        conf, entity_types, lambda change: None, pool=pool, _raw=streams.offer
+    )
+    handle.gate = streams  # type: ignore[assignment]  # position and relists as a gate's
+    try:
+        streams.open(since)
+    except BaseException:
+        handle.stop()
+        raise
+    return handle

@@ -1,0 +1,207 @@
+"""One stream for consumers: client.watch and client.get_all against a fleet of three daemons.
+
+Real parts: three daemons (message sink on the real RabbitMQ), a Redis of
+their own (tooz), PostgreSQL, the fake cloud.  The watcher runs in this
+process on the real client, as a consumer would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from synchronizer import opts
+from synchronizer.dispatch import sql
+from synchronizer.model import Change, Synced
+from synchronizer.outputs import client
+from tests.functional.fleet.test_failover import MEMBERS, PERIOD, TIMEOUT, _cont, wait
+from tests.helpers.cloudconf import service_credentials
+from tests.helpers.daemon import Daemon
+
+pytestmark = pytest.mark.broker
+
+
+def _config(path: Path, member: str, cloud, redis, database, transport_url, u) -> Path:
+    path.write_text(
+        "\n".join(
+            [
+                "[DEFAULT]",
+                "plugins = nova.instance, cinder.volume",
+                "sinks = message",
+                f"transport_url = {transport_url}",
+                f"message_topic = synchronizer_{u}",
+                f"rpc_topic = view_{u}",
+                f"notification_pool = pool-{u}",
+                "worker_restart_delay = 0.2",
+                "[coordination]",
+                f"backend_url = {redis.url}",
+                f"heartbeat_timeout = {TIMEOUT}",
+                f"member_id = {member}",
+                "[database]",
+                f"connection = {database}",
+                *service_credentials(cloud, timeout=5),
+                "[nova.instance]",
+                f"period = {PERIOD}",
+                "[cinder.volume]",
+                f"period = {PERIOD}",
+            ]
+        )
+        + "\n"
+    )
+    return path
+
+
+@pytest.fixture
+def fleet(cloud, redis, database, tmp_path, transport_url, unique) -> Iterator[dict[str, Daemon]]:
+    cloud.reset()
+    cloud.populate(servers=15, hosts=2, volumes=6)
+    daemons = {}
+    for m in MEMBERS:
+        conf = _config(tmp_path / f"{m}.conf", m, cloud, redis, database, transport_url, unique)
+        daemons[m] = Daemon(conf).start()
+    yield daemons
+    for d in daemons.values():
+        _cont(d)
+        d.stop(timeout=15)
+    _delete_queues(
+        [f"view_{unique}.fleet-{m}" for m in MEMBERS]
+        + [f"pool-{unique}-{p}" for p in ("nova", "cinder")]
+    )
+
+
+def _delete_queues(names: list[str]) -> None:
+    import kombu
+
+    with kombu.Connection("amqp://guest:guest@127.0.0.1:5672//") as conn:
+        for name in names:
+            channel = conn.channel()
+            try:
+                channel.queue_delete(name)
+            except Exception:  # noqa: BLE001, S110 - absent already
+                pass
+            finally:
+                channel.close()
+
+
+class Watcher:
+    """A consumer's view from client.watch, and what it was told twice."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.world: dict[tuple[str, str], str | None] = {}
+        self.last: dict[tuple[str, str], int] = {}
+        self.told: dict[tuple[str, int], dict] = {}  # (type, seq) → the change's JSON
+        self.repeats: list[tuple[str, int]] = []
+        self.backwards: list[tuple[str, str]] = []
+        self.conflicts: list[tuple[str, int]] = []  # one seq told with two contents
+        self.synced = threading.Event()
+
+    def __call__(self, item) -> None:
+        if isinstance(item, Synced):
+            self.synced.set()
+            return
+        if not isinstance(item, Change):
+            return
+        k = (item.entity.type, item.entity.key)
+        with self.lock:
+            if item.seq:
+                if (item.entity.type, item.seq) in self.told:
+                    self.repeats.append((item.entity.type, item.seq))
+                    if self.told[(item.entity.type, item.seq)] != item.to_dict():
+                        self.conflicts.append((item.entity.type, item.seq))
+                self.told[(item.entity.type, item.seq)] = item.to_dict()
+                if item.seq < self.last.get(k, 0):
+                    self.backwards.append(k)
+                self.last[k] = max(item.seq, self.last.get(k, 0))
+            if item.action == "delete":
+                self.world.pop(k, None)
+            else:
+                self.world[k] = item.entity.state
+
+    def view(self, type_: str) -> dict[str, str | None]:
+        with self.lock:
+            return {k: s for (t, k), s in self.world.items() if t == type_}
+
+
+def servers(cloud) -> dict[str, str]:
+    return {k: cloud.get("servers", k)["status"] for k in cloud.keys("servers")}
+
+
+def volumes(cloud) -> dict[str, str]:
+    return {k: cloud.get("volumes", k)["status"] for k in cloud.keys("volumes")}
+
+
+def diff(got: dict, want: dict) -> dict[str, int]:
+    return {
+        "missing": len(want.keys() - got.keys()),
+        "phantom": len(got.keys() - want.keys()),
+        "stale": sum(1 for k in want.keys() & got.keys() if got[k] != want[k]),
+    }
+
+
+CLEAN = {"missing": 0, "phantom": 0, "stale": 0}
+
+
+def test_a_watcher_sees_one_stream_through_a_failover(fleet, cloud, database, tmp_path):
+    """SIGKILL the Nova owner while servers change: the watcher's view equals the cloud."""
+    engine = sql.create_engine(database)
+    wait(lambda: set(sql.owners(engine)) == {"nova", "cinder"}, 60, "both partitions owned")
+    conf = opts.parse(["--config-file", str(tmp_path / "m1.conf")], setup_logging=False)
+    watcher = Watcher()
+    handle = client.watch(conf, None, watcher, timeout=20)
+    try:
+        assert watcher.synced.wait(30)
+        wait(lambda: diff(watcher.view("nova.instance"), servers(cloud)) == CLEAN, 60, "synced")
+        owner, term = sql.owners(engine)["nova"]
+        stop = threading.Event()
+
+        def churn() -> None:
+            seed = 100
+            while not stop.is_set():
+                seed += 1
+                cloud.change("servers", count=2, seed=seed)
+                if seed % 3 == 0:
+                    cloud.change("servers", count=1, action="create", seed=seed)
+                if seed % 4 == 0:
+                    cloud.change("servers", count=1, action="delete", seed=seed)
+                time.sleep(0.3)
+
+        churner = threading.Thread(target=churn)
+        churner.start()
+        try:
+            time.sleep(1.5)
+            victim = fleet[owner]
+            for pid in [*victim.worker_pids(), victim.proc.pid]:
+                os.kill(pid, signal.SIGKILL)
+            wait(lambda: sql.owners(engine)["nova"][0] != owner, 30, "a new nova owner")
+            time.sleep(2.0)  # changes keep coming under the new owner
+        finally:
+            stop.set()
+            churner.join()
+        assert sql.owners(engine)["nova"][1] > term
+        cloud.change("volumes", count=2, seed=9)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (
+            diff(watcher.view("nova.instance"), servers(cloud)) != CLEAN
+            or diff(watcher.view("cinder.volume"), volumes(cloud)) != CLEAN
+        ):
+            time.sleep(0.2)
+        assert diff(watcher.view("nova.instance"), servers(cloud)) == CLEAN
+        assert diff(watcher.view("cinder.volume"), volumes(cloud)) == CLEAN
+        assert watcher.backwards == []
+        assert watcher.conflicts == []
+        # Every seq the watcher got twice was the same change (checked as it came).
+        print(f"watcher repeats: {len(watcher.repeats)}; position {handle.position}")
+        assert set(handle.position) == {e for e, _ in sql.read_views(engine, ())[0].values()}
+        # Any member answers get_all, the survivors included, from the database.
+        view = client.get_all(conf, ["nova.instance"], timeout=20)
+        assert {e.key: e.state for e in view.entities} == servers(cloud)
+    finally:
+        handle.stop()
+        engine.dispose()
