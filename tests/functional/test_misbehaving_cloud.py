@@ -12,6 +12,7 @@ with the consumer's view equal to the cloud.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import time
@@ -143,6 +144,34 @@ def test_a_record_displaced_across_pages_is_never_deleted(cloud, tmp_path):
         settle(2 * PERIOD)
         assert deletes(d) == []
         assert cloud_equals_view(d, cloud, "nova.instance")
+
+
+def test_a_file_put_back_prints_its_entities_again(tmp_path):
+    """The embedded default: hosts.yaml moved away prints two deletes, put back two creates."""
+    embedded = Path(__file__).parents[2] / "etc" / "synchronizer"
+    shutil.copytree(embedded / "static", tmp_path / "static")
+    conf = tmp_path / "synchronizer.conf"
+    conf.write_text(
+        (embedded / "synchronizer.conf").read_text().replace("period = 2", "period = 0.3")
+    )
+    hosts = tmp_path / "static" / "hosts.yaml"
+    with Daemon(conf) as d:
+        d.wait_records(6, timeout=60)
+        hosts.rename(tmp_path / "hosts.yaml")
+        d.wait_records(8)
+        (tmp_path / "hosts.yaml").rename(hosts)
+        records = d.wait_records(10)
+        settle(1.0)
+        assert len(d.records) == 10
+    tail = [(r["action"], r["key"]) for r in records[6:]]
+    assert sorted(tail) == [
+        ("create", "compute-1"),
+        ("create", "compute-2"),
+        ("delete", "compute-1"),
+        ("delete", "compute-2"),
+    ]
+    assert [a for a, _ in tail] == ["delete", "delete", "create", "create"]
+    assert d.count_logs("listed again after deletes inferred from their absence") == 1
 
 
 def test_a_nova_page_cut_short_is_an_incomplete_listing(cloud, tmp_path):
