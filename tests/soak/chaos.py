@@ -18,7 +18,20 @@ kind                   episode
 ``worker_kill``        SIGKILL of a collector worker, then wait for its restart
 ``broker_cut``         ``rabbitmqctl close_all_connections``
 ``bad_notification``   a Nova notification the plugin must drop
+``page_displaced``     a page's first record replaced by the page before's last
+                       (listed twice, one lost), answered 200
+``next_link_dropped``  page 0 of a walk of two pages or more without its next link
+``bad_record``         one server or volume listed with a wrong field (an integer
+                       name, a null vm_state, a size that is no number) for 3 s
+``listing_hung``       a service's answers trickled a byte a second (no read
+                       timeout fires) until its plugin is declared hung
+``clock_skew``         the APIs' clock 60 s behind the daemon's for 8 s
 =====================  ============================================================
+
+The faults no client sees (the last five) are armed only on a plugin that
+has completed a full listing since its worker last started: a resync's
+sweep (a restarted worker's first listing) is not held as a mass delete and
+keeps no unconvertible record (see README, what can go wrong).
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from tests.helpers.daemon import Daemon
 from tests.soak.nova_events import BAD_PAYLOADS
 from tests.soak.probes import Broker
 from tests.soak.publisher import NovaPublisher
+from tests.soak.setup import PAGE_SIZE
 
 KINDS = (
     "api_5xx_page",
@@ -49,6 +63,11 @@ KINDS = (
     "worker_kill",
     "broker_cut",
     "bad_notification",
+    "page_displaced",
+    "next_link_dropped",
+    "bad_record",
+    "listing_hung",
+    "clock_skew",
 )
 PLUGINS_BY_SERVICE = {
     "nova": ("nova.instance", "nova.host", "nova.zone"),
@@ -62,6 +81,18 @@ OPENSTACK_PLUGINS = tuple(p for s, ps in PLUGINS_BY_SERVICE.items() if s != "nag
 COLLECTORS = tuple(p for ps in PLUGINS_BY_SERVICE.values() for p in ps)
 CORRUPTIONS = ("truncate", "malformed", "empty", "disconnect", "enormous")
 _STARTED = re.compile(r"Started worker (\S+) \(pid (\d+)\)")
+#: Paged walks the page faults target: service -> (collection, fake kind, plugin).
+WALKS = {
+    "nova": ("servers/detail", "servers", "nova.instance"),
+    "cinder": ("volumes/detail", "volumes", "cinder.volume"),
+    "neutron": ("ports", "ports", "neutron.port"),
+}
+#: Bad fields a listing may carry: service -> ((field, value, converts), ...).
+BAD_FIELDS = {
+    "nova": (("name", 12345, True), ("OS-EXT-STS:vm_state", None, False)),
+    "cinder": (("size", "big", False),),
+}
+HUNG = "a poll cycle has run for"
 
 
 def plan(rng: random.Random, seconds: float, quick: bool) -> list[tuple[float, str]]:
@@ -109,6 +140,8 @@ class Chaos:
         self.client_timeout = client_timeout
         self.episodes: list[Episode] = []
         self.kills: collections.Counter[str] = collections.Counter()
+        self.hangs: collections.Counter[str] = collections.Counter()
+        self.unconvertible = 0  # bad_record episodes whose record cannot convert
         self.errors: list[str] = []
 
     def run(self, kind: str) -> None:
@@ -235,6 +268,101 @@ class Chaos:
         return Episode(
             "bad_notification", "nova", time.time(), True, ", ".join(sorted(BAD_PAYLOADS))
         )
+
+    # -- faults no client sees -------------------------------------------
+
+    def _settled(self, plugins: tuple[str, ...], timeout: float = 30.0) -> bool:
+        """Whether each plugin completed a full listing since its worker last started."""
+
+        def settled() -> bool:
+            logs = list(self.daemon.logs)
+            for plugin in plugins:
+                started = max(
+                    (i for i, line in enumerate(logs) if f"Started worker {plugin} " in line),
+                    default=-1,
+                )
+                done = f"{plugin}: full cycle listed"
+                if not any(done in line and line.endswith("complete") for line in logs[started:]):
+                    return False
+            return True
+
+        return _wait(settled, timeout)
+
+    def _fired(self, kind: str, before: int, timeout: float = 15.0) -> bool:
+        return _wait(lambda: self.cloud.faults.fired().get(kind, 0) > before, timeout)
+
+    def _walk(self) -> str:
+        """A service whose walk has two full pages or more now (Nova's always has)."""
+        fit = [
+            s for s, (_, kind, _) in WALKS.items() if len(self.cloud.keys(kind)) >= 2 * PAGE_SIZE
+        ]
+        return self.rng.choice(sorted(fit)) if fit else "nova"
+
+    def _page_displaced(self) -> Episode:
+        service = self._walk()
+        collection, _, plugin = WALKS[service]
+        self._settled((plugin,))
+        before = self.cloud.faults.fired().get("displace", 0)
+        t0 = time.time()
+        self.cloud.displace(service, page=1, collection=collection)
+        fired = self._fired("displace", before)
+        self.cloud.clear_faults()
+        return Episode("page_displaced", service, t0, fired, f"{collection} page 1")
+
+    def _next_link_dropped(self) -> Episode:
+        # Page 0 of a walk of two full pages or more: the cut loses a page or more,
+        # which Nova's full-page rule refuses and the mass-delete hold holds.
+        service = self._walk()
+        collection, _, plugin = WALKS[service]
+        self._settled((plugin,))
+        before = self.cloud.faults.fired().get("drop_next", 0)
+        t0 = time.time()
+        self.cloud.drop_next(service, page=0, collection=collection)
+        fired = self._fired("drop_next", before)
+        self.cloud.clear_faults()
+        return Episode("next_link_dropped", service, t0, fired, f"{collection} page 0")
+
+    def _bad_record(self) -> Episode:
+        service = self.rng.choice(sorted(BAD_FIELDS))
+        _, kind, plugin = WALKS[service]
+        field, value, converts = self.rng.choice(BAD_FIELDS[service])
+        key = self.rng.choice(sorted(self.cloud.keys(kind)))
+        self._settled((plugin,))
+        before = self.cloud.faults.fired().get("bad_record", 0)
+        t0 = time.time()
+        self.cloud.bad_record(service, key, field, value)
+        fired = self._fired("bad_record", before)
+        time.sleep(3)
+        self.cloud.clear_faults()
+        if fired and not converts:
+            self.unconvertible += 1
+        return Episode("bad_record", service, t0, fired, f"{kind} {key}: {field} = {value!r}")
+
+    def _listing_hung(self) -> Episode:
+        service = self.rng.choice(("heat", "ironic"))
+        (plugin,) = PLUGINS_BY_SERVICE[service]
+        hung = self.daemon.count_logs(f"{plugin}: {HUNG}")
+        started = self.daemon.count_logs(f"Started worker {plugin} ")
+        t0 = time.time()
+        self.cloud.trickle(service, 1.0)
+        fired = self.daemon.wait_until(
+            lambda: self.daemon.count_logs(f"{plugin}: {HUNG}") > hung, 40
+        )
+        self.cloud.trickle(service, 0)
+        if fired:
+            self.hangs[plugin] += 1
+            if not self.daemon.wait_until(
+                lambda: self.daemon.count_logs(f"Started worker {plugin} ") > started, 30
+            ):
+                self.errors.append(f"worker {plugin} was not restarted after it hung")
+        return Episode("listing_hung", plugin, t0, fired, f"{service} trickled 1 byte/s")
+
+    def _clock_skew(self) -> Episode:
+        t0 = time.time()
+        self.cloud.clock_offset(-60)
+        time.sleep(8)
+        self.cloud.clock_offset(0)
+        return Episode("clock_skew", "nova", t0, True, "APIs 60 s behind for 8 s")
 
 
 def _wait(predicate: Callable[[], bool], timeout: float) -> bool:

@@ -13,7 +13,15 @@ daemon running, clean exit     alive at the end; SIGTERM exits 0
 memory                         RSS at the end within :data:`RSS_FACTOR` x the
                                RSS after warm-up + :data:`RSS_SLACK_MIB`, for
                                the main process and for all processes
-restarts counted               ``worker_restarts_total`` = SIGKILLs, per worker
+restarts counted               ``worker_restarts_total`` = SIGKILLs + hangs, per
+                               worker
+hung where hung                a collector is declared hung exactly as often as
+                               its service was made to hang
+lost records refused           each displaced page made an InconsistentListing,
+                               each cut walk an incomplete Nova listing or a
+                               held mass delete
+bad records counted            ``poll_records_skipped_total`` >= the bad records
+                               that could not convert
 API failures counted           per service, ``plugin_failures_total`` of its
                                plugins >= fault episodes that reached it; each
                                OpenStack plugin >= Keystone outages
@@ -30,11 +38,12 @@ loopback only                  every listening socket of the daemon is loopback
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from typing import Any
 
 from tests.soak import probes, setup
-from tests.soak.chaos import KINDS, OPENSTACK_PLUGINS, PLUGINS_BY_SERVICE
+from tests.soak.chaos import COLLECTORS, HUNG, KINDS, OPENSTACK_PLUGINS, PLUGINS_BY_SERVICE
 from tests.soak.checker import compare_world, describe_difference
 
 RSS_FACTOR = 1.3
@@ -115,6 +124,7 @@ def metric_checks(f: dict[str, Any]) -> list[Check]:
     samples, chaos = f["metrics"], f["chaos"]
     restarts = probes.by_label(samples, "synchronizer_worker_restarts_total", "worker")
     restarts = {k: int(v) for k, v in restarts.items() if v}
+    expected = dict(chaos.kills + chaos.hangs)
     failures = probes.by_label(samples, _FAILURES, "plugin")
     short = []
     for service, plugins in PLUGINS_BY_SERVICE.items():
@@ -133,9 +143,9 @@ def metric_checks(f: dict[str, Any]) -> list[Check]:
     published = f["notifications"].get("published", 0)
     return [
         Check(
-            "worker restarts counted (= SIGKILLs)",
-            restarts == dict(chaos.kills),
-            f"metrics {restarts}, kills {dict(chaos.kills)}",
+            "worker restarts counted (= SIGKILLs + hangs)",
+            restarts == expected,
+            f"metrics {restarts}, kills {dict(chaos.kills)}, hangs {dict(chaos.hangs)}",
         ),
         Check("API failures counted", not short, "; ".join(short) or f"failures {failures}"),
         Check(
@@ -143,6 +153,36 @@ def metric_checks(f: dict[str, Any]) -> list[Check]:
             outcomes.get("dropped", 0) == bad and outcomes.get("received", 0) >= published,
             f"dropped {outcomes.get('dropped', 0):.0f} of {bad} bad; "
             f"received {outcomes.get('received', 0):.0f} of {published} published",
+        ),
+    ]
+
+
+def doubt_checks(f: dict[str, Any]) -> list[Check]:
+    """The faults no client sees: each was noticed, and only where it was made."""
+    chaos, logs = f["chaos"], f["outputs"]["daemon stderr"]
+    hung = collections.Counter(
+        plugin for line in logs for plugin in COLLECTORS if f"{plugin}: {HUNG}" in line
+    )
+    inconsistent = sum("InconsistentListing" in line for line in logs)
+    refused = sum("came without a next link" in line or "would delete" in line for line in logs)
+    skipped = probes.total(f["metrics"], "synchronizer_poll_records_skipped_total")
+    displaced, cut = chaos.fired("page_displaced"), chaos.fired("next_link_dropped")
+    return [
+        Check(
+            "hung where hung (declarations = injected hangs)",
+            dict(hung) == dict(chaos.hangs),
+            f"declared {dict(hung)}, injected {dict(chaos.hangs)}",
+        ),
+        Check(
+            "lost records refused (inconsistent or held)",
+            inconsistent >= displaced and refused >= cut,
+            f"{inconsistent} inconsistent listings for {displaced} displaced pages, "
+            f"{refused} refused or held for {cut} cut walks",
+        ),
+        Check(
+            "bad records counted",
+            skipped >= chaos.unconvertible,
+            f"{skipped:.0f} skipped for {chaos.unconvertible} unconvertible bad records",
         ),
     ]
 
@@ -185,6 +225,7 @@ def judge(f: dict[str, Any], volatile: dict[str, frozenset[str]]) -> list[Check]
         *stream_checks(f),
         *process_checks(f),
         *metric_checks(f),
+        *doubt_checks(f),
         *fault_checks(f),
         *secret_checks(f),
     ]

@@ -29,6 +29,9 @@ CLIENT_TIMEOUT = 3.0
 PERIOD = 1.0
 SNAPSHOT_INTERVAL = 5.0
 PAGE_SIZE = 5
+#: A poll cycle running longer is declared hung: well above the slowest faulted cycle
+#: (two requests held past CLIENT_TIMEOUT), well below the soak's length.
+CYCLE_TIMEOUT = 10.0
 
 
 class Names:
@@ -75,6 +78,7 @@ def _collector_groups() -> list[str]:
             "max_backoff = 2",
             f"page_size = {PAGE_SIZE}",
             f"snapshot_interval = {SNAPSHOT_INTERVAL}",
+            f"cycle_timeout = {CYCLE_TIMEOUT}",
         ]
     return lines
 
@@ -108,6 +112,7 @@ def daemon_config(
         f"period = {PERIOD}",
         "max_backoff = 2",
         f"timeout = {CLIENT_TIMEOUT}",
+        f"cycle_timeout = {CYCLE_TIMEOUT}",
         "[nova.notifications]",
         f"topics = {names.nova_topic}",
     ]
