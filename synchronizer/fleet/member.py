@@ -53,7 +53,7 @@ from synchronizer.fleet import options
 from synchronizer.fleet.ownership import Ownership
 from synchronizer.fleet.partitions import Partition, group
 from synchronizer.fleet.view import build_server
-from synchronizer.outputs import sinks, view_server
+from synchronizer.outputs import metrics, sinks, view_server
 from synchronizer.plugin_base import CollectorPlugin, NotificationPlugin, Plugin
 from synchronizer.service.status import Status
 from synchronizer.workers import collector, notification
@@ -93,7 +93,7 @@ class Member:
         self.conf = conf
         self.conf_args = conf_args if conf_args is not None else opts.config_args(conf)
         self.member_id = conf.coordination.member_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.status = Status()
+        self.status = _MemberStatus(self.owned)
         # Not connected yet: a database that is down at start delays the
         # partitions (retried every period), it does not stop the daemon.
         self.engine = sql.create_engine(
@@ -134,6 +134,7 @@ class Member:
             conf, None, lambda: build_server(conf, self.engine, types, self.member_id)
         )
         self._started = False
+        self.metrics: metrics.MetricsServer | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -152,6 +153,15 @@ class Member:
         self._supervisor.start()
         self.ownership.start()
         self._rpc.start()
+        if self.conf.metrics_port:
+            self.metrics = metrics.MetricsServer(
+                self,
+                self.conf.metrics_host,
+                self.conf.metrics_port,
+                collector=metrics.FleetCollector(self),
+                health=self.health,
+            )
+            self.metrics.start()
 
     def reload(self) -> None:
         LOG.info("Reload: a fleet member keeps its partitions (restart it to change plugins)")
@@ -164,6 +174,9 @@ class Member:
         self._supervisor.stop(0.8 * timeout)
         self._inbox.put(None)
         self._thread.join(timeout)
+        if self.metrics is not None:
+            self.metrics.stop()
+            self.metrics = None
         self.engine.dispose()
         self._started = False
 
@@ -174,6 +187,43 @@ class Member:
         """``partition → term`` of what this member runs now."""
         with self._lock:
             return {name: run.term for name, run in self._runs.items()}
+
+    def partition_report(self) -> dict[str, dict[str, Any]]:
+        """Per partition: held here or not, owner and term, seq, entities, each sink's lag.
+
+        ``owner`` and ``database_term`` are the database's (None while it
+        does not answer); ``term`` is this member's while it holds the
+        partition, else the database's.
+        """
+        try:
+            stored: dict[str, tuple[str | None, int]] | None = sql.owners(self.engine)
+        except sqlalchemy.exc.SQLAlchemyError:
+            stored = None
+        with self._lock:
+            runs = dict(self._runs)
+        report = {}
+        for name in sorted(self.partitions):
+            run = runs.get(name)
+            owner, term = (stored or {}).get(name, (None, 0))
+            entry: dict[str, Any] = {
+                "held": run is not None,
+                "owner": owner,
+                "database_term": term if stored is not None else None,
+                "term": run.term if run else term,
+            }
+            if run is not None:
+                entry["seq"] = run.dispatcher.last_seq()
+                entry["entities"] = run.dispatcher.entity_count()
+                entry["lag"] = {feed.name: feed.backlog for feed in run.feeds}
+            report[name] = entry
+        return report
+
+    def health(self) -> dict[str, Any]:
+        """The status's health (the held partitions' collectors), the member, its partitions."""
+        report = self.status.health()
+        report["member"] = self.member_id
+        report["partitions"] = self.partition_report()
+        return report
 
     # -- gaining and losing partitions ---------------------------------------
 
@@ -323,6 +373,19 @@ class Member:
                 self.status.plugin_state(message.plugin, message.state, message.reason)
             case wire.NotificationStats():
                 self.status.notification_stats(name, message)
+
+
+class _MemberStatus(Status):
+    """The status, whose one-line text (systemd's STATUS=) names the partitions held."""
+
+    def __init__(self, owned: Callable[[], dict[str, int]]) -> None:
+        super().__init__()
+        self._owned = owned
+
+    def text(self) -> str:
+        owned = self._owned()
+        held = ", ".join(f"{p} (term {t})" for p, t in sorted(owned.items())) or "none"
+        return f"{super().text()}; partitions held: {held}"
 
 
 def _notification_main(

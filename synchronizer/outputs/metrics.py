@@ -7,7 +7,14 @@
 ``/healthz``  JSON; HTTP 200 when every running collector completed a cycle
               within 3 of its periods (and none is hung), 503 otherwise;
               per plugin also ``hung`` (why, or null), ``held_deletes``
-              and ``unconvertible_records``
+              and ``unconvertible_records``; a fleet member adds
+              ``partitions``: each one's owner and term in the database,
+              whether this member holds it, its ``seq`` and each sink's lag
+
+A fleet member (:class:`~synchronizer.fleet.member.Member`) serves the
+plugin and notification families and, per partition,
+``synchronizer_partition_held``, ``_term``, ``_seq``, ``_entities`` and
+``_sink_lag`` (:class:`FleetCollector`).
 
 Values are read at scrape time (a custom collector) through the public
 reads of the :class:`~synchronizer.service.library.Synchronizer`, its
@@ -22,7 +29,7 @@ from __future__ import annotations
 import http.server
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -33,6 +40,7 @@ from prometheus_client.registry import Collector
 from synchronizer.errors import ConfigError
 
 if TYPE_CHECKING:
+    from synchronizer.fleet.member import Member
     from synchronizer.service.library import Synchronizer
 
 LOG = logging.getLogger(__name__)
@@ -143,6 +151,43 @@ class SynchronizerCollector(Collector):
         yield from (dispatched, entities)
 
 
+class FleetCollector(SynchronizerCollector):
+    """A fleet member's families: its plugins' and, per partition, owner, term and lag."""
+
+    def __init__(self, member: Member) -> None:
+        self.sync = member  # type: ignore[assignment]  # status is all the base reads
+        self.member = member
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._collectors()
+        yield from self._notifications()
+        yield from self._partitions()
+
+    def _partitions(self) -> Iterator[Any]:
+        held = _gauge("partition_held", "1 while this member runs the partition.", ["partition"])
+        term = _gauge(
+            "partition_term",
+            "The partition's term (this member's, or the database's).",
+            ["partition"],
+        )
+        seq = _gauge(
+            "partition_seq", "The last seq committed by this member's term.", ["partition"]
+        )
+        entities = _gauge("partition_entities", "Entities in the partition's view.", ["partition"])
+        lag = _gauge(
+            "partition_sink_lag", "Committed changes a sink has not sent.", ["partition", "sink"]
+        )
+        for name, report in self.member.partition_report().items():
+            held.add_metric([name], 1 if report["held"] else 0)
+            term.add_metric([name], report["term"])
+            if report["held"]:
+                seq.add_metric([name], report["seq"])
+                entities.add_metric([name], report["entities"])
+                for sink, n in report["lag"].items():
+                    lag.add_metric([name, sink], n)
+        yield from (held, term, seq, entities, lag)
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: MetricsServer
 
@@ -152,7 +197,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = exposition.generate_latest(self.server.registry)
             self._reply(200, exposition.CONTENT_TYPE_LATEST, body)
         elif path in ("/healthz", "/health"):
-            report = self.server.sync.status.health()
+            report = self.server.health()
             code = 200 if report["healthy"] else 503
             self._reply(code, "application/json", orjson.dumps(report))
         else:
@@ -174,10 +219,19 @@ class MetricsServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, sync: Synchronizer, host: str, port: int) -> None:
+    def __init__(
+        self,
+        sync: Synchronizer | Member,
+        host: str,
+        port: int,
+        *,
+        collector: Collector | None = None,
+        health: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.sync = sync
+        self.health = health or sync.status.health
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(SynchronizerCollector(sync))
+        self.registry.register(collector or SynchronizerCollector(sync))  # type: ignore[arg-type]
         try:
             super().__init__((host, port), _Handler)
         except OSError as exc:

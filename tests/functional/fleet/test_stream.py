@@ -7,10 +7,14 @@ process on the real client, as a consumer would.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,17 +25,21 @@ from synchronizer.dispatch import sql
 from synchronizer.model import Change, Synced
 from synchronizer.outputs import client
 from tests.functional.fleet.test_failover import MEMBERS, PERIOD, TIMEOUT, _cont, wait
+from tests.helpers import fleetparts
 from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import Daemon
 
 pytestmark = pytest.mark.broker
 
 
-def _config(path: Path, member: str, cloud, redis, database, transport_url, u) -> Path:
+def _config(
+    path: Path, member: str, cloud, redis, database, transport_url, u, metrics_port: int = 0
+) -> Path:
     path.write_text(
         "\n".join(
             [
                 "[DEFAULT]",
+                f"metrics_port = {metrics_port}",
                 "plugins = nova.instance, cinder.volume",
                 "sinks = message",
                 f"transport_url = {transport_url}",
@@ -62,10 +70,22 @@ def fleet(cloud, redis, database, tmp_path, transport_url, unique) -> Iterator[d
     cloud.reset()
     cloud.populate(servers=15, hosts=2, volumes=6)
     daemons = {}
+    sockets = []
     for m in MEMBERS:
-        conf = _config(tmp_path / f"{m}.conf", m, cloud, redis, database, transport_url, unique)
-        daemons[m] = Daemon(conf).start()
+        port = fleetparts.free_port()
+        conf = _config(
+            tmp_path / f"{m}.conf", m, cloud, redis, database, transport_url, unique, port
+        )
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(tmp_path / f"{m}.notify"))
+        sock.settimeout(0.5)
+        sockets.append(sock)
+        daemons[m] = Daemon(conf, {"NOTIFY_SOCKET": str(tmp_path / f"{m}.notify")}).start()
+        daemons[m].metrics_port = port  # type: ignore[attr-defined]
+        daemons[m].notify = sock  # type: ignore[attr-defined]
     yield daemons
+    for sock in sockets:
+        sock.close()
     for d in daemons.values():
         _cont(d)
         d.stop(timeout=15)
@@ -148,6 +168,55 @@ def diff(got: dict, want: dict) -> dict[str, int]:
 CLEAN = {"missing": 0, "phantom": 0, "stale": 0}
 
 
+def healthz(d: Daemon) -> dict:
+    url = f"http://127.0.0.1:{d.metrics_port}/healthz"  # type: ignore[attr-defined]
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as exc:  # 503 still carries the report
+        return json.loads(exc.read())
+
+
+def holders(daemons: dict[str, Daemon]) -> dict[str, list[tuple[str, int]]]:
+    """partition → the (member, term) of every live member whose /healthz says it holds it."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for name, d in daemons.items():
+        if d.proc.poll() is not None:
+            continue
+        for p, r in healthz(d)["partitions"].items():
+            if r["held"]:
+                found.setdefault(p, []).append((name, r["term"]))
+    return found
+
+
+def status_line(d: Daemon, contains: str, timeout: float = 15.0) -> str:
+    """The first systemd STATUS= the member sends that contains ``contains``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = d.notify.recv(4096).decode()  # type: ignore[attr-defined]
+        except TimeoutError:
+            continue
+        if text.startswith("STATUS=") and contains in text:
+            return text
+    raise AssertionError(f"no STATUS= with {contains!r} within {timeout} s")
+
+
+def check_operations(daemons: dict[str, Daemon], engine) -> None:
+    """/healthz, /metrics and STATUS= name each partition's one holder and its term."""
+    stored = sql.owners(engine)
+    wait(lambda: holders(daemons) == {p: [o] for p, o in stored.items()}, 20, "healthz owners")
+    for p, (owner, term) in stored.items():
+        d = daemons[owner]
+        url = f"http://127.0.0.1:{d.metrics_port}/metrics"  # type: ignore[attr-defined]
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        assert f'synchronizer_partition_term{{partition="{p}"}} {term}.0' in text
+        assert f'synchronizer_partition_held{{partition="{p}"}} 1.0' in text
+        assert f'synchronizer_partition_sink_lag{{partition="{p}",sink="message"}}' in text
+        assert f"{p} (term {term})" in status_line(d, f"{p} (term {term})")
+
+
 def test_a_watcher_sees_one_stream_through_a_failover(fleet, cloud, database, tmp_path):
     """SIGKILL the Nova owner while servers change: the watcher's view equals the cloud."""
     engine = sql.create_engine(database)
@@ -158,6 +227,7 @@ def test_a_watcher_sees_one_stream_through_a_failover(fleet, cloud, database, tm
     try:
         assert watcher.synced.wait(30)
         wait(lambda: diff(watcher.view("nova.instance"), servers(cloud)) == CLEAN, 60, "synced")
+        check_operations(fleet, engine)
         owner, term = sql.owners(engine)["nova"]
         stop = threading.Event()
 
@@ -185,6 +255,7 @@ def test_a_watcher_sees_one_stream_through_a_failover(fleet, cloud, database, tm
             stop.set()
             churner.join()
         assert sql.owners(engine)["nova"][1] > term
+        check_operations({m: d for m, d in fleet.items() if m != owner}, engine)
         cloud.change("volumes", count=2, seed=9)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (
