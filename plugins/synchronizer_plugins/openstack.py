@@ -146,9 +146,27 @@ class OpenStackCollector(CollectorPlugin):
     _session: ClassVar[ks_session.Session | None] = None
     _sessions: ClassVar[dict[str, ks_session.Session]] = {}
 
+    # The role without which the service answers "every project" with the
+    # user's own projects only (200, no error): None where it refuses (403).
+    all_projects_role: ClassVar[str | None] = None
+    service_name: ClassVar[str] = ""
+
     @classmethod
     def all_options(cls) -> list[cfg.Opt]:
-        return [*super().all_options(), credentials_option()]
+        opts = [*super().all_options(), credentials_option()]
+        if cls.all_projects_role:
+            opts.append(
+                cfg.StrOpt(
+                    "all_projects_role",
+                    default=cls.all_projects_role,
+                    help=f"Role the credentials' token must hold for {cls.service_name} "
+                    "to list every project's resources: without it the service "
+                    "answers with the user's own projects only (no error), so the "
+                    "plugin refuses to list. Name the role your policy grants that "
+                    "to, or leave it empty to skip the check.",
+                )
+            )
+        return opts
 
     @classmethod
     def session(cls, conf: cfg.ConfigOpts, group: str = GROUP) -> ks_session.Session:
@@ -180,7 +198,34 @@ class OpenStackCollector(CollectorPlugin):
     def available(self) -> bool | str:
         if not self.credentials.auth_type:
             return f"[{self.credentials_group}] auth_type is not set"
+        try:
+            self.check_access()
+        except PermanentError as exc:
+            return str(exc)
+        except ks_exc.ClientException:
+            return True  # Keystone down or refusing: the listing retries and says why
         return True
+
+    def check_access(self) -> None:
+        """Raise PermanentError when this plugin's token cannot list everything.
+
+        Where a service answers a listing it cannot fully make with 200 and
+        a part (rather than 403), the token tells: here, that it holds
+        ``all_projects_role``.  Subclasses add what their service needs (a
+        scope).  Keystone errors propagate (keystoneauth exceptions).
+        """
+        role = self.options.all_projects_role if self.all_projects_role else None
+        if not role:
+            return
+        sess = self.keystone_session()
+        if role not in sess.auth.get_access(sess).role_names:
+            raise PermanentError(
+                f"{self.service_name} lists to a user without the {role} role only its "
+                f"own projects' resources (HTTP 200, no error), so [{self.group}] cannot "
+                f"list them all: give the user of [{self.credentials_group}] the {role} "
+                f"role (or set [{self.group}] all_projects_role to the role your policy "
+                "grants that)"
+            )
 
     def keystone_session(self) -> ks_session.Session:
         """The session of this plugin's credentials group."""
@@ -239,7 +284,9 @@ class PagedCollector(OpenStackCollector):
     a ``microversion``, which a service too old for it refuses (406): the
     listing then raises :class:`PermanentError` with ``unsupported``.
 
-    Contract of :meth:`list_all`: every page is followed (``limit`` and
+    Contract of :meth:`list_all`: :meth:`check_access` first (a token that
+    cannot see everything raises :class:`PermanentError` before any
+    request); every page is followed (``limit`` and
     ``marker`` through the next link), one read ahead; any failing page
     raises (a keystoneauth error, which :meth:`classify_error` maps), so the
     listing counts as incomplete; a record :meth:`build` refuses is reported
@@ -277,6 +324,10 @@ class PagedCollector(OpenStackCollector):
         return {"limit": self.options.page_size}
 
     def list_all(self) -> Iterator[Entity]:
+        try:
+            self.check_access()
+        except ks_exc.ClientException as exc:
+            raise self.classify_error(exc) from exc
         url = f"{self.path}?{parse.urlencode(self.query())}"
         api = self.adapter(default_microversion=self.microversion)
         keyless = 0

@@ -391,3 +391,18 @@ def test_nagios_hosts_go_down_and_up_as_updates_and_rechecks_tell_nothing(cloud,
     cloud.delete("nagios_hosts", "compute-a")
     changes, _ = poll(plugin, baseline)
     assert changes == {("delete", "compute-a")}
+
+
+@pytest.mark.parametrize("plugin", [VolumeCollector, NetworkCollector, PortCollector], ids=str)
+def test_a_token_without_the_all_projects_role_refuses_to_list(cloud, make, plugin):
+    """Cinder and Neutron answer a non-admin with its own projects (200): never complete."""
+    collector = make(plugin, all_projects_role="synchronizer-auditor")
+    verdict = collector.available()
+    assert isinstance(verdict, str)
+    assert "synchronizer-auditor" in verdict
+    assert "\n" not in verdict
+    cloud.reset_stats()
+    with pytest.raises(PermanentError, match="synchronizer-auditor"):
+        list(collector.list_all())
+    assert cloud.request_count(service=CASE[plugin].service) == 0
+    assert make(plugin).available() is True  # the fake's admin has the admin role

@@ -25,10 +25,11 @@ from synchronizer_plugins.openstack import PagedCollector
 # matches the notifications'.
 MICROVERSION = "3.63"
 
-# Cinder shows a volume's project only to admins (policy
-# volume_extension:volume_tenant_attribute), and ignores all_tenants=1 for
-# anyone else, answering 200 with their own project's volumes: a record
-# without the attribute says the listing cannot be the whole truth.
+# Cinder ignores all_tenants=1 for a user without the admin role and answers
+# 200 with its own project's volumes (checked up front: all_projects_role).
+# Clouds on the older policy defaults also hide a volume's project from such
+# a user (volume_extension:volume_tenant_attribute): a record without the
+# attribute says the same, whatever the token's roles.
 TENANT_ATTR = "os-vol-tenant-attr:tenant_id"
 NOT_ADMIN = (
     f"Cinder hides {TENANT_ATTR} from this user, so all_tenants=1 is not honoured and "
@@ -49,8 +50,9 @@ class VolumeCollector(PagedCollector):
     ``user_id``, ``created_at`` (UTC, second precision).  Nothing volatile.
 
     Every page is followed (``limit``/``marker`` through ``volumes_links``);
-    any failing page raises, so the listing counts as incomplete.  A record
-    without ``os-vol-tenant-attr:tenant_id`` (a non-admin's view, for which
+    any failing page raises, so the listing counts as incomplete.  A token
+    without the ``admin`` role (``all_projects_role``), or a record without
+    ``os-vol-tenant-attr:tenant_id`` (a non-admin's view, for which
     Cinder ignores ``all_tenants``) raises :class:`PermanentError`.  A record
     that does not convert keeps its volume's last good state (``skip``); one
     without a usable ``id`` makes the listing incomplete.  Threading: one worker
@@ -62,6 +64,8 @@ class VolumeCollector(PagedCollector):
     entity_docs: ClassVar[tuple[EntityDoc, ...]] = (shapes.DOC,)
     volatile_properties: ClassVar[frozenset[str]] = shapes.VOLATILE
     service_type: ClassVar[str] = "block-storage"
+    service_name: ClassVar[str] = "Cinder"
+    all_projects_role: ClassVar[str | None] = "admin"
     path: ClassVar[str] = "/volumes/detail"
     collection: ClassVar[str] = "volumes"
     record_name: ClassVar[str] = "Cinder volume"

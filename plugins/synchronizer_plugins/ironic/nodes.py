@@ -25,10 +25,7 @@ role on the system), and refuses to list with any other scope::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
-
-from keystoneauth1 import exceptions as ks_exc
 
 from synchronizer.errors import PermanentError
 from synchronizer.model import Entity
@@ -58,7 +55,7 @@ class NodeCollector(PagedCollector):
     ``conductor_group``, ``owner``, ``lessee``, ``traits``, ``properties``,
     ``created_at``; volatile ``updated_at``, ``provision_updated_at``.
 
-    The token must be system-scoped (:meth:`check_scope`): any other scope
+    The token must be system-scoped (:meth:`check_access`): any other scope
     raises :class:`PermanentError` naming the scope before a request is
     made.  Requests carry ``X-OpenStack-Ironic-API-Version: 1.65`` (keystoneauth
     sets it from the adapter's microversion).  Every page is followed
@@ -82,19 +79,7 @@ class NodeCollector(PagedCollector):
         f"Ironic does not support API version {API_VERSION} (Ussuri or later needed)"
     )
 
-    def available(self) -> bool | str:
-        verdict = super().available()
-        if verdict is not True:
-            return verdict
-        try:
-            self.check_scope()
-        except PermanentError as exc:
-            return str(exc)
-        except ks_exc.ClientException:
-            return True  # Keystone down or refusing: the listing retries and says why
-        return True
-
-    def check_scope(self) -> None:
+    def check_access(self) -> None:
         """Raise PermanentError unless this plugin's token is system-scoped.
 
         Ironic filters a project-scoped token's listing to that project's
@@ -112,13 +97,6 @@ class NodeCollector(PagedCollector):
             f"credentials to a group with system_scope = all (role admin or reader on the "
             f"system); now [{self.credentials_group}] gives a {scope}-scoped one"
         )
-
-    def list_all(self) -> Iterator[Entity]:
-        try:
-            self.check_scope()
-        except ks_exc.ClientException as exc:
-            raise self.classify_error(exc) from exc
-        yield from super().list_all()
 
     def build(self, record: Any) -> Entity:
         return shapes.node(self, record)

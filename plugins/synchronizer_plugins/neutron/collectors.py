@@ -23,12 +23,18 @@ class _NeutronCollector(PagedCollector):
     """Lists one Neutron collection, every page (``limit``, ``marker``, ``*_links``).
 
     Neutron has no microversions: ``/v2.0`` plus the extensions the cloud
-    runs.  Any failing page raises (the listing is then incomplete); a
-    record that does not convert keeps its entity's last good state
+    runs.  A token without the ``admin`` role (``all_projects_role``) raises
+    :class:`PermanentError` before any request (Neutron would answer with
+    the user's own projects' resources only).  Any failing page raises (the
+    listing is then incomplete); a record that does not convert keeps its entity's last good state
     (``skip``), and one without a usable ``id`` makes the listing incomplete.
     """
 
     service_type: ClassVar[str] = "network"
+    service_name: ClassVar[str] = "Neutron"
+    # Neutron shows a user without it its own projects' and the shared
+    # resources, with 200: nothing in the answer says it is a part.
+    all_projects_role: ClassVar[str | None] = "admin"
     noun: ClassVar[str] = "Records"
 
 
