@@ -234,7 +234,7 @@ def test_a_watcher_resumes_from_its_saved_position_without_a_relist(
             truth[f"k{i:05d}"] = "down"
             missed[f"k{i:05d}"] = "down"
         setup.write(truth)
-        time.sleep(float(os.environ.get("RESUME_AWAY_SECONDS", "10")))
+        time.sleep(float(os.environ.get("RESUME_AWAY_SECONDS", "60")))
         again = World()
         handle = client.watch(setup.consumer_conf(), None, again, since=saved)
         try:
