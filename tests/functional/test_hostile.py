@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from synchronizer_fakecloud.server import FakeCloud
-from tests.helpers.cloudconf import service_credentials
+from tests.helpers.cloudconf import SYSTEM_GROUP, service_credentials, system_credentials
 from tests.helpers.daemon import REPO, Daemon, script
 
 EMBEDDED = REPO / "etc" / "synchronizer"
@@ -85,7 +85,7 @@ def test_malformed_core_option_exits_with_a_clear_error(embedded: Path, option, 
     ids=["unknown-sink", "metrics-port-taken"],
 )
 def test_a_daemon_that_cannot_start_exits_non_zero(embedded: Path, extra: str, named: str):
-    """An unknown sink or a taken metrics port: exit 1 with the reason, not a silent hang."""
+    """An unknown sink or a taken metrics port: configuration errors, exit 2 with the reason."""
     import socket
 
     with socket.socket() as taken:
@@ -100,7 +100,7 @@ def test_a_daemon_that_cannot_start_exits_non_zero(embedded: Path, extra: str, n
             timeout=60,
             check=False,
         )
-    assert out.returncode == 1, out.stderr[-2000:]
+    assert out.returncode == 2, out.stderr[-2000:]
     logs = (out.stdout + out.stderr).splitlines()
     line = next((line for line in logs if "Cannot start" in line), "no 'Cannot start' line")
     assert named.format(busy=busy) in line
@@ -146,9 +146,12 @@ def _cloud_conf(cloud: FakeCloud, folder: Path) -> Path:
         f"plugins = {', '.join(plugins)}",
         "sinks = jsonl",
         *service_credentials(cloud),
+        *system_credentials(cloud),
     ]
     for plugin in plugins:
         lines += [f"[{plugin}]", "period = 0.5", "max_backoff = 1"]
+        if plugin == "ironic.node":
+            lines.append(f"credentials = {SYSTEM_GROUP}")
     conf = folder / "cloud.conf"
     conf.write_text("\n".join(lines) + "\n")
     return conf

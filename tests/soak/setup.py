@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from synchronizer_fakecloud.server import FakeCloud
-from tests.helpers.cloudconf import service_credentials
+from tests.helpers.cloudconf import SYSTEM_GROUP, service_credentials, system_credentials
 
 TRANSPORT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 PASSWORD = "S3cr3t-soak-pw-XYZ"
@@ -80,6 +80,8 @@ def _collector_groups() -> list[str]:
             f"snapshot_interval = {SNAPSHOT_INTERVAL}",
             f"cycle_timeout = {CYCLE_TIMEOUT}",
         ]
+        if name == "ironic.node":  # Ironic lists every node only to a system-scoped token
+            lines.append(f"credentials = {SYSTEM_GROUP}")
     return lines
 
 
@@ -104,6 +106,7 @@ def daemon_config(
         "worker_restart_max_delay = 2",
         *(f"{name} = {value}" for name, value in (options or {}).items()),
         *service_credentials(cloud, PASSWORD, timeout=CLIENT_TIMEOUT),
+        *system_credentials(cloud, PASSWORD, timeout=CLIENT_TIMEOUT),
         *_collector_groups(),
         "[nagios.service]",
         f"url = {cloud.nagios_url}",
