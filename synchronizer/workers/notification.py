@@ -152,6 +152,8 @@ class Endpoint:
     threads.
     """
 
+    _HANDLER = "_on_message"  # the method every priority's method calls
+
     def __init__(
         self,
         converter: Converter,
@@ -160,8 +162,9 @@ class Endpoint:
     ) -> None:
         self.converter = converter
         self.emit = emit
+        handler = getattr(self, self._HANDLER)
         for priority in _priorities() if priorities is None else priorities:
-            setattr(self, priority, functools.partial(self._on_message, priority))
+            setattr(self, priority, functools.partial(handler, priority))
 
     def convert(
         self, priority: str, publisher_id: Any, event_type: Any, payload: Any, md: Any
@@ -191,7 +194,7 @@ class Endpoint:
         return HANDLED
 
 
-class BatchEndpoint:
+class BatchEndpoint(Endpoint):
     """Endpoint of the batch listener: each message converted alone, one hand-off.
 
     oslo.messaging hands over up to ``notification_batch_size`` messages at
@@ -202,24 +205,14 @@ class BatchEndpoint:
     the batch is acknowledged afterwards, whatever it held.
     """
 
-    def __init__(
-        self,
-        converter: Converter,
-        emit: Callable[[list[Any]], None],
-        priorities: Sequence[str] | None = None,
-    ) -> None:
-        priorities = _priorities() if priorities is None else tuple(priorities)
-        self.one = Endpoint(converter, emit, priorities=())
-        self.emit = emit
-        for priority in priorities:
-            setattr(self, priority, functools.partial(self._on_batch, priority))
+    _HANDLER = "_on_batch"
 
     def _on_batch(self, priority: str, messages: list[dict[str, Any]]) -> str:
         changes: list[Any] = []
         for message in messages:
             try:
                 changes.extend(
-                    self.one.convert(
+                    self.convert(
                         priority,
                         message.get("publisher_id"),
                         message.get("event_type"),
