@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from synchronizer.errors import ConfigError
+
 COORDINATION_OPTS = [
     cfg.StrOpt(
         "backend_url",
@@ -31,17 +33,34 @@ COORDINATION_OPTS = [
 
 
 def register(conf: cfg.ConfigOpts) -> None:
-    """Register ``[coordination]`` and oslo.db's ``[database]`` (idempotent)."""
-    from oslo_db import options as db_options
+    """Register ``[coordination]`` and oslo.db's ``[database]`` (idempotent).
 
+    Raises :class:`ConfigError` naming the extra to install when the
+    fleet's libraries (tooz, oslo.db) are missing: they are the
+    ``synchronizer[fleet]`` extra, not needed by a single node.
+    """
     conf.register_opts(COORDINATION_OPTS, group="coordination")
+    try:
+        from oslo_db import options as db_options
+    except ImportError as exc:
+        raise ConfigError(
+            "[coordination] backend_url is set but the fleet's libraries are not "
+            f"installed ({exc.name}): pip install 'synchronizer[fleet]'"
+        ) from None
     db_options.set_defaults(conf)
 
 
 def enabled(conf: cfg.ConfigOpts) -> bool:
-    """Whether this daemon is a fleet member (``[coordination] backend_url`` is set)."""
+    """Whether this daemon is a fleet member (``[coordination] backend_url`` is set).
+
+    A single node (no ``backend_url``) imports nothing of the fleet's
+    libraries, which it may not have.
+    """
+    conf.register_opts(COORDINATION_OPTS, group="coordination")
+    if not conf.coordination.backend_url:
+        return False
     register(conf)
-    return bool(conf.coordination.backend_url)
+    return True
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:

@@ -128,10 +128,16 @@ def run(conf: cfg.ConfigOpts, conf_args: list[str]) -> int:
 
     done = threading.Event()
     locked: StateLocked | None = None
+    problem: ConfigError | None = None
     try:
         svc = SynchronizerService(conf, conf_args, on_fatal=done.set)
     except StateLocked as exc:
         locked = exc
+    except ConfigError as exc:  # a fleet member without the fleet's libraries
+        problem = exc
+    if problem is not None:
+        LOG.error("Cannot start: %s", problem)
+        return EXIT_CONFIG
     if locked is not None:
         # One line (logged outside the except block: no traceback): the state,
         # and so the stream, is another daemon's.
