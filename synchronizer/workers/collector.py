@@ -186,10 +186,7 @@ class PollLoop:
             hold=self.hold,
         )
         if result.duplicates and not errors:
-            errors.append(
-                f"InconsistentListing: {result.duplicates} record(s) repeated a key listed "
-                "before (the paging shifted under the walk); no deletes inferred"
-            )
+            errors.append(_inconsistent(result.duplicates))
         return result, errors[0] if errors else None
 
     def _listing(self, errors: list[str]) -> Iterator[Entity]:
@@ -206,9 +203,13 @@ class PollLoop:
             delta = self.plugin.list_changes(since)
         except Exception as exc:  # noqa: BLE001 - any failure makes the listing incomplete
             return diff.DiffResult([], self.baseline, 0), self._failure(exc)
-        return diff.diff_delta(
-            self.baseline, delta.entities, delta.deleted, volatile=volatile
-        ), None
+        result = diff.diff_delta(self.baseline, delta.entities, delta.deleted, volatile=volatile)
+        listed = [*delta.entities, *delta.deleted]
+        repeated = len(listed) - len({(e.type, e.key) for e in listed})
+        if repeated:
+            # A shifted walk lost the change it displaced: list the same delta again.
+            return dataclasses.replace(result, baseline=self.baseline), _inconsistent(repeated)
+        return result, None
 
     def _failure(self, exc: Exception) -> str:
         """Describe a transient failure; re-raise a permanent one."""
@@ -261,6 +262,13 @@ class PollLoop:
             end.duration,
             "complete" if end.complete else f"INCOMPLETE ({end.error})",
         )
+
+
+def _inconsistent(repeated: int) -> str:
+    return (
+        f"InconsistentListing: {repeated} record(s) repeated a key listed before "
+        "(the paging shifted under the walk); no deletes inferred"
+    )
 
 
 def _describe(exc: BaseException) -> str:

@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [c.name for c in verdict if not c.ok]
     if failed:
         print(f"\nsoak: FAILED {len(failed)} check(s) with seed {seed}: " + "; ".join(failed))
+        print(f"soak: the daemon's log is in {figures.get('daemon_log')}")
         return 1
     print(f"\nsoak: all {len(verdict)} checks passed (seed {seed})")
     return 0

@@ -107,6 +107,7 @@ class Run:
             self._churn_phase(chaos_seconds, plan(self.rng, chaos_seconds, self.quick))
             self._quiet()
             self._collect()
+            self.figures["daemon_log"] = str(self.dump_logs())
         except SoakError:
             self.figures["daemon_log"] = str(self.dump_logs())
             raise

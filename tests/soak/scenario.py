@@ -122,7 +122,11 @@ class Scenario:
             return None
         record = self.cloud.record("servers", key)
         assert record is not None
-        return NovaEvent(action, key, record.doc, old_status, record.updated)
+        # Stamped as nova-compute would, on the true clock: the record's time is the
+        # API's, which a clock_skew episode sets 60 s behind (the daemon's delta
+        # listings must cope with that; nova-compute and the daemon share NTP).
+        at = record.updated if not self.cloud.state.clock.offset else after
+        return NovaEvent(action, key, record.doc, old_status, at)
 
     def _act(self, kind: str, action: str, live: list[str]) -> tuple[str | None, str | None]:
         if action == "create":

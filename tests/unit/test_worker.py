@@ -310,3 +310,35 @@ def test_delta_since_is_counted_on_the_services_clock(tmp_path):
     assert pl.cycle()  # delta since 23:59:55 the day before
     assert pl.cycle()  # delta since 00:00:55 (the delta's own Date)
     assert Dated.asked == ["2025-12-31T23:59:55.000000Z", "2026-01-01T00:00:55.000000Z"]
+
+
+class DisplacingDelta(Dated):
+    """A delta walk whose paging shifted: one changed entity twice, another lost."""
+
+    name: ClassVar[str] = "displacingdelta"
+    displace = False
+
+    def list_changes(self, since: str) -> Delta:
+        delta = super().list_changes(since)
+        entities = list(delta.entities)
+        if self.displace:
+            entities[1] = entities[0]
+        return Delta(entities)
+
+
+def test_a_delta_repeating_a_key_is_listed_again_from_the_same_time(tmp_path):
+    """A delta listing a key twice lost a change: incomplete; the next asks the same since."""
+    name = "tests.unit.test_worker:DisplacingDelta"
+    pl, path, sent = loop_of(tmp_path, name, "displacingdelta")
+    write(path, {"a": "up", "b": "up"})
+    assert pl.cycle()
+    DisplacingDelta.asked.clear()
+    write(path, {"a": "down", "b": "down"})
+    pl.plugin.displace = True
+    assert not pl.cycle()
+    assert ends(sent)[-1].failure_kind == "InconsistentListing"
+    assert ("test.thing", "b") in pl.baseline
+    pl.plugin.displace = False
+    assert pl.cycle()
+    assert DisplacingDelta.asked[0] == DisplacingDelta.asked[1]
+    assert (Action.UPDATE, "b") in changes(sent)
