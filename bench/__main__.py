@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import bus, cloud, common, diffing, memory
+from bench import bus, cloud, common, diffing, durability, memory
 
-FIGURES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
+FIGURES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8S", "B9", "B10")
 
 
 # Every mode names the same sizes (a test runs the full plan at TINY sizes,
@@ -60,6 +60,9 @@ def _plan(s: dict[str, Any]) -> dict[str, Callable[[], dict[str, dict[str, Any]]
         "B1": lambda: cloud.b1_b5(s["servers"], 3, 100, s["latency_runs"]),
         "B8": lambda: {"B8": memory.b8(s["n"], s["runs"])},
         "B6": lambda: bus.b6_b7(*s["bus"]),
+        "B8S": lambda: {"B8S": durability.b8_store(s["n"], s["runs"])},
+        "B9": lambda: {"B9": durability.b9(s["servers"])},
+        "B10": lambda: {"B10": durability.b10(s["n"], s["runs"])},
     }
 
 

@@ -23,13 +23,42 @@ import contextlib
 import gc
 import marshal
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import zstandard
 
 from synchronizer.model import Action, Change, Entity, Ref, Relation, Source
 
-Entry = bytes | Change
+
+class Stored:
+    """An entry a durable store read back: the header now, the change when asked.
+
+    The delivery rules read only the header (:class:`Head`), so a store that
+    keeps changes as documents (:mod:`synchronizer.dispatch.durable`) hands
+    the ledger this, and the document is parsed only for what needs the
+    content (a delete's last state, a retime, the view).
+    """
+
+    __slots__ = ("_load", "action", "final_state_unknown", "fingerprint", "seq", "timestamp")
+
+    def __init__(
+        self,
+        fingerprint: int,
+        seq: int,
+        action: Action,
+        timestamp: str,
+        final_state_unknown: bool,
+        load: Callable[[], Change],
+    ) -> None:
+        self.fingerprint, self.seq, self.action = fingerprint, seq, action
+        self.timestamp, self.final_state_unknown = timestamp, final_state_unknown
+        self._load = load
+
+    def change(self) -> Change:
+        return self._load()
+
+
+Entry = bytes | Change | Stored
 
 # Entry header: fingerprint, seq, flags, length of the timestamp that follows.
 _HEAD = struct.Struct("<QQBB")
@@ -194,6 +223,12 @@ class Head:
     )
 
     def __init__(self, entry: Entry) -> None:
+        if isinstance(entry, Stored):
+            self.fingerprint, self.seq = entry.fingerprint, entry.seq
+            self.action, self.timestamp = entry.action, entry.timestamp
+            self.final_state_unknown = entry.final_state_unknown
+            self.flags, self.body = -1, b""
+            return
         if isinstance(entry, Change):
             self.fingerprint, self.seq = entry.fingerprint, entry.seq
             self.action, self.timestamp = entry.action, entry.entity.timestamp
@@ -247,6 +282,8 @@ class EntryCodec:
         action: Action | None = None,
     ) -> Change:
         """The change an entry holds; with ``action``, carrying that action instead."""
+        if isinstance(entry, Stored):
+            entry = entry.change()
         if isinstance(entry, Change):
             return entry if action is None else entry.replace(action=action)
         fp, seq, flags, n = _HEAD.unpack_from(entry)
@@ -258,6 +295,8 @@ class EntryCodec:
 
     def retime(self, type_: str, key: str, entry: Entry, head: Head, timestamp: str) -> Entry:
         """The same entry observed at ``timestamp`` instead (only the header changes)."""
+        if isinstance(entry, Stored):
+            entry = entry.change()
         if isinstance(entry, bytes):
             if timestamp.isascii() and len(timestamp) <= 255:
                 stamp = timestamp.encode("ascii")

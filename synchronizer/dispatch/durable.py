@@ -67,6 +67,7 @@ from typing import Any
 
 import orjson
 
+from synchronizer.dispatch.codec import Stored
 from synchronizer.errors import StateLocked
 from synchronizer.model import Action, Change, Entity
 
@@ -76,7 +77,9 @@ __all__ = ["SCHEMA", "SQLiteStore", "read_baseline"]
 
 SCHEMA = 1
 TRIM_EVERY = 30.0  # seconds between history trims (a trim scans the history)
+CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints (off the dispatcher's thread)
 _U64 = 1 << 64
+_ACTIONS = {str(a): a for a in Action}
 
 _DDL = (
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -99,7 +102,11 @@ _DDL = (
     "CREATE TABLE positions (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated REAL)",
 )
 
-_SELECT = "SELECT doc, fingerprint FROM entities WHERE type = ? AND key = ?"
+_SELECT = (
+    "SELECT seq, action, fingerprint, observed, final_state_unknown, rowid"
+    " FROM entities WHERE type = ? AND key = ?"
+)
+_DOC = "SELECT doc, fingerprint FROM entities WHERE rowid = ?"
 _UPSERT = (
     "INSERT INTO entities (type, key, seq, action, fingerprint, observed,"
     " final_state_unknown, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -157,6 +164,12 @@ class SQLiteStore:
         self._lockfile = _lock(self.path)
         try:
             self.db = _open_checked(self.path)
+            # The ledger's reads are random over the whole view: a page cache of
+            # its own (16 MiB) keeps the hot B-tree pages, bounded whatever the size.
+            self.db.execute("PRAGMA cache_size = -16384")
+            # Checkpoints (WAL pages copied back and the file synced) run on a
+            # thread of their own, not inside the dispatcher's commits.
+            self.db.execute("PRAGMA wal_autocheckpoint = 0")
             self.epoch, self._seq = _meta(self.db)
             self._reader = _connect(self.path)
         except BaseException:
@@ -171,6 +184,22 @@ class SQLiteStore:
         # The first trim waits: the sinks' feeds pin their positions first.
         self._trimmed_at = time.time()
         self._closed = False
+        self._stopping = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="state-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        db = _connect(self.path)
+        try:
+            while not self._stopping.wait(CHECKPOINT_EVERY):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # busy or I/O: the next round retries
+                    LOG.debug("State checkpoint skipped: %s", exc)
+        finally:
+            db.close()
 
     # -- EntryStore --------------------------------------------------------
 
@@ -218,9 +247,12 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
+        self._checkpointer.join(10)
         with contextlib.suppress(sqlite3.Error):
             if self.db.in_transaction:
                 self.db.execute("COMMIT")
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()
         with self._read_lock:
             self._reader.close()
@@ -334,14 +366,23 @@ class _SQLiteTable:
         self._store, self._type = store, type_
 
     def get(self, key: str, default: Any = None) -> Any:
-        row = self._store.db.execute(_SELECT, (self._type, key)).fetchone()
-        return default if row is None else _change(*row)
+        """The entry's header, its document parsed only when asked (see ``Stored``)."""
+        db = self._store.db
+        row = db.execute(_SELECT, (self._type, key)).fetchone()
+        if row is None:
+            return default
+        seq, action, fp, observed, fsu, rowid = row
+
+        def load() -> Change:
+            return _change(*db.execute(_DOC, (rowid,)).fetchone())
+
+        return Stored(_unsigned(fp), seq, _ACTIONS[action], observed, bool(fsu), load)
 
     def __getitem__(self, key: str) -> Change:
         entry = self.get(key)
         if entry is None:
             raise KeyError(key)
-        return entry
+        return entry.change()
 
     def __setitem__(self, key: str, change: Change) -> None:
         doc = change.to_json().decode()

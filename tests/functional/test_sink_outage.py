@@ -65,6 +65,7 @@ class Churn(threading.Thread):
             return dict(self.truth)
 
 
+@pytest.mark.timeout(120 + ROUNDS * (DOWN + 60))
 def test_broker_outages_under_churn_lose_nothing(tmp_path, broker, unique):
     """The broker stopped for 40 s under churn, 10 times: the consumer is equal to the cloud."""
     setup = Setup(tmp_path, broker.url, unique)
@@ -92,6 +93,7 @@ def test_broker_outages_under_churn_lose_nothing(tmp_path, broker, unique):
                 phantom = set(world.view) - set(expected)
                 stale = {k for k in expected if world.view.get(k, expected[k]) != expected[k]}
                 outcomes.append((equal, len(missing), len(phantom), len(stale)))
+                print(f"outage {len(outcomes)}: equal {outcomes[-1]}", flush=True)
         finally:
             churn.stopping.set()
             handle.stop()
