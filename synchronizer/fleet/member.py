@@ -278,7 +278,12 @@ class Member:
         self._ensure_workers()
         run.dispatcher.close()  # later batches of its workers are refused
         for feed in run.feeds:
-            feed.stop(timeout=2.0)
+            try:
+                feed.stop(timeout=2.0)
+            except (Fenced, sqlalchemy.exc.SQLAlchemyError) as exc:
+                # Its position stays the last saved one: the next owner
+                # re-sends from there (the same seqs, the same changes).
+                LOG.warning("Partition %s: sink %s's position not saved (%s)", name, feed.name, exc)
         for sink in run.sinks:
             sink.close()
         LOG.warning("Partition %s: stopped (term %d): %s", name, run.term, why)
@@ -354,9 +359,20 @@ class Member:
                 LOG.exception("Dispatcher failed on a message from %s; it goes on", name)
 
     def _drop(self, run: _Run) -> None:
-        """Stop a partition whose store refused a batch, then give its lock back."""
-        self._lose(run.partition.name, "its store refused a batch")
-        self.ownership.release(run.partition.name)
+        """Stop a partition whose store refused a batch, then give its lock back.
+
+        Never raises: the dispatch thread serves every partition.  The lock
+        is given back whatever stopping the partition ran into, so that the
+        partition is taken again (here or elsewhere) from the database.
+        """
+        try:
+            self._lose(run.partition.name, "its store refused a batch")
+        except Exception:
+            LOG.exception(
+                "Partition %s: stopping it failed; its lock is given back", run.partition.name
+            )
+        finally:
+            self.ownership.release(run.partition.name)
 
     def _handle(self, run: _Run, name: str, message: wire.Message) -> None:
         dispatcher = run.dispatcher

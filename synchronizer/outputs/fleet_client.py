@@ -91,12 +91,15 @@ class Streams:
         self.lock = threading.RLock()
         self._opened = False
         self._held = 0
-        self.gates: dict[str, _Gate] = {}
+        self.gates: dict[str, _Gate] = {}  # by the epoch each started from
+        self._types: dict[str, _Gate] = {}  # entity type → its partition's gate
         wanted = set(types) if types else None
         for info in partitions.values():
             held = tuple(t for t in info["types"] if wanted is None or t in wanted)
             if held:
-                self.gates[str(info["epoch"])] = make_gate(str(info["epoch"]), held, self._deliver)
+                gate = make_gate(str(info["epoch"]), held, self._deliver)
+                self.gates[str(info["epoch"])] = gate
+                self._types.update(dict.fromkeys(held, gate))
 
     def _deliver(self, item: Item) -> None:
         with self.lock:
@@ -106,9 +109,21 @@ class Streams:
             self.callback(item)
 
     def offer(self, item: Change | Bookmark, epoch: str | None) -> None:
-        gate = self.gates.get(epoch or "")
+        gate = self._route(item, epoch or "")
         if gate is not None:
             gate.offer(item, epoch)
+
+    def _route(self, item: Change | Bookmark, epoch: str) -> _Gate | None:
+        """The gate of this epoch now; for a change of a new epoch, its type's gate.
+
+        A partition whose stream was started anew (its database rows lost or
+        restored) has a new epoch: its type's gate sees the epoch change and
+        relists that partition.
+        """
+        for started, gate in self.gates.items():
+            if (gate.epoch or started) == epoch:
+                return gate
+        return self._types.get(getattr(item, "type", ""))
 
     def open(self, since: Mapping[str, int] | None) -> None:
         with self.lock:
@@ -121,7 +136,8 @@ class Streams:
 
     @property
     def position(self) -> dict[str, int]:
-        return {epoch: gate.position[1] for epoch, gate in self.gates.items()}
+        """``{epoch: seq}``, one entry per watched partition (its current epoch)."""
+        return dict(gate.position for gate in self.gates.values())
 
     @property
     def relists(self) -> int:

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -135,3 +136,69 @@ class Redis:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.terminate()
             self.proc.wait(10)
+
+
+class Postgres:
+    """A PostgreSQL server of our own (its own data dir and port), to stop and restart.
+
+    Never the shared server on 5432: an outage test stops this one.  Run as
+    the ``postgres`` user when the tests run as root (initdb refuses root).
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        # Under /tmp itself: the postgres user must reach it (pytest's dirs are root's, 0700).
+        self.root = Path(tempfile.mkdtemp(prefix="sync-pg-"))
+        self.data = self.root / "data"
+        self.socket_dir = self.root / "sock"
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        self.bin = bins[-1] if bins else None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        assert self.bin is not None
+        command = [str(self.bin / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        # No pipes: the server pg_ctl starts would hold them open.
+        subprocess.run(
+            command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60
+        )
+
+    def start(self) -> Postgres:
+        if self.bin is None or not (self.bin / "initdb").exists():
+            reason = "no PostgreSQL server binaries (.ci/run installs them)"
+            if os.environ.get("CI") == "true":
+                pytest.fail(reason)
+            pytest.skip(reason)
+        for path in (self.data, self.socket_dir):
+            path.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                shutil.chown(path, "postgres", "postgres")
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        return self.resume()
+
+    def resume(self) -> Postgres:
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off"  # commits reach the WAL: a halt loses none
+        )
+        log = str(self.socket_dir / "server.log")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "-t", "30", "start"
+        )
+        return self
+
+    def halt(self) -> None:
+        """Stop the server at once (clients see their connections refused)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.halt()
+        shutil.rmtree(self.root, ignore_errors=True)

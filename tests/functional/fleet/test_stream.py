@@ -204,8 +204,14 @@ def status_line(d: Daemon, contains: str, timeout: float = 15.0) -> str:
 
 def check_operations(daemons: dict[str, Daemon], engine) -> None:
     """/healthz, /metrics and STATUS= name each partition's one holder and its term."""
-    stored = sql.owners(engine)
-    wait(lambda: holders(daemons) == {p: [o] for p, o in stored.items()}, 20, "healthz owners")
+    seen: list[dict] = []
+
+    def agree() -> bool:
+        seen[:] = [sql.owners(engine)]
+        return holders(daemons) == {p: [o] for p, o in seen[0].items()}
+
+    wait(agree, 20, "/healthz to name the database's owners")
+    stored = seen[0]
     for p, (owner, term) in stored.items():
         d = daemons[owner]
         url = f"http://127.0.0.1:{d.metrics_port}/metrics"  # type: ignore[attr-defined]
@@ -227,6 +233,8 @@ def test_a_watcher_sees_one_stream_through_a_failover(fleet, cloud, database, tm
     try:
         assert watcher.synced.wait(30)
         wait(lambda: diff(watcher.view("nova.instance"), servers(cloud)) == CLEAN, 60, "synced")
+        # The first member up owns both until the others join; then they spread.
+        wait(lambda: len({o for o, _ in sql.owners(engine).values()}) == 2, 30, "a spread")
         check_operations(fleet, engine)
         owner, term = sql.owners(engine)["nova"]
         stop = threading.Event()

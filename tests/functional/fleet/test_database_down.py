@@ -1,0 +1,141 @@
+"""The database down for a while under three members: nothing crashes, nothing is lost or false.
+
+The store is a PostgreSQL server of the test's own (its own data dir and
+port: never the shared one), stopped outright while servers change and
+started again.  A watcher on the real client must equal the cloud after,
+having been told no delete (the cloud deleted nothing).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from synchronizer import opts
+from synchronizer.dispatch import sql
+from synchronizer.model import Action, Change
+from synchronizer.outputs import client
+from tests.functional.fleet.test_failover import MEMBERS, TIMEOUT, _cont, wait
+from tests.functional.fleet.test_stream import (
+    CLEAN,
+    Watcher,
+    _config,
+    _delete_queues,
+    diff,
+    healthz,
+    servers,
+)
+from tests.helpers import fleetparts
+from tests.helpers.daemon import Daemon
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def postgres() -> Iterator[fleetparts.Postgres]:
+    server = fleetparts.Postgres().start()
+    yield server
+    server.stop()
+
+
+class Deletes(Watcher):
+    """A watcher that also counts the deletes it was told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deletes: list[str] = []
+
+    def __call__(self, item) -> None:
+        if isinstance(item, Change) and item.action is Action.DELETE:
+            self.deletes.append(item.entity.key)
+        super().__call__(item)
+
+
+def test_members_outlive_the_database_and_catch_up(
+    cloud, redis, postgres, tmp_path, transport_url, unique
+):
+    """PostgreSQL stopped ~3 leases while servers change: no crash, then the cloud, no delete."""
+    cloud.reset()
+    cloud.populate(servers=15, hosts=2, volumes=6)
+    daemons = {}
+    for m in MEMBERS:
+        port = fleetparts.free_port()
+        path = _config(
+            tmp_path / f"{m}.conf", m, cloud, redis, postgres.url, transport_url, unique, port
+        )
+        daemons[m] = Daemon(path).start()
+        daemons[m].metrics_port = port  # type: ignore[attr-defined]
+    engine = sql.create_engine(postgres.url, create_tables=False)
+    watcher = Deletes()
+    handle = None
+    stop = threading.Event()
+
+    def churn() -> None:
+        seed = 300
+        while not stop.wait(0.4):
+            seed += 1
+            cloud.change("servers", count=2, seed=seed)
+            if seed % 4 == 0:
+                cloud.change("servers", count=1, action="create", seed=seed)
+
+    churner = threading.Thread(target=churn)
+    try:
+        wait(lambda: set(_owners(engine)) == {"nova", "cinder"}, 60, "both partitions owned")
+        conf = opts.parse(["--config-file", str(tmp_path / "m1.conf")], setup_logging=False)
+        handle = client.watch(conf, None, watcher, timeout=20)
+        assert watcher.synced.wait(30)
+        wait(lambda: diff(watcher.view("nova.instance"), servers(cloud)) == CLEAN, 60, "synced")
+        owner, term = sql.owners(engine)["nova"]
+        churner.start()
+        postgres.halt()
+        try:
+            daemons[owner].wait_log("giving it up", timeout=4 * TIMEOUT)
+            # The members say the database does not answer; they run on.
+            report = healthz(daemons[owner])
+            assert report["partitions"]["nova"]["database_term"] is None
+            time.sleep(3 * TIMEOUT)
+            assert all(d.proc.poll() is None for d in daemons.values())
+        finally:
+            postgres.resume()
+        time.sleep(2.0)
+        stop.set()
+        churner.join()
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and (
+            diff(watcher.view("nova.instance"), servers(cloud)) != CLEAN
+        ):
+            time.sleep(0.2)
+        assert diff(watcher.view("nova.instance"), servers(cloud)) == CLEAN
+        assert watcher.deletes == []
+        assert watcher.conflicts == []
+        assert watcher.backwards == []
+        assert sql.owners(engine)["nova"][1] > term
+        assert all(d.proc.poll() is None for d in daemons.values())
+    finally:
+        for m, d in daemons.items():  # what each member did, for a failure's report
+            for line in d.logs:
+                if "Partition" in line or "refused" in line or "Traceback" in line:
+                    print(m, line[:240])
+        stop.set()
+        if churner.is_alive():
+            churner.join()
+        if handle is not None:
+            handle.stop()
+        for d in daemons.values():
+            _cont(d)
+            d.stop(timeout=15)
+        engine.dispose()
+        _delete_queues(
+            [f"view_{unique}.fleet-{m}" for m in MEMBERS]
+            + [f"pool-{unique}-{p}" for p in ("nova", "cinder")]
+        )
+
+
+def _owners(engine) -> dict:
+    try:
+        return sql.owners(engine)
+    except Exception:  # noqa: BLE001 - the tables are made by the first claim
+        return {}
