@@ -1,0 +1,74 @@
+"""A fleet's watcher: one gate per partition behind one router, one Synced, a position each."""
+
+from __future__ import annotations
+
+from synchronizer.model import Action, Change, Entity, Synced
+from synchronizer.outputs import client, fleet_client
+
+PARTITIONS = {
+    "nova": {"epoch": "n1", "seq": 1, "types": ["nova.instance"]},
+    "cinder": {"epoch": "c1", "seq": 1, "types": ["cinder.volume"]},
+}
+
+
+class Fleet:
+    """The partitions' views and histories, as the members would answer them."""
+
+    def __init__(self) -> None:
+        self.views = {
+            "nova.instance": client.View([Entity("nova.instance", "a")], 1, "n1"),
+            "cinder.volume": client.View([Entity("cinder.volume", "v")], 1, "c1"),
+        }
+
+    def gate(self, epoch, held, deliver):
+        return client._Gate(
+            deliver, held, view=lambda: self.views[held[0]], history=lambda position: None
+        )
+
+
+def change(type_: str, key: str, seq: int, state: str = "ACTIVE") -> Change:
+    return Change(Action.UPDATE, Entity(type_, key, state=state), seq=seq)
+
+
+def opened(types=None):
+    fleet, got = Fleet(), []
+    streams = fleet_client.Streams(got.append, types, fleet.gate, PARTITIONS)
+    streams.open(None)
+    return fleet, streams, got
+
+
+def test_the_views_of_all_partitions_end_in_one_synced():
+    """Every partition's view, then one Synced counting them all."""
+    _, _, got = opened()
+    assert sorted(i.entity.key for i in got[:-1]) == ["a", "v"]
+    assert got[-1] == Synced(None, 2)
+
+
+def test_changes_go_to_their_partition_and_repeats_are_dropped():
+    """Each epoch's seqs are its own: the same seq in two partitions is two changes."""
+    _, streams, got = opened()
+    streams.offer(change("nova.instance", "a", 2), "n1")
+    streams.offer(change("cinder.volume", "v", 2), "c1")
+    streams.offer(change("nova.instance", "a", 2), "n1")  # a new owner's re-send
+    assert [(i.entity.type, i.seq) for i in got[3:]] == [("nova.instance", 2), ("cinder.volume", 2)]
+    assert streams.position == {"n1": 2, "c1": 2}
+
+
+def test_only_the_watched_partitions_have_gates():
+    """A watcher of nova types ignores cinder's stream."""
+    _, streams, got = opened(("nova.instance",))
+    streams.offer(change("cinder.volume", "v", 2), "c1")
+    assert got[-1] == Synced(("nova.instance",), 1)
+    assert streams.position == {"n1": 1}
+
+
+def test_a_partition_started_anew_relists_only_itself():
+    """A change of a new epoch: that partition's gate relists; the other keeps its position."""
+    fleet, streams, got = opened()
+    fleet.views["nova.instance"] = client.View([Entity("nova.instance", "b")], 1, "n2")
+    streams.offer(change("nova.instance", "b", 1), "n2")
+    assert isinstance(got[3], client.Relist)
+    assert got[4].entity.key == "b"
+    assert streams.position == {"n2": 1, "c1": 1}
+    streams.offer(change("nova.instance", "b", 2, "SHUTOFF"), "n2")
+    assert got[-1].entity.state == "SHUTOFF"
