@@ -170,6 +170,8 @@ class SQLiteStore:
             # Checkpoints (WAL pages copied back and the file synced) run on a
             # thread of their own, not inside the dispatcher's commits.
             self.db.execute("PRAGMA wal_autocheckpoint = 0")
+            # A WAL grown by a first listing is cut back when it restarts.
+            self.db.execute("PRAGMA journal_size_limit = 67108864")
             self.epoch, self._seq = _meta(self.db)
             self._reader = _connect(self.path)
         except BaseException:
@@ -192,6 +194,7 @@ class SQLiteStore:
 
     def _checkpoint_loop(self) -> None:
         db = _connect(self.path)
+        db.execute("PRAGMA cache_size = -256")  # it copies pages; it needs no cache
         try:
             while not self._stopping.wait(CHECKPOINT_EVERY):
                 try:

@@ -1,0 +1,162 @@
+"""The durable state store on a real SQLite file: what survives, is set aside, is refused."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+import pytest
+
+from synchronizer import fingerprint, timeutil
+from synchronizer.dispatch.dispatcher import Dispatcher
+from synchronizer.dispatch.durable import SCHEMA, SQLiteStore, read_baseline
+from synchronizer.errors import StateLocked
+from synchronizer.model import Action, Change, Entity, Ref, Source
+
+SRC = Source("poll", "p")
+
+
+def ch(key: str, state: str = "up", *, action=Action.CREATE, ts="2026-01-01T00:00:01Z", t="t"):
+    e = Entity(t, key, state=state, timestamp=ts, source=SRC, parent=Ref("h", "h1"))
+    e = e.replace(properties={"name": key, "n": 1})
+    return Change(action, e, fingerprint.of(e) if action is not Action.DELETE else 0)
+
+
+def reopen(path, **kw) -> Dispatcher:
+    return Dispatcher(store=SQLiteStore(str(path), **kw))
+
+
+def test_view_seq_and_epoch_survive_a_reopen(tmp_path):
+    """A reopened store has the same epoch, the last seq, and the view; seq goes on from it."""
+    path = tmp_path / "s.db"
+    d = reopen(path)
+    d.dispatch([ch("a"), ch("b")])
+    d.dispatch([ch("a", "down", action=Action.UPDATE, ts="2026-01-01T00:00:02Z")])
+    epoch = d.epoch
+    d.close()
+    again = reopen(path)
+    assert (again.epoch, again.last_seq()) == (epoch, 3)
+    assert sorted((e.key, e.state) for e in again.get_all()) == [("a", "down"), ("b", "up")]
+    (told,) = again.dispatch([ch("c")])
+    assert told.seq == 4
+    assert again.dispatch([ch("a", "down", action=Action.UPDATE)]) == []  # a repeat, still
+    again.close()
+
+
+def test_a_delete_survives_as_a_tombstone_guarding_stale_reads(tmp_path):
+    """After a reopen, a polled create of a key deleted a moment ago is still a stale read."""
+    path = tmp_path / "s.db"
+    d = reopen(path)
+    d.dispatch([ch("a", ts=timeutil.normalize(time.time() - 2))])
+    d.dispatch([ch("a", action=Action.DELETE, ts=timeutil.normalize(time.time() - 1))])
+    d.close()
+    again = reopen(path)
+    assert again.tombstone_count() == 1
+    assert again.dispatch([ch("a", ts=timeutil.now())]) == []
+    again.close()
+
+
+def test_history_resumes_and_says_gone_beyond_its_bound(tmp_path):
+    """history(after) gives what came after, in seq order; older than the bound is None."""
+    d = reopen(tmp_path / "s.db", history_max_changes=3)
+    d.dispatch([ch(k) for k in "abcdef"])
+    assert [c.key for c in d.history(2)] == ["c", "d", "e", "f"]
+    d.store.trim()
+    assert d.history(2) is None
+    assert [c.key for c in d.history(3)] == ["d", "e", "f"]
+    assert d.store.history_floor() == 3
+    d.close()
+
+
+def test_the_history_is_not_trimmed_past_a_running_sinks_position(tmp_path):
+    """A sink's saved position pins the history; its position survives a reopen."""
+    path = tmp_path / "s.db"
+    d = reopen(path, history_max_changes=1)
+    d.dispatch([ch(k) for k in "abcd"])
+    d.store.save_position("message", 1)
+    d.store.trim()
+    assert [c.key for c in d.history(1)] == ["b", "c", "d"]
+    d.close()
+    again = SQLiteStore(str(path))
+    assert again.position("message") == 1
+    again.close()
+
+
+def test_the_entities_table_reads_with_sql(tmp_path):
+    """type, key, state, project, parent, properties (JSON) and seq, tombstones left out."""
+    path = tmp_path / "s.db"
+    d = reopen(path)
+    d.dispatch([ch("a"), ch("b")])
+    d.dispatch([ch("b", action=Action.DELETE, ts="2026-01-01T00:00:02Z")])
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    rows = db.execute(
+        "SELECT type, key, state, project, json_extract(parent, '$.key'),"
+        " json_extract(properties, '$.name'), seq FROM live_entities"
+    ).fetchall()
+    db.close()
+    d.close()
+    assert rows == [("t", "a", "up", None, "h1", "a", 1)]
+
+
+def test_a_worker_reads_its_baseline_from_the_store(tmp_path):
+    """read_baseline gives the live fingerprints of a plugin's types, or of what it stated."""
+    path = tmp_path / "s.db"
+    d = reopen(path)
+    told = d.dispatch([ch("a"), ch("x", t="other")])
+    d.dispatch([ch("gone", ts="2026-01-01T00:00:00Z")])
+    d.dispatch([ch("gone", action=Action.DELETE, ts="2026-01-01T00:00:02Z")])
+    assert read_baseline(str(path), "p", ["t"]) == {
+        "t": {"a": told[0].fingerprint},
+        "other": {"x": told[1].fingerprint},  # another type, last stated by plugin p
+    }
+    assert read_baseline(str(path), "q", ["t"]) == {"t": {"a": told[0].fingerprint}}
+    assert read_baseline(str(tmp_path / "none.db"), "p", ["t"]) is None
+    d.close()
+
+
+def test_a_second_store_on_the_same_file_is_refused(tmp_path):
+    """The lock names the path and the holder's pid; it is free again after close()."""
+    path = tmp_path / "s.db"
+    first = SQLiteStore(str(path))
+    with pytest.raises(StateLocked, match=rf"pid \d+\) holds the state at {path}"):
+        SQLiteStore(str(path))
+    first.close()
+    SQLiteStore(str(path)).close()
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix"),
+    [
+        pytest.param(b"this is not a database at all" * 100, ".corrupt-", id="not a database"),
+        pytest.param(None, f".schema{SCHEMA + 1}-", id="newer schema"),
+    ],
+)
+def test_a_corrupt_or_newer_store_is_moved_aside_and_the_store_starts_empty(
+    tmp_path, caplog, content, suffix
+):
+    """Set aside with one error line naming it; the store opens empty, with a new epoch."""
+    path = tmp_path / "s.db"
+    if content is not None:
+        path.write_bytes(content)
+        old_epoch = None
+    else:
+        d = reopen(path)
+        d.dispatch([ch("a")])
+        old_epoch = d.epoch
+        d.close()
+        db = sqlite3.connect(path)
+        db.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA + 1),))
+        db.commit()
+        db.close()
+    caplog.set_level(logging.ERROR)
+    store = SQLiteStore(str(path))
+    assert (len(store), store.last_seq()) == (0, 0)
+    assert store.epoch != old_epoch
+    store.close()
+    aside = [p.name for p in tmp_path.iterdir() if suffix in p.name]
+    assert len(aside) == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "synchronizer.dispatch.durable"]
+    assert len(lines) == 1
+    assert aside[0] in lines[0]
+    assert "starting from an empty state" in lines[0]
