@@ -8,6 +8,7 @@ transport, and the client's real ``get_all``/``subscribe``/``watch``.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 
@@ -427,3 +428,13 @@ def test_watch_delivers_view_then_synced_then_live_changes(daemon):
     assert sorted((c.action, c.key, c.seq) for c in live) == sorted(
         (c.action, c.key, c.seq) for c in told if c.type == "a.x"
     )
+
+
+def test_rpc_server_names_are_stable_per_state_and_distinct_between_daemons(tmp_path):
+    """Two daemons on one host get their own direct queues; a restart keeps its queue's name."""
+    one = bus_conf(tmp_path, f"state_path = {tmp_path / 'one.db'}")
+    again = bus_conf(tmp_path, f"state_path = {tmp_path / 'one.db'}")
+    other = bus_conf(tmp_path, f"state_path = {tmp_path / 'other.db'}")
+    assert rpc.server_name(one) == rpc.server_name(again)
+    assert rpc.server_name(one) != rpc.server_name(other)
+    assert rpc.server_name(one).startswith(socket.gethostname() + "-")
