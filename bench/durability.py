@@ -236,6 +236,7 @@ def b9(servers: int) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
     cycle = durable["first_cycle_s"] or 0.0
     ready_ratio = durable["ready_after_restart_s"] / cycle if cycle else None
+    unchanged = durable["restart_cycle_s"] or 0.0
     sent = durable["published_after_restart"]
     return common.figure(
         sent,
@@ -246,6 +247,9 @@ def b9(servers: int) -> dict[str, Any]:
         ready_after_restart_s=durable["ready_after_restart_s"],
         one_full_cycle_s=cycle,
         ready_ratio=ready_ratio,
+        ready_ratio_vs_unchanged_cycle=(
+            durable["ready_after_restart_s"] / unchanged if unchanged else None
+        ),
         durable=durable,
         memory_state=today,
         servers=servers,
