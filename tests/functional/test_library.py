@@ -16,7 +16,8 @@ from tests.helpers.daemon import REPO
 def make(tmp_path: Path, ledger_file: Path | None = None) -> Synchronizer:
     shutil.copytree(REPO / "etc" / "synchronizer" / "static", tmp_path / "static")
     conf_path = tmp_path / "s.conf"
-    ledger = f"ledger_file = {ledger_file}\n" if ledger_file else ""
+    # ledger_file is the per-run store's option: it goes with state = memory.
+    ledger = f"state = memory\nledger_file = {ledger_file}\n" if ledger_file else ""
     conf_path.write_text(
         f"[DEFAULT]\nplugins = static\nsinks =\n{ledger}"
         "[static]\ndirectory = static\nperiod = 0.3\n"
