@@ -26,6 +26,9 @@ kind                   episode
 ``listing_hung``       a service's answers trickled a byte a second (no read
                        timeout fires) until its plugin is declared hung
 ``clock_skew``         the APIs' clock 60 s behind the daemon's for 8 s
+``daemon_restart``     SIGTERM or SIGKILL of the daemon's main process, started again
+                       on its durable state; the checker consumer resumes from its
+                       saved position (metrics counters carried over the restart)
 =====================  ============================================================
 
 The faults no client sees (the last five) are armed only on a plugin that
@@ -48,6 +51,7 @@ from typing import Any
 
 from synchronizer_fakecloud.server import FakeCloud
 from tests.helpers.daemon import Daemon
+from tests.soak import probes
 from tests.soak.nova_events import BAD_PAYLOADS
 from tests.soak.probes import Broker
 from tests.soak.publisher import NovaPublisher
@@ -68,6 +72,7 @@ KINDS = (
     "bad_record",
     "listing_hung",
     "clock_skew",
+    "daemon_restart",
 )
 PLUGINS_BY_SERVICE = {
     "nova": ("nova.instance", "nova.host", "nova.zone"),
@@ -143,6 +148,11 @@ class Chaos:
         self.hangs: collections.Counter[str] = collections.Counter()
         self.unconvertible = 0  # bad_record episodes whose record cannot convert
         self.errors: list[str] = []
+        #: Set by the runner: the daemon's /metrics, and what resumes the checker.
+        self.metrics_url = ""
+        self.on_daemon_restart: Callable[[], None] = lambda: None
+        #: Counter samples of the daemon's earlier incarnations (added to the last one's).
+        self.carried: dict[Any, float] = {}
 
     def run(self, kind: str) -> None:
         """Run one episode of a kind (blocking for its duration)."""
@@ -256,6 +266,32 @@ class Chaos:
         if not restarted:
             self.errors.append(f"worker {name} was not restarted after SIGKILL")
         return Episode("worker_kill", name, t0, True, detail)
+
+    def _daemon_restart(self) -> Episode:
+        sig = self.rng.choice((signal.SIGTERM, signal.SIGKILL))
+        counters = probes.parse(probes.fetch(self.metrics_url + "/metrics"))
+        for key, value in counters.items():
+            if key[0].endswith("_total"):
+                self.carried[key] = self.carried.get(key, 0.0) + value
+        ready = self.daemon.count_logs("Ready:")
+        serving = self.daemon.count_logs("RPC view serving")
+        t0 = time.time()
+        self.daemon.proc.send_signal(sig)
+        self.daemon.proc.wait(30)
+        time.sleep(1.0)  # its workers see their parent gone and exit
+        self.daemon.start()
+        up = self.daemon.wait_until(
+            lambda: (
+                self.daemon.count_logs("Ready:") > ready
+                and self.daemon.count_logs("RPC view serving") > serving
+            ),
+            120,
+        )
+        if not up:
+            self.errors.append(f"the daemon was not ready within 120 s of its {sig.name}")
+        else:
+            self.on_daemon_restart()
+        return Episode("daemon_restart", sig.name, t0, up, f"pid {self.daemon.proc.pid}")
 
     def _broker_cut(self) -> Episode:
         t0 = time.time()

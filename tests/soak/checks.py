@@ -204,6 +204,12 @@ def fault_checks(f: dict[str, Any]) -> list[Check]:
             f"raiser got {raiser[0]} (raised {raiser[1]}), staller got {staller[0]} "
             f"(stalled {staller[1]}), checker got {consumers['checker']}",
         ),
+        Check(
+            "the checker resumed from its position after each daemon restart, no relist",
+            consumers["resumes"] == (chaos.fired("daemon_restart"), 0),
+            f"resumes, relists {consumers['resumes']} for "
+            f"{chaos.fired('daemon_restart')} daemon restarts",
+        ),
     ]
 
 

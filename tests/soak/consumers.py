@@ -49,6 +49,8 @@ class CheckerConsumer:
         self.pool = pool
         self.recorder = Recorder()
         self.handle: Any = None
+        self.resumes = 0
+        self.relists = 0
 
     def _on_item(self, item: Change | Synced) -> None:
         self.recorder.note(item)
@@ -56,6 +58,14 @@ class CheckerConsumer:
 
     def start(self) -> None:
         self.handle = client.watch(self.conf, None, self._on_item, pool=self.pool)
+
+    def resume(self) -> None:
+        """Stop, then watch again from the saved position (as a restarted consumer does)."""
+        saved = self.handle.position
+        self.handle.stop()
+        self.handle = client.watch(self.conf, None, self._on_item, pool=self.pool, since=saved)
+        self.resumes += 1
+        self.relists = self.handle.relists
 
     def stop(self) -> None:
         if self.handle is not None:

@@ -199,6 +199,8 @@ class Run:
                 random.Random(self.rng.random()),
                 setup.CLIENT_TIMEOUT,
             )
+            self.chaos.metrics_url = self.metrics_url
+            self.chaos.on_daemon_restart = self.watcher.resume
             for offset, kind in episodes:
                 delay = start + offset - time.monotonic()
                 if delay > 0:
@@ -295,6 +297,9 @@ class Run:
         f["metrics_text"] = probes.fetch(self.metrics_url + "/metrics")
         f["healthz_code"], f["healthz_text"] = probes.fetch_status(self.metrics_url + "/healthz")
         f["metrics"] = probes.parse(f["metrics_text"])
+        if getattr(self, "chaos", None) is not None:  # earlier incarnations' counters
+            for key, value in self.chaos.carried.items():
+                f["metrics"][key] = f["metrics"].get(key, 0.0) + value
         f["rss_end_kib"] = self._rss()
         f["listening"] = probes.listening(self._pids())
         f["daemon_running"] = self.daemon.proc.poll() is None
@@ -305,6 +310,7 @@ class Run:
             "checker": self.watcher.recorder.received,
             "raiser": (self.raiser.recorder.received, self.raiser.raised),
             "staller": (self.staller.recorder.received, self.staller.stalled),
+            "resumes": (self.watcher.resumes, self.watcher.relists),
         }
         f["outputs"] = {
             "daemon stderr": list(self.daemon.logs),
