@@ -358,3 +358,28 @@ def test_sigkill_during_a_first_snapshot_repeats_only_published_seqs(
     assert world.relists == 0
     assert world.repeats() == []
     print(f"repeated seqs on the bus (same content): {len(raw.repeats())}")
+
+
+def test_the_embedded_default_prints_only_what_changed_while_it_was_stopped(tmp_path):
+    """The README's demo: stop the daemon, edit a file under static/, start it: one line."""
+    from tests.helpers.daemon import REPO
+
+    embedded = REPO / "etc" / "synchronizer"
+    (tmp_path / "static").mkdir()
+    for path in (embedded / "static").iterdir():
+        (tmp_path / "static" / path.name).write_text(path.read_text())
+    conf = (embedded / "synchronizer.conf").read_text().replace("period = 2", "period = 0.3")
+    (tmp_path / "synchronizer.conf").write_text(conf)
+    with Daemon(tmp_path / "synchronizer.conf") as first:
+        first.wait_log("Ready")
+        everything = first.wait_records(6)
+    hosts = tmp_path / "static" / "hosts.yaml"
+    hosts.write_text(hosts.read_text().replace("state: up", "state: down", 1))
+    with Daemon(tmp_path / "synchronizer.conf") as again:
+        again.wait_log("Ready")
+        (line,) = again.wait_records(1)
+        time.sleep(1.5)  # five periods: nothing more
+        assert len(again.records) == 1
+    assert (line["action"], line["type"], line["state"]) == ("update", "nova.host", "down")
+    assert line["seq"] == len(everything) + 1
+    assert (tmp_path / "synchronizer.state.db").exists()
