@@ -19,6 +19,7 @@ thread.
 from __future__ import annotations
 
 import logging
+import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
@@ -50,6 +51,8 @@ MIN_MICROVERSION = api_versions.APIVersion("2.1")
 
 # HTTP statuses that retrying cannot fix: the request or the credentials are wrong.
 _PERMANENT_STATUSES = frozenset({400, 403})
+# Nova's 400 for a marker that no longer exists (nova/api/openstack/common.py).
+_MARKER_GONE = re.compile(r"marker \[.*\] not found")
 # What python-novaclient and keystoneauth raise for a failed request.
 _CLIENT_ERRORS = (
     nova_exc.ClientException,
@@ -65,7 +68,9 @@ def translate_error(exc: Exception) -> SynchronizerError:
     Permanent: 400/403 from Nova, an unsupported microversion, and
     keystoneauth's Forbidden/EndpointNotFound.  Transient: a 401 (refused
     credentials may be fixed in Keystone or the file without a restart;
-    retried with back-off, see :func:`openstack.classify`) and everything
+    retried with back-off, see :func:`openstack.classify`), a 400 ``marker
+    [x] not found`` (the record a page walk continues from was deleted
+    while it walked: the next cycle walks again) and everything
     else (5xx, 404, 406 — the server no longer offers the
     negotiated microversion, so the next cycle negotiates again —, 409, 429,
     connection failures, timeouts, broken bodies).
@@ -79,6 +84,8 @@ def translate_error(exc: Exception) -> SynchronizerError:
         what = f"Nova answered {exc.code} ({type(exc).__name__}): {exc.message}"
         if exc.code == 401:
             return TransientError(openstack.REFUSED.format(what=what))
+        if exc.code == 400 and _MARKER_GONE.search(str(exc.message)):
+            return TransientError(f"{what}: deleted while the listing walked past it")
         kind = PermanentError if exc.code in _PERMANENT_STATUSES else TransientError
         return kind(what)
     if isinstance(exc, ks_exc.ClientException):

@@ -422,6 +422,20 @@ def test_nova_http_errors_are_classified(code, kind):
     assert type(translate_error(_http_error(code))) is kind
 
 
+def test_a_marker_deleted_under_the_walk_is_retried():
+    """Nova's 400 for a marker deleted while paging is transient: the next cycle walks again."""
+    from novaclient import exceptions as nova_exc
+
+    exc = nova_exc.from_response(
+        type("R", (), {"status_code": 400, "headers": {}})(),
+        {"badRequest": {"message": "marker [7d4d] not found", "code": 400}},
+        "/os-hypervisors/detail",
+        "GET",
+    )
+    assert type(translate_error(exc)) is TransientError
+    assert "deleted while the listing walked past it" in str(translate_error(exc))
+
+
 @pytest.mark.parametrize(
     ("error", "kind"),
     [
