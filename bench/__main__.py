@@ -88,11 +88,7 @@ def run(sizes: dict[str, Any], only: set[str] | None) -> dict[str, dict[str, Any
                 rec["seconds"] = round(time.perf_counter() - t0, 2)
                 if not comparable and rec.get("met") is not None:
                     rec["met"] = None
-                    rec["note"] = "; ".join(
-                        filter(
-                            None, [rec.get("note"), "not comparable: targets are for full sizes"]
-                        )
-                    )
+                    rec["note"] = "; ".join(filter(None, [rec.get("note"), NOT_COMPARABLE]))
                 results[fig] = rec
     return dict(sorted(results.items()))
 

@@ -229,7 +229,7 @@ def b1_b5(
             assert listed == servers, listed
             base.append(t)
         delta.extend(_delta_cycle(loop, delivery, cloud, i, delta_changes) for i in range(runs))
-        last = delivery.sent[-1][2]
+        last = delivery.sent[-1]  # the last delta cycle's CycleEnd
         b1 = _b1(full, base, servers)
         b1["delivered_per_cycle"] = told
         b1["with_api_latency"] = _with_latency(
@@ -318,8 +318,11 @@ def _b1(full: list[float], base: list[float], servers: int) -> dict[str, Any]:
     return rec
 
 
+_DELTA_STATS = ("full", "listed", "updated", "complete")
+
+
 def _b5(
-    delta: list[float], full: list[float], last: dict, servers: int, changed: int
+    delta: list[float], full: list[float], last: Any, servers: int, changed: int
 ) -> dict[str, Any]:
     value, spread = common.median_spread(delta)
     b, _ = common.median_spread(full)
@@ -332,5 +335,5 @@ def _b5(
         spread=spread,
         servers=servers,
         changed=changed,
-        last_delta_stats={k: last.get(k) for k in ("full", "listed", "updated", "complete")},
+        last_delta_stats={k: getattr(last, k, None) for k in _DELTA_STATS},
     )

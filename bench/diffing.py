@@ -8,14 +8,16 @@ import io
 import json
 import pstats
 import threading
-from types import SimpleNamespace
 from typing import Any
+
+from oslo_config import cfg
 
 from bench import common
 from synchronizer import diff, wire
 from synchronizer.dispatch.dispatcher import Dispatcher
 from synchronizer.dispatch.subscriber import Subscription
 from synchronizer.model import Entity
+from synchronizer.plugin_base import CollectorPlugin
 from synchronizer.workers.collector import PollLoop
 
 B2_TARGET_US = 2.5
@@ -98,24 +100,26 @@ def b2(n: int, runs: int) -> dict[str, Any]:
     return rec
 
 
-class _Plugin:
-    """A collector plugin serving a list that the benchmark swaps between cycles."""
+class _Plugin(CollectorPlugin):
+    """A collector plugin serving a list that the benchmark swaps between cycles.
+
+    A real ``CollectorPlugin`` with its options at their defaults, so the
+    poll loop meets exactly what it meets in a worker.
+    """
 
     name = common.INSTANCE
     entity_types = (common.INSTANCE,)
-    volatile_properties: frozenset[str] = frozenset()
-    supports_delta = False
 
     def __init__(self, entities: list[Entity]) -> None:
+        conf = cfg.ConfigOpts()
+        type(self).register_options(conf, self.name)
+        conf([], project="synchronizer-bench")
+        super().__init__(conf, self.name)
         self.entities = entities
-        self.options = SimpleNamespace(period=60.0, max_backoff=300.0, snapshot_interval=0)
         self.observed_at = ""
 
     def list_all(self) -> list[Entity]:
         return [e.replace(timestamp=self.observed_at) for e in self.entities]
-
-    def classify_error(self, exc: Exception) -> Exception:
-        return exc
 
 
 class _Counter:
