@@ -1,5 +1,8 @@
 """Plugin contracts: collectors (poll) and notification plugins (push).
 
+Over 400 lines on purpose: the whole plugin contract (and the entity
+documentation a plugin declares) is one page a plugin author reads.
+
 A plugin is a class enabled by name in ``[DEFAULT] plugins``, either its
 entry-point name in the ``synchronizer.plugins`` namespace or its class path
 (``package.module:Class``).  Its options live in a config group named after

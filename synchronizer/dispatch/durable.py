@@ -1,5 +1,8 @@
 """The durable state store: the ledger, the stream's history and positions in SQLite.
 
+Over 400 lines on purpose: one store implementation with its schema,
+recovery and locking, documented together.
+
 :class:`SQLiteStore` implements :class:`~synchronizer.dispatch.store.StateStore`
 in one SQLite file (WAL): what subscribers were last told of each entity
 (the view, tombstones included), the last sequence number issued, the

@@ -1,5 +1,8 @@
 """The fleet's shared state store: one partition's stream in a SQL database, fenced.
 
+Over 400 lines on purpose: one store implementation, its schema and its
+fencing in one place, as durable.py is for SQLite.
+
 :class:`SQLStore` implements :class:`~synchronizer.dispatch.store.StateStore`
 for one *partition* (see :mod:`synchronizer.fleet.partitions`) in the
 database the control plane already has (``[database] connection``, an

@@ -1,5 +1,9 @@
 """Where the dispatcher keeps its state: the storage interface and its stores.
 
+Over 400 lines on purpose: the storage contract (its Protocols and their
+documented guarantees) and the two per-run stores that implement it belong
+together.
+
 The ledger (:mod:`synchronizer.dispatch.ledger`) decides what an entry is
 and when it changes; a store keeps entries, one :class:`EntryTable` per
 entity type, behind the :class:`EntryStore` interface, and the stream's

@@ -1,5 +1,8 @@
 """A fleet member: the partitions it owns, each its own dispatcher on the shared store.
 
+One class whose lifecycle (own, run, give up a partition) reads best whole;
+over 400 lines for that reason.
+
 :class:`Member` is what the daemon runs instead of
 :class:`~synchronizer.service.library.Synchronizer` when
 ``[coordination] backend_url`` is set.  It computes the partitions from

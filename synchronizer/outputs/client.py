@@ -1,5 +1,9 @@
 """For graph consumers in another process: subscribe to the stream, get the view.
 
+Over 400 lines on purpose: the consumer's whole side (view, stream, the gate
+that joins them without gap or duplicate, resuming) is one module users
+read.
+
 ::
 
     from synchronizer import opts

@@ -1,5 +1,8 @@
 """The normalised shapes of Nova's entity types, shared by poll and push.
 
+Over 400 lines on purpose: one module per service's shapes, so that poll and
+push of every Nova type share one definition.
+
 Every Nova entity is built here, from plain facts that the collectors parse
 out of API records and the notification plugin parses out of payloads, so a
 state seen by a poll and by a notification gives the same fingerprint.  The
