@@ -9,10 +9,13 @@ deletes are inferred, here and nowhere else, in exactly three cases
    listing (a page failed, a timeout) infers nothing: absence from part of
    a listing proves nothing.
 2. **An explicit delete in a delta listing** (:func:`reported`: Nova's
-   ``changes-since`` lists deleted servers): the key is deleted if the
-   baseline holds it.  Absence from a delta listing never deletes: a delta
-   lists only what changed.  (A delete *notification* needs no inference:
-   it says so, and goes to the ledger as it is.)
+   ``changes-since`` lists deleted servers): the key is deleted, whether
+   the baseline holds it or not (an entity subscribers know only from a
+   notification, whose delete notification was lost, is in no baseline;
+   the ledger drops a delete of what it never told).  Absence from a delta
+   listing never deletes: a delta lists only what changed.  (A delete
+   *notification* needs no inference: it says so, and goes to the ledger
+   as it is.)
 3. **A resync's sweep** (:class:`Resync`): a restarted worker starts with
    an empty baseline, so its first complete listing cannot know what was
    deleted while it was down; the dispatcher's ledger knows what
@@ -140,17 +143,20 @@ def unlisted(
 
 
 def reported(known: dict[str, dict[str, int]], deleted: Iterable[Entity]) -> list[Change]:
-    """Case 2: the deletes a delta listing reports, of keys ``known`` holds.
+    """Case 2: the deletes a delta listing reports, each removed from ``known``.
 
-    Each one is removed from ``known`` (the caller's new baseline, by type);
-    a reported key ``known`` lacks (never listed, or already gone) is no
-    delete.
+    ``known`` is the caller's new baseline, by type.  A reported key it
+    lacks is a delete all the same: the service says the entity is gone,
+    and subscribers may know it from a notification alone.  (A delete of a
+    key already gone, listed again by the next delta's overlap, is dropped
+    by the ledger as a repeat.)
     """
     changes = []
     for entity in deleted:
         keys = known.get(entity.type)
-        if keys is not None and keys.pop(entity.key, None) is not None:
-            changes.append(Change(Action.DELETE, entity))
+        if keys is not None:
+            keys.pop(entity.key, None)
+        changes.append(Change(Action.DELETE, entity))
     return changes
 
 

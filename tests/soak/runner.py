@@ -292,6 +292,7 @@ class Run:
         f = self.figures
         f["reference"], reference_text = self._reference()
         f["truth"] = live_keys(self.cloud)
+        f["lives"] = self.truth
         f["world"] = self.checker.world()
         f["findings"] = self.checker.findings
         f["metrics_text"] = probes.fetch(self.metrics_url + "/metrics")

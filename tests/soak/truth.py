@@ -115,6 +115,11 @@ class Truth:
                     return True
         return False
 
+    def lives(self, key: Key) -> list[tuple[float | None, float | None]]:
+        """Each lifetime of an entity, ``(born, died)`` (None: still alive)."""
+        with self._lock:
+            return [(born, died) for born, died in self._lives.get(key, ())]
+
     def current(self) -> dict[str, set[str]]:
         """The keys of the latest reading, by type."""
         with self._lock:

@@ -46,13 +46,17 @@ def test_a_lazy_time_is_asked_only_when_something_is_gone():
     assert gone.entity.timestamp == NOW
 
 
-def test_reported_deletes_only_what_the_baseline_holds():
-    """A delta's reported deletes delete known keys and take them out of the new baseline."""
+def test_reported_deletes_are_deletes_whatever_the_baseline_holds():
+    """A delta's reported deletes all go (a key may be known from a push alone), out of known."""
     known = {"t": {"a": 1, "b": 2}}
     told = deletes.reported(
         known, [Entity("t", "a", timestamp=NOW), Entity("t", "zz"), Entity("u", "a")]
     )
-    assert [(c.action, c.key) for c in told] == [(Action.DELETE, "a")]
+    assert [(c.action, c.type, c.key) for c in told] == [
+        (Action.DELETE, "t", "a"),
+        (Action.DELETE, "t", "zz"),
+        (Action.DELETE, "u", "a"),
+    ]
     assert told[0].entity.timestamp == NOW
     assert not told[0].inferred  # the service said so: a final delete
     assert known == {"t": {"b": 2}}

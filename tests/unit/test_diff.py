@@ -66,6 +66,7 @@ def test_delta_applies_updates_and_reported_deletes_only():
         "a": Action.UPDATE,
         "d": Action.CREATE,
         "b": Action.DELETE,
+        "zz": Action.DELETE,  # reported: the ledger decides whether anyone knew it
     }
     assert set(result.baseline) == {("t", "a"), ("t", "c"), ("t", "d")}
     assert set(baseline) == {("t", "a"), ("t", "b"), ("t", "c")}
