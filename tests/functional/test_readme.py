@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -21,10 +22,18 @@ def test_library_example_runs_verbatim(tmp_path):
     """The library example, pasted into a script and run from the root, gets the whole view."""
     script = tmp_path / "consumer.py"
     script.write_text(_example("library"))
+    # A root of its own with the repository's etc/ (the example's relative
+    # path): the state the embedded default keeps beside its configuration
+    # stays out of the checkout.
+    shutil.copytree(
+        REPO / "etc",
+        tmp_path / "etc",
+        ignore=shutil.ignore_patterns("*.state.db*", "*.lock"),
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run(
         [sys.executable, str(script)],
-        cwd=REPO,
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,

@@ -80,7 +80,12 @@ def host_dir(tmp_path) -> Path:
     (tmp_path / "plugins" / "nova").mkdir(parents=True)
     (tmp_path / "plugins" / "__init__.py").write_text(FOREIGN_PLUGINS)
     (tmp_path / "plugins" / "nova" / "__init__.py").write_text(FOREIGN_PLUGINS)
-    shutil.copytree(REPO / "etc" / "synchronizer", tmp_path / "etc")
+    # The configuration and static files only: no state a local run left beside them.
+    shutil.copytree(
+        REPO / "etc" / "synchronizer",
+        tmp_path / "etc",
+        ignore=shutil.ignore_patterns("*.state.db*", "*.lock"),
+    )
     return tmp_path
 
 
