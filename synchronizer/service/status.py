@@ -128,7 +128,10 @@ class Status:
     def health(self) -> dict[str, Any]:
         """Healthy when every running collector completed a cycle within 3 periods.
 
-        A hung collector is unhealthy and says why (``hung``); deletes a
+        A period is at least as long as the collector's last cycle took: a
+        listing that takes longer than the period (a big cloud, a slow API)
+        is not stale while it runs, only one that stops completing is.  A
+        hung collector is unhealthy and says why (``hung``); deletes a
         collector holds as a suspicious mass delete are shown
         (``held_deletes``) without making it unhealthy: the next listing
         decides them.
@@ -140,9 +143,9 @@ class Status:
                 state = self._state(name)
                 period = self.periods.get(name, 60.0)
                 last = self.last_complete_at.get(name, self.expected_since)
-                fresh = now - last <= 3 * period
-                hung = self.hung.get(name)
                 cycle = self.last_cycle.get(name)
+                fresh = now - last <= 3 * max(period, cycle.duration if cycle else 0.0)
+                hung = self.hung.get(name)
                 plugins[name] = {
                     "state": PluginState.HUNG if hung else state,
                     "healthy": fresh and not state.down and not hung,

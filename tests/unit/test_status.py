@@ -1,5 +1,7 @@
 """What the status reports: plugin states, cycles, notification counters, readiness."""
 
+import time
+
 import pytest
 
 from synchronizer.service.status import Status
@@ -113,3 +115,15 @@ def test_held_deletes_and_unconvertible_records_are_shown():
     assert (plugin["held_deletes"], plugin["unconvertible_records"]) == (1495, 2)
     assert plugin["healthy"]  # the next listing decides: not a failure
     assert status.unconvertible_snapshot() == {"a": 4}
+
+
+def test_a_listing_longer_than_its_period_is_not_stale_while_the_next_one_runs():
+    """Freshness allows three times the longer of the period and the last cycle's duration."""
+    status = Status()
+    status.expect(["slow", "fast"], {"slow": 0.01, "fast": 0.01})
+    status.cycle_done("slow", CycleEnd(complete=True, resync=True, full=True, duration=5.0), 1)
+    status.cycle_done("fast", CycleEnd(complete=True, resync=True, full=True, duration=0.001), 1)
+    time.sleep(0.1)  # ten periods: the fast one is stale, the slow one is within 3 x 5 s
+    plugins = status.health()["plugins"]
+    assert plugins["slow"]["healthy"]
+    assert not plugins["fast"]["healthy"]
