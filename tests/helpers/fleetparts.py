@@ -138,6 +138,91 @@ class Redis:
             self.proc.wait(10)
 
 
+ZKSERVER = "/usr/share/zookeeper/bin/zkServer.sh"  # Debian's zookeeper package
+
+
+class ZooKeeper:
+    """A ZooKeeper server of our own on loopback (Debian's), to pause and stop.
+
+    The same interface as :class:`Redis`, so a test can run on either
+    coordinator; tooz reaches it through kazoo (``zookeeper://``).
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir / "zookeeper"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"zookeeper://127.0.0.1:{self.port}"
+
+    def start(self) -> ZooKeeper:
+        if not Path(ZKSERVER).exists():
+            reason = "no ZooKeeper installed (.ci/run installs Debian's zookeeperd)"
+            if os.environ.get("CI") == "true":
+                pytest.fail(reason)
+            pytest.skip(reason)
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "zoo.cfg"
+        config.write_text(
+            "\n".join(
+                [
+                    "tickTime=500",  # sessions from 1 s (2 ticks) to 30 s (60 ticks)
+                    "maxSessionTimeout=30000",
+                    f"dataDir={data}",
+                    f"clientPort={self.port}",
+                    "clientPortAddress=127.0.0.1",
+                    "admin.enableServer=false",
+                    "4lw.commands.whitelist=ruok",
+                ]
+            )
+            + "\n"
+        )
+        env = {**os.environ, "ZOO_LOG_DIR": str(self.workdir), "JVMFLAGS": "-Xmx256m"}
+        self.proc = subprocess.Popen(
+            [ZKSERVER, "start-foreground", str(config)],
+            cwd=self.workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while not self._ok():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("ZooKeeper did not start")
+            time.sleep(0.2)
+        return self
+
+    def _ok(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"ruok")
+                return s.recv(4) == b"imok"
+        except OSError:
+            return False
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
 class Postgres:
     """A PostgreSQL server of our own (its own data dir and port), to stop and restart.
 

@@ -1,4 +1,4 @@
-"""The fleet's real parts, shared by its tests: the fake cloud, a Redis, a database."""
+"""The fleet's real parts, shared by its tests: the fake cloud, a coordinator, a database."""
 
 from __future__ import annotations
 
@@ -20,6 +20,15 @@ def cloud() -> Iterator[FakeCloud]:
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[fleetparts.Redis]:
     server = fleetparts.Redis(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["redis", "zookeeper"])
+def coordinator(request, tmp_path: Path) -> Iterator[fleetparts.Redis | fleetparts.ZooKeeper]:
+    """The tooz backend of the failover tests: each test runs on Redis and on ZooKeeper."""
+    kind = fleetparts.Redis if request.param == "redis" else fleetparts.ZooKeeper
+    server = kind(tmp_path).start()
     yield server
     server.stop()
 

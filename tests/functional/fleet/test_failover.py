@@ -1,4 +1,4 @@
-"""Three real daemons as one fleet: a real Redis (tooz), PostgreSQL, the fake cloud.
+"""Three real daemons as one fleet: a real Redis or ZooKeeper (tooz), PostgreSQL, the fake cloud.
 
 Partitions ``nova`` (nova.instance) and ``cinder`` (cinder.volume); every
 daemon writes what its partitions' feeds send to its stdout (jsonl sink),
@@ -25,7 +25,7 @@ MEMBERS = ("m1", "m2", "m3")
 
 
 @pytest.fixture
-def fleet(cloud, redis, database, tmp_path) -> Iterator[dict[str, Daemon]]:
+def fleet(cloud, coordinator, database, tmp_path) -> Iterator[dict[str, Daemon]]:
     cloud.reset()
     cloud.populate(servers=12, hosts=2, volumes=6)
     daemons = {}
@@ -40,7 +40,7 @@ def fleet(cloud, redis, database, tmp_path) -> Iterator[dict[str, Daemon]]:
                     "jsonl_path = -",
                     "worker_restart_delay = 0.2",
                     "[coordination]",
-                    f"backend_url = {redis.url}",
+                    f"backend_url = {coordinator.url}",
                     f"heartbeat_timeout = {TIMEOUT}",
                     f"member_id = {member}",
                     "[database]",
@@ -191,19 +191,19 @@ def test_a_paused_owner_is_fenced_when_it_wakes(fleet, cloud, database):
 
 
 def test_a_paused_coordinator_stops_the_partitions_then_they_catch_up(
-    fleet, cloud, redis, database
+    fleet, cloud, coordinator, database
 ):
-    """Redis paused past the lease: owners stop what they cannot renew; after, nothing lost."""
+    """The coordinator paused past the lease: owners stop what they cannot renew, then catch up."""
     engine = sql.create_engine(database)
     wait(lambda: set(owners(engine)) == {"nova", "cinder"}, 60, "both partitions owned")
     wait(lambda: settled(engine, cloud), 60, "the nova view to equal the cloud")
     owner, term = owners(engine)["nova"]
-    redis.pause()
+    coordinator.pause()
     try:
         cloud.change("servers", count=3, seed=6)
         fleet[owner].wait_log("its lease could not be renewed", timeout=4 * TIMEOUT)
     finally:
-        redis.resume()
+        coordinator.resume()
     cloud.change("servers", count=2, seed=7)
     wait(lambda: settled(engine, cloud), 60, "the view to catch up after the coordinator")
     assert owners(engine)["nova"][1] > term
