@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 __all__ = ["Streams", "fleet_streams", "watch"]
+
+DISCOVER_EVERY = 5.0  # seconds between two askings for the fleet's partitions
 
 
 def fleet_streams(conf: cfg.ConfigOpts, timeout: int) -> dict[str, dict[str, Any]] | None:
@@ -85,6 +88,7 @@ class Streams:
         types: tuple[str, ...] | None,
         make_gate: Callable[[str, tuple[str, ...], Callable[[Item], None]], _Gate],
         partitions: Mapping[str, Mapping[str, Any]],
+        refresh: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         self.callback = callback
         self.types = types
@@ -93,13 +97,63 @@ class Streams:
         self._held = 0
         self.gates: dict[str, _Gate] = {}  # by the epoch each started from
         self._types: dict[str, _Gate] = {}  # entity type → its partition's gate
-        wanted = set(types) if types else None
+        self._wanted = set(types) if types else None
+        self._make_gate = make_gate
+        self._refresh = refresh
+        self._looked = -DISCOVER_EVERY  # monotonic time of the last refresh
+        self._add(partitions)
+
+    def _add(self, partitions: Mapping[str, Mapping[str, Any]]) -> list[_Gate]:
+        """Gates for the partitions not watched yet (of the wanted types)."""
+        added = []
         for info in partitions.values():
-            held = tuple(t for t in info["types"] if wanted is None or t in wanted)
-            if held:
-                gate = make_gate(str(info["epoch"]), held, self._deliver)
+            held = tuple(
+                t
+                for t in info["types"]
+                if (self._wanted is None or t in self._wanted) and t not in self._types
+            )
+            if held and str(info["epoch"]) not in self.gates:
+                gate = self._make_gate(str(info["epoch"]), held, self._deliver)
                 self.gates[str(info["epoch"])] = gate
                 self._types.update(dict.fromkeys(held, gate))
+                added.append(gate)
+        return added
+
+    def _discover(self, type_: str) -> _Gate | None:
+        """A change of a type no gate watches: a partition that appeared after the start.
+
+        The fleet is asked for its partitions again (at most every
+        :data:`DISCOVER_EVERY` seconds); each new one's gate starts from its
+        view, as a relist of that partition (its snapshot items, then a
+        ``Synced`` for its types), and goes on from there.
+        """
+        if (
+            self._refresh is None
+            or not type_
+            or (self._wanted is not None and type_ not in self._wanted)
+            or time.monotonic() - self._looked < DISCOVER_EVERY
+        ):
+            return None
+        self._looked = time.monotonic()
+        try:
+            partitions = self._refresh()
+        except Exception as exc:  # noqa: BLE001 - asked again at the next such change
+            LOG.warning(
+                "A change of %s from a partition not watched; asking the fleet "
+                "for its partitions failed: %s",
+                type_,
+                exc,
+            )
+            return None
+        with self.lock:
+            for gate in self._add(partitions):
+                LOG.info(
+                    "Watching a partition that appeared after the start: %s",
+                    ", ".join(gate.types or ()),
+                )
+                if self._opened:
+                    gate.open(None)
+            return self._types.get(type_)
 
     def _deliver(self, item: Item) -> None:
         with self.lock:
@@ -123,7 +177,8 @@ class Streams:
         for started, gate in self.gates.items():
             if (gate.epoch or started) == epoch:
                 return gate
-        return self._types.get(getattr(item, "type", ""))
+        type_ = getattr(item, "type", "")
+        return self._types.get(type_) or self._discover(type_)
 
     def open(self, since: Mapping[str, int] | None) -> None:
         with self.lock:
@@ -170,7 +225,9 @@ def watch(
         )
 
     types = tuple(sorted(entity_types)) if entity_types else None
-    streams = Streams(callback, types, make_gate, partitions)
+    streams = Streams(
+        callback, types, make_gate, partitions, refresh=lambda: fleet_streams(conf, timeout) or {}
+    )
     handle = client.subscribe(
         conf, entity_types, lambda change: None, pool=pool, _raw=streams.offer
     )

@@ -72,3 +72,55 @@ def test_a_partition_started_anew_relists_only_itself():
     assert streams.position == {"n2": 1, "c1": 1}
     streams.offer(change("nova.instance", "b", 2, "SHUTOFF"), "n2")
     assert got[-1].entity.state == "SHUTOFF"
+
+
+def test_a_partition_that_appears_after_the_start_is_watched_from_its_view():
+    """A change of a type no partition had at the start: the fleet is asked again and its
+    new partition's view arrives (snapshot, Synced for its types), then its changes."""
+    fleet, got = Fleet(), []
+    later = {**PARTITIONS}
+    asked = []
+
+    def refresh():
+        asked.append(1)
+        return later
+
+    streams = fleet_client.Streams(
+        got.append, None, fleet.gate, {"nova": PARTITIONS["nova"]}, refresh=refresh
+    )
+    streams.open(None)
+    assert got[-1] == Synced(None, 1)
+    streams.offer(change("cinder.volume", "v", 2, "in-use"), "c1")
+    assert asked == [1]
+    assert got[-3].action is Action.SNAPSHOT
+    assert got[-3].entity.key == "v"
+    assert got[-2] == Synced(("cinder.volume",), 1)
+    assert got[-1].entity.state == "in-use"
+    assert streams.position == {"n1": 1, "c1": 2}
+
+
+def test_a_type_the_fleet_does_not_know_asks_again_only_after_a_while():
+    """An unknown type asks the fleet once, not on every change (nothing is made up)."""
+    fleet, got, asked = Fleet(), [], []
+
+    def refresh():
+        asked.append(1)
+        return PARTITIONS
+
+    streams = fleet_client.Streams(got.append, None, fleet.gate, PARTITIONS, refresh=refresh)
+    streams.open(None)
+    before = list(got)
+    for seq in (2, 3, 4):
+        streams.offer(change("heat.stack", "s", seq), "h1")
+    assert asked == [1]
+    assert got == before
+
+
+def test_a_watcher_of_some_types_never_asks_for_others():
+    fleet, got, asked = Fleet(), [], []
+    streams = fleet_client.Streams(
+        got.append, ("nova.instance",), fleet.gate, PARTITIONS, refresh=lambda: asked.append(1)
+    )
+    streams.open(None)
+    streams.offer(change("heat.stack", "s", 2), "h1")
+    assert asked == []
