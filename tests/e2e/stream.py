@@ -49,10 +49,12 @@ class Stream:
         daemon: Daemon,
         collectors: dict[str, str],
         volatile: dict[str, Collection[str]],
+        counter: Callable[[Daemon, str], int] = cycles,
     ) -> None:
         self.daemon = daemon
         self.collectors = collectors
         self.volatile = volatile
+        self.counter = counter  # the poll cycles of a plugin so far (full ones by default)
         self.items: list[Received] = []
         self.synced = threading.Event()
         self._cond = threading.Condition()
@@ -62,7 +64,7 @@ class Stream:
             self.synced.set()
             return
         plugin = self.collectors.get(item.entity.type, "")
-        n = cycles(self.daemon, plugin) if plugin else 0
+        n = self.counter(self.daemon, plugin) if plugin else 0
         with self._cond:
             self.items.append(Received(item, n, time.monotonic()))
             self._cond.notify_all()

@@ -14,18 +14,17 @@ import dataclasses
 import re
 import signal
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from synchronizer import opts
-from synchronizer.model import Change, Synced
 from synchronizer.outputs import client
 from tests.e2e.conftest import RealCloud
+from tests.e2e.stream import Received, Stream, brief, of
 from tests.functional.conftest import QUEUE_PATTERNS, _delete_queues
 from tests.helpers.daemon import Daemon
 
@@ -34,73 +33,6 @@ PERIOD = 20.0  # the instance collector's poll period
 SNAPSHOT_INTERVAL = 60.0
 PUSH_PLUGINS = "nova.instance, nova.host, nova.zone, nova.notifications"
 POLL_PLUGINS = "nova.instance, nova.host, nova.zone"
-
-
-@dataclasses.dataclass
-class Received:
-    change: Change
-    cycles: int  # instance poll cycles the daemon had logged when this arrived
-    at: float  # time.monotonic() on arrival
-
-
-class Stream:
-    """What the consumer received, in order, with a condition to wait on."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.items: list[Received] = []
-        self.synced = threading.Event()
-        self._cond = threading.Condition()
-
-    def on_item(self, item: Change | Synced) -> None:
-        if isinstance(item, Synced):
-            self.synced.set()
-            return
-        with self._cond:
-            self.items.append(Received(item, instance_cycles(self.daemon), time.monotonic()))
-            self._cond.notify_all()
-
-    def mark(self) -> int:
-        with self._cond:
-            return len(self.items)
-
-    def since(self, mark: int, key: str | None = None) -> list[Received]:
-        with self._cond:
-            items = self.items[mark:]
-        return [r for r in items if key is None or r.change.key == key]
-
-    def wait_for(
-        self, predicate: Callable[[list[Received]], bool], mark: int = 0, timeout: float = 90
-    ) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate(self.items[mark:]):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    pytest.fail(f"timed out; received since mark: {_brief(self.items[mark:])}")
-                self._cond.wait(left)
-            return list(self.items[mark:])
-
-    def live(self) -> dict[tuple[str, str], Change]:
-        """The world rebuilt from everything received."""
-        world: dict[tuple[str, str], Change] = {}
-        with self._cond:
-            for r in self.items:
-                ident = (r.change.entity.type, r.change.key)
-                if r.change.action == "delete":
-                    world.pop(ident, None)
-                else:
-                    world[ident] = r.change
-        return world
-
-
-def _brief(items: list[Received]) -> list[str]:
-    return [
-        f"{r.change.action} {r.change.key[:8]} {r.change.entity.state} "
-        f"{r.change.entity.source.kind if r.change.entity.source else '-'} "
-        f"{r.change.entity.source.plugin if r.change.entity.source else '-'}"
-        for r in items
-    ][-40:]
 
 
 def instance_cycles(daemon: Daemon) -> int:
@@ -160,7 +92,7 @@ class Stack:
             ids = self.cloud.boot(missing, f"e2e-{self.unique}")
             self.stream.wait_for(
                 lambda items: all(
-                    any(r.change.entity.state == "ACTIVE" for r in _of(items, i)) for i in ids
+                    any(r.change.entity.state == "ACTIVE" for r in of(items, i)) for i in ids
                 ),
                 mark,
             )
@@ -184,7 +116,13 @@ def stack(realcloud: RealCloud, tmp_path_factory) -> Iterator[Stack]:
     u = uuid.uuid4().hex[:10]
     conf_path = tmp_path_factory.mktemp("e2e") / "synchronizer.conf"
     daemon = Daemon(conf_path)
-    s = Stack(realcloud, daemon, Stream(daemon), conf_path, u)
+    s = Stack(
+        realcloud,
+        daemon,
+        Stream(daemon, {"nova.instance": "nova.instance"}, {}, lambda d, _: instance_cycles(d)),
+        conf_path,
+        u,
+    )
     s.write_config(PUSH_PLUGINS)
     daemon.start()
     handle = None
@@ -200,12 +138,6 @@ def stack(realcloud: RealCloud, tmp_path_factory) -> Iterator[Stack]:
             handle.stop()
         daemon.stop()
         _delete_queues([p.format(u=u) for p in QUEUE_PATTERNS])
-
-
-def _of(items: list[Received], key: str, action: str | None = None) -> list[Received]:
-    return [
-        r for r in items if r.change.key == key and (action is None or r.change.action == action)
-    ]
 
 
 def test_microversion_is_negotiated_with_the_real_nova(stack: Stack, realcloud: RealCloud):
@@ -241,14 +173,14 @@ def test_booted_servers_arrive_by_push_and_the_poll_adds_nothing(stack: Stack):
     assert len(ids) == 5
 
     def all_active(items: list[Received]) -> bool:
-        return all(any(r.change.entity.state == "ACTIVE" for r in _of(items, i)) for i in ids)
+        return all(any(r.change.entity.state == "ACTIVE" for r in of(items, i)) for i in ids)
 
     items = stream.wait_for(all_active, mark)
     for server in ids:
-        mine = _of(items, server)
+        mine = of(items, server)
         first = mine[0]
         assert first.change.action == "create"
-        assert first.change.entity.source.kind == "push", _brief(mine)
+        assert first.change.entity.source.kind == "push", brief(mine)
         assert first.cycles == cycles_at_boot, "the create came after a poll cycle"
         active = next(r.change.entity for r in mine if r.change.entity.state == "ACTIVE")
         assert active.project == project
@@ -260,7 +192,7 @@ def test_booted_servers_arrive_by_push_and_the_poll_adds_nothing(stack: Stack):
     settled = stream.mark()
     stack.next_cycles(2)
     extra = [r for r in stream.since(settled) if r.change.key in ids]
-    assert extra == [], _brief(extra)
+    assert extra == [], brief(extra)
 
 
 def test_stop_and_start_give_one_update_each(stack: Stack):
@@ -269,23 +201,23 @@ def test_stop_and_start_give_one_update_each(stack: Stack):
     mark = stream.mark()
     cloud.stop(server)
     stream.wait_for(
-        lambda items: any(r.change.entity.state == "SHUTOFF" for r in _of(items, server)), mark
+        lambda items: any(r.change.entity.state == "SHUTOFF" for r in of(items, server)), mark
     )
     stack.next_cycles(1)
-    stopped = _of(stream.since(mark), server)
+    stopped = of(stream.since(mark), server)
     shutoff = [r for r in stopped if r.change.entity.state == "SHUTOFF"]
-    assert len(shutoff) == 1, _brief(stopped)
+    assert len(shutoff) == 1, brief(stopped)
     assert shutoff[0].change.action == "update"
 
     mark = stream.mark()
     cloud.start(server)
     stream.wait_for(
-        lambda items: any(r.change.entity.state == "ACTIVE" for r in _of(items, server)), mark
+        lambda items: any(r.change.entity.state == "ACTIVE" for r in of(items, server)), mark
     )
     stack.next_cycles(1)
-    started = _of(stream.since(mark), server)
+    started = of(stream.since(mark), server)
     active = [r for r in started if r.change.entity.state == "ACTIVE"]
-    assert len(active) == 1, _brief(started)
+    assert len(active) == 1, brief(started)
     assert active[0].change.action == "update"
     assert stream.live()[("nova.instance", server)].entity.state == "ACTIVE"
 
@@ -297,7 +229,7 @@ def test_deleted_servers_give_one_delete_and_stay_deleted(stack: Stack):
     cloud.delete(*gone)
     for server in gone:
         stack.servers.remove(server)
-    stream.wait_for(lambda items: all(_of(items, s, "delete") for s in gone), mark)
+    stream.wait_for(lambda items: all(of(items, s, "delete") for s in gone), mark)
     # Through the next full snapshot (and the delta cycles before it).
     full = stack.daemon.count_logs("nova.instance: full cycle")
     assert stack.daemon.wait_until(
@@ -305,10 +237,10 @@ def test_deleted_servers_give_one_delete_and_stay_deleted(stack: Stack):
         SNAPSHOT_INTERVAL + PERIOD * 3,
     )
     for server in gone:
-        mine = _of(stream.since(mark), server)
+        mine = of(stream.since(mark), server)
         deletes = [r for r in mine if r.change.action == "delete"]
-        assert len(deletes) == 1, _brief(mine)
-        assert mine[-1].change.action == "delete", f"resurrected: {_brief(mine)}"
+        assert len(deletes) == 1, brief(mine)
+        assert mine[-1].change.action == "delete", f"resurrected: {brief(mine)}"
         assert ("nova.instance", server) not in stream.live()
 
 
@@ -337,7 +269,7 @@ def test_hosts_and_zones_match_the_real_apis(stack: Stack, realcloud: RealCloud)
         for r in stack.stream.items
         if r.change.entity.type == "nova.host" and r.change.action in ("update", "delete")
     ]
-    assert host_updates == [], _brief(host_updates)
+    assert host_updates == [], brief(host_updates)
     assert set(got_zones) == {z.zoneName for z in zones}
     for z in zones:
         expected = "available" if z.zoneState["available"] else "unavailable"
@@ -360,9 +292,9 @@ def test_notifications_arrive_again_after_the_broker_cuts_every_connection(stack
     cycles = instance_cycles(stack.daemon)
     cloud.stop(server)
     items = stream.wait_for(
-        lambda items: any(r.change.entity.state == "SHUTOFF" for r in _of(items, server)), mark
+        lambda items: any(r.change.entity.state == "SHUTOFF" for r in of(items, server)), mark
     )
-    shutoff = next(r for r in _of(items, server) if r.change.entity.state == "SHUTOFF")
+    shutoff = next(r for r in of(items, server) if r.change.entity.state == "SHUTOFF")
     assert shutoff.change.entity.source.kind == "push"
     assert shutoff.cycles == cycles
     assert stack.daemon.proc.poll() is None
@@ -376,7 +308,7 @@ def test_polling_alone_catches_up_without_notifications(stack: Stack):
         cloud.stop(started_server)
         stream.wait_for(
             lambda items: any(
-                r.change.entity.state == "SHUTOFF" for r in _of(items, started_server)
+                r.change.entity.state == "SHUTOFF" for r in of(items, started_server)
             ),
             mark,
         )
@@ -409,16 +341,16 @@ def test_polling_alone_catches_up_without_notifications(stack: Stack):
 
     def caught_up(items: list[Received]) -> bool:
         return (
-            any(r.change.entity.state == "ACTIVE" for r in _of(items, started_server))
-            and bool(_of(items, victim, "delete"))
-            and any(r.change.entity.state == "ACTIVE" for r in _of(items, booted))
+            any(r.change.entity.state == "ACTIVE" for r in of(items, started_server))
+            and bool(of(items, victim, "delete"))
+            and any(r.change.entity.state == "ACTIVE" for r in of(items, booted))
         )
 
     items = [
         r for r in stream.wait_for(caught_up, mark, timeout=PERIOD * 3) if r.change.key in keys
     ]
     kinds = {r.change.entity.source.kind for r in items if r.change.action != "delete"}
-    assert kinds == {"poll"}, _brief(items)
+    assert kinds == {"poll"}, brief(items)
     # Within one period of the last change, plus the cycle's own time.
     assert max(r.at for r in items) - last_change <= PERIOD + 10
     # Delta cycles saw them, and the full snapshot still runs at its interval.
