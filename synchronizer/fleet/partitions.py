@@ -13,6 +13,8 @@ partitions from the same configuration::
     >>> class C(Plugin): entity_types = ("cinder.volume",)
     >>> [(p.name, p.plugins) for p in group({"a": A, "b": B, "c": C})]
     [('cinder', ('c',)), ('nova', ('a', 'b'))]
+    >>> [p.name for p in group({"east/a": A, "west/a": A, "b": B})]
+    ['east.nova', 'nova', 'west.nova']
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Mapping
+
+from synchronizer import clouds
 
 __all__ = ["Partition", "assign", "group", "namespace"]
 
@@ -45,12 +49,18 @@ def namespace(plugin: str, entity_types: tuple[str, ...]) -> str:
 
 
 def group(classes: Mapping[str, type]) -> list[Partition]:
-    """The partitions of plugin classes (name → class), sorted by name."""
+    """The partitions of plugin classes (name → class), sorted by name.
+
+    A cloud's plugins (``east/nova.instance``, see :mod:`synchronizer.clouds`)
+    are partitioned per cloud: ``east.nova``, ``west.nova``.
+    """
     members: dict[str, list[str]] = {}
     types: dict[str, set[str]] = {}
     for name, cls in classes.items():
         entity_types = tuple(getattr(cls, "entity_types", ()))
-        ns = namespace(name, entity_types)
+        cloud, base = clouds.split(name)
+        ns = namespace(base, entity_types)
+        ns = ns if cloud is None else f"{cloud}.{ns}"
         members.setdefault(ns, []).append(name)
         types.setdefault(ns, set()).update(entity_types)
     return [

@@ -36,7 +36,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from synchronizer import backend, opts, plugin_loader, wire
+from synchronizer import backend, clouds, opts, plugin_loader, wire
 from synchronizer.dispatch.dispatcher import Dispatcher
 from synchronizer.dispatch.feed import Feed
 from synchronizer.dispatch.subscriber import Callback, Subscription, queue_deliverer
@@ -65,6 +65,7 @@ class Synchronizer:
     ) -> None:
         """``on_output_closed``: called when the jsonl sink's stdout reader goes away."""
         opts.register_opts(conf)
+        clouds.validate(conf)
         self.conf = conf
         self.conf_args = conf_args if conf_args is not None else opts.config_args(conf)
         self.dispatcher = Dispatcher.from_conf(conf)
@@ -166,7 +167,8 @@ class Synchronizer:
         The caller reloads the configuration files first (the daemon does so
         on SIGHUP).
         """
-        LOG.info("Reloading the plugin list: %s", ", ".join(self.conf.plugins) or "(none)")
+        names = clouds.plugin_names(self.conf)
+        LOG.info("Reloading the plugin list: %s", ", ".join(names) or "(none)")
         self._supervisor.ensure(self._specs())
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -208,13 +210,14 @@ class Synchronizer:
 
     def _specs(self) -> list[WorkerSpec]:
         """The workers of the configured plugins; ConfigError when none can load."""
-        collectors, pushers = self._classify()
-        if not self.conf.plugins:
+        names = clouds.plugin_names(self.conf)
+        collectors, pushers = self._classify(names)
+        if not names:
             LOG.warning("No plugin is configured ([DEFAULT] plugins is empty): nothing to deliver")
         elif not collectors and not pushers:
             raise ConfigError(
                 "none of the configured plugins can be loaded "
-                f"({', '.join(self.conf.plugins)}): see the lines above"
+                f"({', '.join(names)}): see the lines above"
             )
         periods = {name: float(self.conf[group].period) for name, group in collectors.items()}
         self.status.expect(collectors, periods)
@@ -228,28 +231,27 @@ class Synchronizer:
             )
             for name, group in collectors.items()
         ]
-        if pushers:
-            names = sorted(pushers)
-            digest = self._digest(list(pushers.values()), core=True)
+        for cloud, groups in _by_cloud(pushers).items():
+            digest = self._digest(list(groups.values()), core=True, cloud=cloud)
             specs.extend(
                 WorkerSpec(
                     worker_name,
                     notification.notification_main,
-                    (self.conf_args, names, chunk),
+                    (self.conf_args, sorted(groups), chunk),
                     digest,
                 )
-                for worker_name in notification.worker_names(self.conf.notification_workers)
+                for worker_name in notification.worker_names(self.conf.notification_workers, cloud)
             )
         return specs
 
-    def _classify(self) -> tuple[dict[str, str], dict[str, str]]:
+    def _classify(self, names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
         """The configured collectors and notification plugins, each with its group.
 
-        Classes only: plugins are built in their workers, never here.
+        Classes only: plugins are built in their workers, never here.  Each
+        cloud's notification plugins get a worker of their own, on the cloud's
+        bus: two of them on one bus could not tell their notifications apart.
         """
-        loaded = plugin_loader.load(
-            self.conf, self.conf.plugins, Plugin, self._plugin_failed, invoke=False
-        )
+        loaded = plugin_loader.load(self.conf, names, Plugin, self._plugin_failed, invoke=False)
         collectors: dict[str, str] = {}
         pushers: dict[str, str] = {}
         for name, cls in loaded.items():
@@ -258,14 +260,17 @@ class Synchronizer:
                 collectors[name] = group
             elif issubclass(cls, NotificationPlugin):
                 pushers[name] = group
+        _check_buses(self.conf, _by_cloud(pushers))
         return collectors, pushers
 
     def _plugin_failed(self, name: str, state: wire.PluginState, reason: str) -> None:
         LOG.error("%s; the other plugins run", reason)
         self.status.plugin_state(name, state, reason)
 
-    def _digest(self, groups: list[str], *, core: bool = False) -> str:
+    def _digest(self, groups: list[str], *, core: bool = False, cloud: str | None = None) -> str:
         h = hashlib.sha256()
+        if cloud is not None:  # the cloud's bus
+            h.update(f"{cloud}.transport_url={clouds.transport_url(self.conf, cloud)!r};".encode())
         for group in groups:
             for key, value in sorted(self.conf[group].items()):
                 h.update(f"{group}.{key}={value!r};".encode())
@@ -310,6 +315,29 @@ class Synchronizer:
                 self.status.plugin_state(message.plugin, message.state, message.reason)
             case wire.NotificationStats():
                 self.status.notification_stats(name, message)
+
+
+def _by_cloud(plugins: dict[str, str]) -> dict[str | None, dict[str, str]]:
+    """Plugins (name → group) by cloud (None: of no cloud first, then the clouds by name)."""
+    found: dict[str | None, dict[str, str]] = {}
+    for name in sorted(plugins, key=lambda n: (clouds.cloud_of(n) is not None, n)):
+        found.setdefault(clouds.cloud_of(name), {})[name] = plugins[name]
+    return found
+
+
+def _check_buses(conf: cfg.ConfigOpts, pushers: dict[str | None, dict[str, str]]) -> None:
+    """ConfigError when two clouds' notification plugins would listen on one bus."""
+    seen: dict[str | None, str] = {}
+    for cloud in pushers:
+        url = clouds.transport_url(conf, cloud) or conf.transport_url
+        other = seen.setdefault(url, str(cloud))
+        if other != str(cloud):
+            what = "[DEFAULT] plugins" if other == "None" else f"cloud {other}"
+            raise ConfigError(
+                f"the notification plugins of cloud {cloud} and of {what} would listen "
+                f"on the same bus: set [{clouds.group(str(cloud))}] transport_url to the "
+                "cloud's own"
+            )
 
 
 def _left(deadline: float) -> float:
