@@ -91,8 +91,10 @@ CLOUD_OPTS = [
         "transport_url",
         secret=True,
         help="The bus this cloud's services notify on (its own RabbitMQ or vhost), "
-        "for its notification plugins; unset: [DEFAULT] transport_url. Two clouds "
-        "cannot share one bus: their notifications could not be told apart.",
+        "for its notification plugins, which listen in the pool "
+        "<notification_pool>-<cloud>; unset: [DEFAULT] transport_url. Two clouds' "
+        "notification plugins on one bus, exchange and topic are refused: their "
+        "notifications could not be told apart.",
     ),
 ]
 
@@ -226,12 +228,18 @@ def transport_url(conf: cfg.ConfigOpts, cloud: str | None) -> str | None:
     return conf[group(cloud)].transport_url
 
 
+def pool(notification_pool: str, cloud: str | None) -> str:
+    """A cloud's listener pool: ``<notification_pool>-<cloud>`` (the pool itself without)."""
+    return notification_pool if cloud is None else f"{notification_pool}-{cloud}"
+
+
 def validate(conf: cfg.ConfigOpts) -> list[Cloud]:
     """The clouds, checked; :class:`ConfigError` with one line for the first problem.
 
     A cloud must have a valid, unique name, its ``[cloud:<name>]`` section,
     a ``credentials`` naming a section of the files, and at least one
-    plugin; no two clouds may name the same bus.
+    plugin.  (Two clouds' notification plugins that would take the same
+    notifications are refused where the plugins are loaded.)
     """
     files = ", ".join(conf.config_file or ()) or "(no --config-file)"
     names = list(conf.clouds or ())
@@ -244,23 +252,15 @@ def validate(conf: cfg.ConfigOpts) -> list[Cloud]:
             )
         if name in names[:i]:
             raise ConfigError(f"{files}: [DEFAULT] clouds: {name!r} is listed twice")
+    for name in names:
         if group(name) not in sections:
             raise ConfigError(
                 f"{files}: [DEFAULT] clouds names {name!r} but there is no "
                 f"[{group(name)}] section (its credentials, region_name and plugins)"
             )
     found = clouds(conf)
-    buses: dict[str, str] = {}
     for cloud in found:
         _check_cloud(conf, files, cloud, sections)
-        if cloud.transport_url:
-            other = buses.setdefault(cloud.transport_url, cloud.name)
-            if other != cloud.name:
-                raise ConfigError(
-                    f"{files}: [{group(cloud.name)}] transport_url is the same as "
-                    f"[{group(other)}]'s: two clouds on one bus cannot tell their "
-                    "notifications apart"
-                )
     return found
 
 

@@ -411,7 +411,9 @@ def _notification_main(
     """The notification worker of one partition, in that partition's listener pool.
 
     The pool reaches the fresh interpreter through oslo.config's environment
-    source (``OS_DEFAULT__NOTIFICATION_POOL``), which overrides the files.
+    source (``OS_DEFAULT__NOTIFICATION_POOL``), which overrides the files,
+    and is passed on as it is (a cloud's partition, ``east.nova``, names its
+    cloud already).
     """
     os.environ["OS_DEFAULT__NOTIFICATION_POOL"] = pool
-    notification.notification_main(conf_args, names, chunk_size, conn)
+    notification.notification_main(conf_args, names, chunk_size, conn, pool)

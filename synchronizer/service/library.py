@@ -326,18 +326,26 @@ def _by_cloud(plugins: dict[str, str]) -> dict[str | None, dict[str, str]]:
 
 
 def _check_buses(conf: cfg.ConfigOpts, pushers: dict[str | None, dict[str, str]]) -> None:
-    """ConfigError when two clouds' notification plugins would listen on one bus."""
-    seen: dict[str | None, str] = {}
-    for cloud in pushers:
+    """ConfigError when two clouds' notification plugins would take the same notifications.
+
+    On one bus (the same transport URL) and the same exchange and topic, a
+    notification could not be told to be of one cloud or the other.
+    """
+    seen: dict[tuple[str | None, str, str], str | None] = {}
+    for cloud, groups in pushers.items():
         url = clouds.transport_url(conf, cloud) or conf.transport_url
-        other = seen.setdefault(url, str(cloud))
-        if other != str(cloud):
-            what = "[DEFAULT] plugins" if other == "None" else f"cloud {other}"
-            raise ConfigError(
-                f"the notification plugins of cloud {cloud} and of {what} would listen "
-                f"on the same bus: set [{clouds.group(str(cloud))}] transport_url to the "
-                "cloud's own"
-            )
+        for group in groups.values():
+            options = conf[group]
+            for topic in options.topics:
+                other = seen.setdefault((url, options.exchange, topic), cloud)
+                if other != cloud:
+                    what = "[DEFAULT] plugins" if other is None else f"cloud {other}"
+                    raise ConfigError(
+                        f"the notification plugins of cloud {cloud} and of {what} would "
+                        f"take the same notifications (one bus, exchange {options.exchange}, "
+                        f"topic {topic}): set [{clouds.group(str(cloud))}] transport_url to "
+                        "the cloud's own bus"
+                    )
 
 
 def _left(deadline: float) -> float:

@@ -240,16 +240,18 @@ def build_listener(
     converter: Converter,
     emit: Callable[[list[Any]], None],
     url: str | None = None,
+    pool: str | None = None,
 ) -> oslo_messaging.MessageHandlingServer:
     """The worker's listener: plain, or batch when ``notification_batch_size`` > 1.
 
-    ``url`` is the bus of the plugins' cloud (None: the configured transport).
+    ``url`` is the bus of the plugins' cloud (None: the configured transport),
+    ``pool`` its listener pool (None: ``notification_pool``).
     """
     oslo_messaging = backend.messaging()
     transport = oslo_messaging.get_notification_transport(conf, url=url)
     common: dict[str, Any] = {
         "executor": "threading",
-        "pool": conf.notification_pool,
+        "pool": pool or conf.notification_pool,
         "allow_requeue": False,
     }
     if conf.notification_batch_size <= 1:
@@ -267,15 +269,23 @@ def build_listener(
 
 
 def notification_main(
-    conf_args: list[str], names: list[str], chunk_size: int, conn: Connection
+    conf_args: list[str],
+    names: list[str],
+    chunk_size: int,
+    conn: Connection,
+    pool: str | None = None,
 ) -> None:
     """Entry point of the notification worker process (multiprocessing target).
 
     ``names`` are plugins of one cloud (or of none): the worker listens on
-    that cloud's bus, and its changes are that cloud's entities.
+    that cloud's bus, in the pool ``pool`` (default: ``notification_pool``,
+    and for a cloud ``<notification_pool>-<cloud>``, so that clouds whose
+    buses share a broker never share a queue), and its changes are that
+    cloud's entities.
     """
     conf, stop = prepare_child(conf_args, f"notifications {', '.join(names)}")
     cloud = clouds.cloud_of(names[0]) if names else None
+    pool = pool or clouds.pool(conf.notification_pool, cloud)
     send = Sender(conn)
     loaded = plugin_loader.load(conf, names, NotificationPlugin, reporter(send))
     if not loaded:
@@ -289,15 +299,14 @@ def notification_main(
         send(wire.Changes.of(chunk))
 
     handoff = Handoff(send_chunk, chunk_size)
-    listener = build_listener(
-        conf, plugins, converter, handoff.put, clouds.transport_url(conf, cloud)
-    )
+    url = clouds.transport_url(conf, cloud)
+    listener = build_listener(conf, plugins, converter, handoff.put, url, pool)
     listener.start(override_pool_size=conf.notification_executor_threads)
     LOG.info(
         "Listening for %s in pool %s%s",
         ", ".join(f"{t.exchange}/{t.topic}" for t in targets_of(plugins)),
-        conf.notification_pool,
-        f" on cloud {cloud}'s bus" if cloud else "",
+        pool,
+        f" for cloud {cloud}" if cloud else "",
     )
     while not stop.wait(STATS_INTERVAL):
         send(converter.stats())
