@@ -149,13 +149,17 @@ def owners(engine: sa.engine.Engine) -> dict[str, tuple[str | None, int]]:
 
 
 def read_views(
-    engine: sa.engine.Engine, types: Collection[str] | None = None
+    engine: sa.engine.Engine,
+    types: Collection[str] | None = None,
+    partition: str | None = None,
 ) -> tuple[dict[str, tuple[str, int]], list[str]]:
     """Every partition's live entities (their change JSON), read by any member.
 
-    Returns ``partition → (epoch, seq)`` and the docs.  One repeatable-read
-    transaction: each partition's docs are exactly its view at its ``seq``
-    (every change up to it, none after), whichever owner is writing.
+    Returns ``partition → (epoch, seq)`` and the docs (of ``partition`` only,
+    when given: two clouds' partitions hold the same types).  One
+    repeatable-read transaction: each partition's docs are exactly its view
+    at its ``seq`` (every change up to it, none after), whichever owner is
+    writing.
     """
     rr = engine.connect().execution_options(isolation_level="REPEATABLE READ")
     with rr as conn, conn.begin():
@@ -164,6 +168,8 @@ def read_views(
         query = sa.select(entities.c.doc).where(entities.c.action != "delete")
         if types is not None:
             query = query.where(entities.c.type.in_(list(types)))
+        if partition is not None:
+            query = query.where(entities.c.partition == partition)
         docs = [doc for (doc,) in conn.execute(query.order_by(entities.c.id))]
     return streams, docs
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 from synchronizer import clouds
 
-__all__ = ["Partition", "assign", "group", "namespace"]
+__all__ = ["Partition", "assign", "cloud_of", "group", "namespace"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -46,6 +46,12 @@ def namespace(plugin: str, entity_types: tuple[str, ...]) -> str:
     """
     names = sorted({t.split(".", 1)[0] for t in entity_types})
     return names[0] if names else plugin.split(".", 1)[0]
+
+
+def cloud_of(partition: str) -> str | None:
+    """The cloud of a partition (``east`` of ``east.nova``), None for one of no cloud."""
+    cloud, dot, _ = partition.partition(".")
+    return cloud if dot else None
 
 
 def group(classes: Mapping[str, type]) -> list[Partition]:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from synchronizer import backend, opts
+from synchronizer.fleet.partitions import cloud_of
 from synchronizer.model import Synced
 from synchronizer.outputs import rpc_api
 
@@ -92,14 +93,17 @@ class Streams:
         self._opened = False
         self._held = 0
         self.gates: dict[str, _Gate] = {}  # by the epoch each started from
-        self._types: dict[str, _Gate] = {}  # entity type → its partition's gate
+        # (cloud, entity type) → its partition's gate: two clouds' partitions hold
+        # the same types (east.nova, west.nova).
+        self._types: dict[tuple[str | None, str], _Gate] = {}
         wanted = set(types) if types else None
-        for info in partitions.values():
+        for name, info in partitions.items():
             held = tuple(t for t in info["types"] if wanted is None or t in wanted)
             if held:
                 gate = make_gate(str(info["epoch"]), held, self._deliver)
                 self.gates[str(info["epoch"])] = gate
-                self._types.update(dict.fromkeys(held, gate))
+                cloud = cloud_of(name)
+                self._types.update({(cloud, t): gate for t in held})
 
     def _deliver(self, item: Item) -> None:
         with self.lock:
@@ -123,7 +127,8 @@ class Streams:
         for started, gate in self.gates.items():
             if (gate.epoch or started) == epoch:
                 return gate
-        return self._types.get(getattr(item, "type", ""))
+        entity = getattr(item, "entity", None)
+        return self._types.get((getattr(entity, "cloud", None), getattr(item, "type", "")))
 
     def open(self, since: Mapping[str, int] | None) -> None:
         with self.lock:
@@ -161,11 +166,15 @@ def watch(
     """A fleet's partitions as one watched stream (see the module docstring)."""
     from synchronizer.outputs import client
 
+    names = {str(info["epoch"]): name for name, info in partitions.items()}
+
     def make_gate(epoch: str, held: tuple[str, ...], deliver: Callable[[Item], None]) -> _Gate:
+        # The view of this partition only: its epoch and seq, and not another
+        # cloud's entities of the same types.
         return client._Gate(
             deliver,
             held,
-            view=lambda: client.get_all(conf, held, timeout=timeout),
+            view=lambda: client.get_all(conf, held, timeout=timeout, partition=names[epoch]),
             history=lambda position: client.history_since(conf, held, position, timeout=timeout),
         )
 
