@@ -167,6 +167,7 @@ class Synchronizer:
         The caller reloads the configuration files first (the daemon does so
         on SIGHUP).
         """
+        clouds.validate(self.conf)  # a cloud added with its section, or a broken one refused
         names = clouds.plugin_names(self.conf)
         LOG.info("Reloading the plugin list: %s", ", ".join(names) or "(none)")
         self._supervisor.ensure(self._specs())
@@ -227,7 +228,7 @@ class Synchronizer:
                 name,
                 collector.collector_main,
                 (self.conf_args, name, chunk),
-                self._digest([group]),
+                self._digest(_groups_of(name, group)),
             )
             for name, group in collectors.items()
         ]
@@ -315,6 +316,12 @@ class Synchronizer:
                 self.status.plugin_state(message.plugin, message.state, message.reason)
             case wire.NotificationStats():
                 self.status.notification_stats(name, message)
+
+
+def _groups_of(name: str, group: str) -> list[str]:
+    """The groups a collector's worker reads: its own, and its cloud's section (region)."""
+    cloud = clouds.cloud_of(name)
+    return [group] if cloud is None else [group, clouds.group(cloud)]
 
 
 def _by_cloud(plugins: dict[str, str]) -> dict[str | None, dict[str, str]]:
