@@ -50,6 +50,8 @@ from synchronizer.model import Entity, Ref, Relation
 __all__ = [
     "CLOUD_OPTS",
     "Cloud",
+    "by_cloud",
+    "check_buses",
     "clouds",
     "group",
     "namespaced",
@@ -262,6 +264,37 @@ def validate(conf: cfg.ConfigOpts) -> list[Cloud]:
     for cloud in found:
         _check_cloud(conf, files, cloud, sections)
     return found
+
+
+def by_cloud(plugins: dict[str, str]) -> dict[str | None, dict[str, str]]:
+    """Plugins (name → group) by cloud (None: of no cloud first, then the clouds by name)."""
+    found: dict[str | None, dict[str, str]] = {}
+    for name in sorted(plugins, key=lambda n: (cloud_of(n) is not None, n)):
+        found.setdefault(cloud_of(name), {})[name] = plugins[name]
+    return found
+
+
+def check_buses(conf: cfg.ConfigOpts, pushers: dict[str | None, dict[str, str]]) -> None:
+    """ConfigError when two clouds' notification plugins would take the same notifications.
+
+    On one bus (the same transport URL) and the same exchange and topic, a
+    notification could not be told to be of one cloud or the other.
+    """
+    seen: dict[tuple[str | None, str, str], str | None] = {}
+    for cloud, groups in pushers.items():
+        url = transport_url(conf, cloud) or conf.transport_url
+        for section in groups.values():
+            options = conf[section]
+            for topic in options.topics:
+                other = seen.setdefault((url, options.exchange, topic), cloud)
+                if other != cloud:
+                    what = "[DEFAULT] plugins" if other is None else f"cloud {other}"
+                    raise ConfigError(
+                        f"the notification plugins of cloud {cloud} and of {what} would "
+                        f"take the same notifications (one bus, exchange {options.exchange}, "
+                        f"topic {topic}): set [{group(str(cloud))}] transport_url to "
+                        "the cloud's own bus"
+                    )
 
 
 def _check_cloud(conf: cfg.ConfigOpts, files: str, cloud: Cloud, sections: set[str]) -> None:

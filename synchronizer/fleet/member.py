@@ -307,6 +307,12 @@ class Member:
         loaded = plugin_loader.load(self.conf, names, Plugin, self._plugin_failed, invoke=False)
         if names and not loaded:
             raise ConfigError(f"none of the configured plugins can be loaded ({', '.join(names)})")
+        pushers = {
+            name: plugin_loader.group_for(name, cls)
+            for name, cls in loaded.items()
+            if issubclass(cls, NotificationPlugin)
+        }
+        clouds.check_buses(self.conf, clouds.by_cloud(pushers))
         return dict(loaded)
 
     def _group(self, name: str) -> str:

@@ -232,7 +232,7 @@ class Synchronizer:
             )
             for name, group in collectors.items()
         ]
-        for cloud, groups in _by_cloud(pushers).items():
+        for cloud, groups in clouds.by_cloud(pushers).items():
             digest = self._digest(list(groups.values()), core=True, cloud=cloud)
             specs.extend(
                 WorkerSpec(
@@ -261,7 +261,7 @@ class Synchronizer:
                 collectors[name] = group
             elif issubclass(cls, NotificationPlugin):
                 pushers[name] = group
-        _check_buses(self.conf, _by_cloud(pushers))
+        clouds.check_buses(self.conf, clouds.by_cloud(pushers))
         return collectors, pushers
 
     def _plugin_failed(self, name: str, state: wire.PluginState, reason: str) -> None:
@@ -322,37 +322,6 @@ def _groups_of(name: str, group: str) -> list[str]:
     """The groups a collector's worker reads: its own, and its cloud's section (region)."""
     cloud = clouds.cloud_of(name)
     return [group] if cloud is None else [group, clouds.group(cloud)]
-
-
-def _by_cloud(plugins: dict[str, str]) -> dict[str | None, dict[str, str]]:
-    """Plugins (name → group) by cloud (None: of no cloud first, then the clouds by name)."""
-    found: dict[str | None, dict[str, str]] = {}
-    for name in sorted(plugins, key=lambda n: (clouds.cloud_of(n) is not None, n)):
-        found.setdefault(clouds.cloud_of(name), {})[name] = plugins[name]
-    return found
-
-
-def _check_buses(conf: cfg.ConfigOpts, pushers: dict[str | None, dict[str, str]]) -> None:
-    """ConfigError when two clouds' notification plugins would take the same notifications.
-
-    On one bus (the same transport URL) and the same exchange and topic, a
-    notification could not be told to be of one cloud or the other.
-    """
-    seen: dict[tuple[str | None, str, str], str | None] = {}
-    for cloud, groups in pushers.items():
-        url = clouds.transport_url(conf, cloud) or conf.transport_url
-        for group in groups.values():
-            options = conf[group]
-            for topic in options.topics:
-                other = seen.setdefault((url, options.exchange, topic), cloud)
-                if other != cloud:
-                    what = "[DEFAULT] plugins" if other is None else f"cloud {other}"
-                    raise ConfigError(
-                        f"the notification plugins of cloud {cloud} and of {what} would "
-                        f"take the same notifications (one bus, exchange {options.exchange}, "
-                        f"topic {topic}): set [{clouds.group(str(cloud))}] transport_url to "
-                        "the cloud's own bus"
-                    )
 
 
 def _left(deadline: float) -> float:

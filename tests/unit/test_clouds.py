@@ -372,3 +372,17 @@ def test_options_are_in_the_generator():
         "plugins",
         "transport_url",
     }
+
+
+def test_a_fleet_refuses_two_clouds_notifications_on_one_bus_too(tmp_path):
+    """A fleet member checks the clouds' buses as one daemon does (its pools differ anyway)."""
+    pytest.importorskip("tooz")
+    from synchronizer.fleet.member import Member
+
+    text = TWO_CLOUDS.replace("plugins = static\n[west", "plugins = nova.notifications\n[west")
+    text = text.replace("static, nova.instance", "nova.notifications")
+    text += "[nova.notifications]\ntopics = versioned_notifications\n"
+    text += f"[coordination]\nbackend_url = file://{tmp_path}/coord\n"
+    text += f"[database]\nconnection = sqlite:///{tmp_path}/fleet.db\n"
+    with pytest.raises(ConfigError, match="cloud west and of cloud east would take the same"):
+        Member(parse(tmp_path, text))
