@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from synchronizer import opts
+from synchronizer import clouds, fingerprint, opts
 from synchronizer.dispatch import sql
+from synchronizer.model import Action, Change, Entity
 from synchronizer.outputs import client
 from synchronizer_fakecloud.server import FakeCloud
 from tests.functional.fleet.test_failover import PERIOD, TIMEOUT, wait
 from tests.functional.fleet.test_stream import Watcher, _delete_queues
+from tests.helpers import fleetparts
 from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import Daemon
 
@@ -151,3 +153,33 @@ def test_each_cloud_and_service_is_a_partition(fleet, fakes, database, tmp_path)
         if handle is not None:
             handle.stop()
         engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_a_database_from_before_clouds_gets_the_cloud_column(kind):
+    """sync_entities made without cloud is given the column; a cloud's rows then carry it."""
+    url = fleetparts.create_database(kind)
+    engine = sql.create_engine(url, create_tables=False)
+    try:
+        before = sa.MetaData()
+        sa.Table(
+            sql.entities.name,
+            before,
+            *(c.copy() for c in sql.entities.columns if c.name != "cloud"),
+        )
+        before.create_all(engine)
+        sql.create_tables_of(engine)
+        sql.create_tables_of(engine)  # idempotent
+        store = sql.SQLStore(engine, "east.nova", "m1")
+        store.claim()
+        e = clouds.namespaced(Entity("nova.instance", "u1", state="ACTIVE"), "east")
+        told = Change(Action.CREATE, e, fingerprint.of(e), seq=1)
+        store.table(e.type)[e.key] = told
+        store.commit([told], 1)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(sql.entities.c.cloud, sql.entities.c.key)).fetchall()
+        assert [tuple(r) for r in rows] == [("east", "east/u1")]
+        store.close()
+    finally:
+        engine.dispose()
+        fleetparts.drop_database(url)
