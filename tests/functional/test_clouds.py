@@ -5,8 +5,9 @@ the same UUIDs and their hosts the same names; each has its own Keystone
 and catalog, and its own credentials group.  The daemon must keep both
 sets side by side (each entity with its cloud, its key namespaced by it),
 tell a change in one cloud as a change of that cloud's entity only, a
-delete in one without touching the other, and turn a notification on one
-cloud's exchange into that cloud's entity.
+delete in one without touching the other, turn a notification on one
+cloud's exchange into that cloud's entity, and restart on its state
+without re-sending either cloud's entities.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ def test_two_clouds_with_equal_ids_stay_apart(tmp_path, fakes, transport_url, un
             after = {(r["action"], r["key"]): r for r in d.records[seen:]}
             assert sorted(after) == [("delete", f"west/{gone}"), ("update", f"east/{changed}")]
             assert after[("update", f"east/{changed}")]["state"] == "SHUTOFF"
+            assert after[("delete", f"west/{gone}")]["cloud"] == "west"  # its last state's
             view = {
                 (e.cloud, e.key): e for e in client.get_all(consumer, ["nova.instance"]).entities
             }
@@ -153,5 +155,14 @@ def test_two_clouds_with_equal_ids_stay_apart(tmp_path, fakes, transport_url, un
             assert pushed["source"] == {"kind": "push", "plugin": "east/nova.notifications"}
             time.sleep(1.0)
             assert len(d.records) == seen + 1
+
+        # Restarted on its state: each cloud's collectors start from their own
+        # cloud's view (not the other's), so they re-send nothing.  The pushed
+        # server is in no cloud's listing: east's first listing finds it gone.
+        with Daemon(conf_path) as d:
+            d.wait_log("cycle listed", count=4, timeout=30)
+            time.sleep(1.0)
+            told = [(r["action"], r["key"], r["final_state_unknown"]) for r in d.records]
+            assert told == [("delete", f"east/{doc['id']}", True)]
     finally:
         _delete_queues([f"pool-{unique}-{c}" for c in CLOUDS])
