@@ -212,13 +212,18 @@ class Resync:
     types: frozenset[str]
     started: str
     seen: set[Key] = dataclasses.field(default_factory=set)
+    #: The plugin's cloud: it owns that cloud's entities only (None: those of no cloud).
+    cloud: str | None = None
 
     def note(self, entity: Entity) -> None:
         """The resync listed ``entity``: it is not gone."""
         self.seen.add((entity.type, entity.key))
 
     def owns(self, entity: Entity) -> bool:
-        """Whether ``entity`` is the plugin's: one of its types, or last stated by it."""
+        """Whether ``entity`` is the plugin's: of its cloud, and one of its types or
+        last stated by it (another cloud's entities of the same types are not)."""
+        if entity.cloud != self.cloud:
+            return False
         source = entity.source
         return entity.type in self.types or (source is not None and source.plugin == self.plugin)
 

@@ -1,7 +1,9 @@
 """Fingerprints: xxh3 over the canonical bytes of an entity's content.
 
 The fingerprint covers what a subscriber cares about: type, key, state,
-project, parent, relations and properties.  It leaves out the volatile parts
+project, parent, relations and properties, and the cloud of an entity that
+has one (an entity without, the only kind before clouds, hashes the same
+bytes as then).  It leaves out the volatile parts
 (timestamp, action, source) and any property a plugin declares volatile
 (e.g. Nagios' ``last_check``), so a poll that sees the same state as a
 notification gives the same fingerprint.  Canonical bytes come from orjson
@@ -57,6 +59,8 @@ def canonical_bytes(entity: Entity, volatile: Collection[str] = ()) -> bytes:
         relations,
         props,
     )
+    if entity.cloud is not None:
+        doc = (*doc, entity.cloud)
     try:
         return _dumps(doc, option=_SORTED)
     except TypeError:  # a non-string property key (YAML allows them)

@@ -79,6 +79,13 @@ class Entity:
     Invariants: ``type`` and ``key`` are non-empty strings and identify the
     entity; ``timestamp`` is UTC ISO 8601 with microseconds and a ``Z``
     suffix, so timestamps compare correctly as strings.
+
+    ``cloud`` names the cloud of a configuration with several
+    (``[DEFAULT] clouds``); its entities' keys, and those of their parent and
+    relations, are namespaced by it (``east/7f5a…``, see
+    :mod:`synchronizer.clouds`), so two clouds' equal ids never collide.
+    None (the one cloud configured without a name, and what belongs to no
+    cloud): the JSON form has no ``cloud`` field at all, as before clouds.
     """
 
     type: str
@@ -90,6 +97,7 @@ class Entity:
     properties: dict[str, Any] = dataclasses.field(default_factory=dict)
     timestamp: str = ""
     source: Source | None = None
+    cloud: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.type, str) or not self.type:
@@ -107,8 +115,8 @@ class Entity:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready form (no action)."""
-        return {
+        """The JSON-ready form (no action); ``cloud`` only when the entity has one."""
+        data = {
             "type": self.type,
             "key": self.key,
             "timestamp": self.timestamp,
@@ -119,6 +127,9 @@ class Entity:
             "source": self.source.to_dict() if self.source else None,
             "properties": self.properties,
         }
+        if self.cloud is not None:
+            data["cloud"] = self.cloud
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Entity:
@@ -139,9 +150,16 @@ class Entity:
                 properties=dict(data.get("properties") or {}),
                 timestamp=data.get("timestamp") or "",
                 source=Source(source["kind"], source["plugin"]) if source else None,
+                cloud=_cloud(data.get("cloud")),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"invalid entity: {exc!r}") from exc
+
+
+def _cloud(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    raise TypeError(f"cloud must be a string, got {type(value).__name__}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -32,6 +32,16 @@ CORE_OPTS = [
         "named after it.",
     ),
     cfg.ListOpt(
+        "clouds",
+        default=[],
+        help="Clouds to keep the view of, each with a section [cloud:<name>] (its "
+        "credentials group, region_name, plugins and transport_url). Their entities "
+        "carry 'cloud' and keys namespaced by it (east/<id>); each cloud's plugins run "
+        "as <cloud>/<plugin>. Empty (the default): one cloud, configured by plugins "
+        "and [service_credentials], whose entities have no cloud and keep their keys. "
+        "Both can be combined: plugins then holds what belongs to no cloud.",
+    ),
+    cfg.ListOpt(
         "sinks",
         default=["log"],
         help="Where every change goes besides registered subscribers: log, jsonl, message.",
@@ -334,9 +344,9 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     them by name.  Groups shared by several plugins (``[service_credentials]``)
     come from their distribution's own ``oslo.config.opts`` entry point.
     """
-    from synchronizer import plugin_loader
+    from synchronizer import clouds, plugin_loader
 
-    groups = [("DEFAULT", list(CORE_OPTS))]
+    groups = [("DEFAULT", list(CORE_OPTS)), (clouds.group("name"), list(clouds.CLOUD_OPTS))]
     for name, cls in plugin_loader.shipped_plugins():
         groups.append((name, cls.all_options()))
     return groups

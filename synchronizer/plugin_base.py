@@ -39,7 +39,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from oslo_config import cfg
 
-from synchronizer import timeutil
+from synchronizer import clouds, timeutil
 from synchronizer.model import Action, Change, Entity, Ref, Relation, Source
 
 __all__ = [
@@ -134,6 +134,10 @@ class Plugin(abc.ABC):  # noqa: B024 - the kinds below hold the abstract methods
     def __init__(self, conf: cfg.ConfigOpts, group: str | None = None) -> None:
         self.conf = conf
         self.group = group or self.name
+        #: The cloud a cloud's plugin (group ``east/nova.instance``) runs for, else None.
+        #: Its workers namespace what it yields (:func:`synchronizer.clouds.namespaced`):
+        #: a plugin builds its entities with the cloud's own ids.
+        self.cloud = clouds.cloud_of(self.group)
         self.options = conf[self.group]
         self.source = Source(self.source_kind, self.group)
         self.observed_at = timeutil.now()

@@ -34,7 +34,7 @@ from oslo_config import cfg
 from stevedore import driver, extension
 from stevedore import exception as stevedore_exc
 
-from synchronizer import opts
+from synchronizer import clouds, opts
 from synchronizer.errors import ConfigError, PluginLoadError, PluginUnavailable
 from synchronizer.plugin_base import CollectorPlugin, NotificationPlugin, Plugin
 from synchronizer.wire import PluginState
@@ -93,15 +93,26 @@ def _import_entry_point(name: str) -> type:
 
 
 def group_for(name: str, cls: type[Plugin]) -> str:
-    """The config group of a plugin: its entry-point name, else its ``name``."""
-    if ":" in name:
-        return cls.name or name.rpartition(":")[2].lower()
-    return name
+    """The config group of a plugin: its entry-point name, else its ``name``.
+
+    A cloud's plugin (``east/nova.instance``) has the group of that name,
+    qualified the same way (``east/<group>``).
+    """
+    cloud, base = clouds.split(name)
+    if ":" in base:
+        base = cls.name or base.rpartition(":")[2].lower()
+    return clouds.qualify(cloud, base)
 
 
 def resolve(conf: cfg.ConfigOpts, name: str) -> tuple[type[Plugin], str]:
-    """Import the plugin ``name`` and register its options; return (class, group)."""
-    cls = _import_class_path(name) if ":" in name else _import_entry_point(name)
+    """Import the plugin ``name`` and register its options; return (class, group).
+
+    A cloud's plugin (``east/nova.instance``) has its options in its own
+    group (``[east/nova.instance]``), whose defaults are the plugin's group's
+    values (``[nova.instance]``) but for ``credentials``, the cloud's.
+    """
+    cloud, base = clouds.split(name)
+    cls = _import_class_path(base) if ":" in base else _import_entry_point(base)
     if not (issubclass(cls, CollectorPlugin) or issubclass(cls, NotificationPlugin)):
         raise PluginLoadError(
             f"plugin {name!r} ({cls.__module__}.{cls.__qualname__}) is neither a "
@@ -109,9 +120,13 @@ def resolve(conf: cfg.ConfigOpts, name: str) -> tuple[type[Plugin], str]:
         )
     group = group_for(name, cls)
     try:
-        cls.register_options(conf, group)
+        cls.register_options(conf, group_for(base, cls))
+        if cloud is not None:
+            _inherit(conf, cloud, cls, group_for(base, cls), group)
     except (cfg.Error, ValueError) as exc:
         raise PluginLoadError(f"plugin {name!r}: cannot register its options: {exc}") from exc
+    except ConfigError as exc:
+        raise PluginLoadError(f"plugin {name!r}: {exc}") from exc
     try:
         # Every value read now, required ones included: a malformed or missing
         # option fails this plugin before it starts (a collector without its
@@ -120,6 +135,31 @@ def resolve(conf: cfg.ConfigOpts, name: str) -> tuple[type[Plugin], str]:
     except ConfigError as exc:
         raise PluginLoadError(f"plugin {name!r}: {exc}") from exc
     return cls, group
+
+
+def _inherit(conf: cfg.ConfigOpts, cloud: str, cls: type[Plugin], base: str, group: str) -> None:
+    """Register a cloud's plugin group, its defaults the base group's values.
+
+    Defaults rather than values, so the cloud's own group overrides any of
+    them; set (not registered) so that a reload that changes the base group
+    changes them too.  A required option the base group lacks stays unset
+    (the cloud's group may set it; the check that follows says if neither does).
+    """
+    if cloud not in (conf.clouds or ()):
+        raise ConfigError(f"cloud {cloud!r} is not in [DEFAULT] clouds")
+    cls.register_options(conf, group)
+    credentials = clouds.clouds_by_name(conf)[cloud].credentials
+    for opt in cls.all_options():
+        if opt.dest == "credentials" and credentials:
+            value = credentials
+        else:
+            try:
+                value = conf[base][opt.dest]
+            except cfg.ConfigFileValueError as exc:
+                raise ConfigError(opts.describe_value_error(conf, base, exc)) from None
+            if value is None:
+                continue
+        conf.set_default(opt.dest, value, group=group)
 
 
 def instantiate(conf: cfg.ConfigOpts, name: str) -> Plugin:

@@ -41,6 +41,7 @@ from keystoneauth1 import loading as ks_loading
 from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 
+from synchronizer import clouds
 from synchronizer.errors import IncompleteListing, PermanentError, TransientError
 from synchronizer.model import Entity
 from synchronizer.plugin_base import CollectorPlugin
@@ -242,6 +243,11 @@ class OpenStackCollector(CollectorPlugin):
             OpenStackCollector._session = None
         OpenStackCollector._sessions.pop(self.credentials_group, None)
 
+    @property
+    def region_name(self) -> str | None:
+        """The region of the endpoints: the cloud's ``region_name``, else the credentials'."""
+        return clouds.region_name(self.conf, self.cloud) or self.credentials.region_name
+
     def adapter(self, **kwargs: Any) -> adapter.Adapter:
         """An adapter on this plugin's service endpoint."""
         creds = self.credentials
@@ -249,7 +255,7 @@ class OpenStackCollector(CollectorPlugin):
             self.keystone_session(),
             service_type=self.service_type,
             interface=creds.interface,
-            region_name=creds.region_name,
+            region_name=self.region_name,
             **kwargs,
         )
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from oslo_config import cfg, iniparser
 
-from synchronizer import opts
+from synchronizer import clouds, opts
 from synchronizer.errors import ConfigError
 
 EXIT_CONFIG = 2
@@ -44,6 +44,7 @@ def parse(
         opts.register_opts(conf)
         conf(args, project=opts.PROJECT, prog=prog, version=version(), description=description)
         opts.check_group(conf, None, [opt.dest for opt in opts.CORE_OPTS])
+        clouds.validate(conf)
     except cfg.ConfigFilesNotFoundError as exc:
         fail(prog, f"configuration error: {_unreadable(exc.config_files)}")
     except (cfg.Error, ConfigError) as exc:

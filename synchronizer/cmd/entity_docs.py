@@ -43,6 +43,12 @@ infrastructure), a `parent` (`{type, key}`), `relations` to other entities
 that produced it) and its `properties`. Volatile properties are carried
 but left out of the fingerprint: a change of them alone is no update.
 A delete may carry only the type and key.
+
+With several clouds (`[DEFAULT] clouds`), an entity of a cloud's plugin
+also carries `cloud` (the cloud's name), and its key, its parent's and its
+relations' keys are namespaced by it: `east/<key as below>`. The keys
+below are as the cloud knows them; an entity of no cloud (the one cloud
+configured without a name) has no `cloud` field and keys as below.
 """
 
 

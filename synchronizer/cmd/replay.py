@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from oslo_config import cfg
 
-from synchronizer import cmd, plugin_loader
+from synchronizer import clouds, cmd, plugin_loader
 from synchronizer.plugin_base import NotificationPlugin
 from synchronizer.wire import Outcome, PluginState
 from synchronizer.workers.converter import Converter
@@ -87,7 +87,7 @@ def _plugins(conf: cfg.ConfigOpts) -> list[NotificationPlugin]:
         print(f"synchronizer-replay: {name}: {state}: {reason}", file=sys.stderr)
 
     loaded = plugin_loader.load(
-        conf, conf.plugins, NotificationPlugin, report, skip_other_kinds=True
+        conf, clouds.plugin_names(conf), NotificationPlugin, report, skip_other_kinds=True
     )
     return list(loaded.values())
 

@@ -13,7 +13,7 @@ import sys
 
 from oslo_config import cfg
 
-from synchronizer import cmd, plugin_loader
+from synchronizer import clouds, cmd, plugin_loader
 from synchronizer.model import Change
 from synchronizer.plugin_base import CollectorPlugin
 from synchronizer.wire import PluginState
@@ -62,9 +62,10 @@ def _wanted(conf: cfg.ConfigOpts, types: set[str], report: plugin_loader.OnFailu
     A collector that declares its types and names none of these is not polled.
     """
     if not types:
-        return list(conf.plugins)
+        return clouds.plugin_names(conf)
+    names = clouds.plugin_names(conf)
     classes = plugin_loader.load(
-        conf, conf.plugins, CollectorPlugin, report, invoke=False, skip_other_kinds=True
+        conf, names, CollectorPlugin, report, invoke=False, skip_other_kinds=True
     )
     return [n for n, c in classes.items() if not c.entity_types or types & set(c.entity_types)]
 

@@ -147,16 +147,17 @@ class _Codec:
     def encode(self, entity: Entity) -> tuple[int, bytes]:
         """``(flags, body)``; raises ValueError for a value marshal cannot keep."""
         parent, source = entity.parent, entity.source
-        body = marshal.dumps(
-            (
-                entity.state,
-                entity.project,
-                (parent.type, parent.key) if parent is not None else None,
-                tuple((r.relation, r.type, r.key) for r in entity.relations),
-                (source.kind, source.plugin) if source is not None else None,
-                entity.properties,
-            )
+        fields: tuple[object, ...] = (
+            entity.state,
+            entity.project,
+            (parent.type, parent.key) if parent is not None else None,
+            tuple((r.relation, r.type, r.key) for r in entity.relations),
+            (source.kind, source.plugin) if source is not None else None,
+            entity.properties,
         )
+        if entity.cloud is not None:  # a seventh field, only for a named cloud's entities
+            fields = (*fields, entity.cloud)
+        body = marshal.dumps(fields)
         codec = self._types.get(entity.type)
         if codec is None:
             codec = self._types[entity.type] = _TypeCodec(body)
@@ -184,7 +185,12 @@ class _Codec:
             decompressors = self._types[type_].decompressors
             body = decompressors[1 if flags & _TRAINED else 0].decompress(body)
         # Bytes this process wrote itself, never input from outside.
-        state, project, parent, relations, source, properties = marshal.loads(body)  # noqa: S302
+        fields = marshal.loads(body)  # noqa: S302
+        if len(fields) == 6:
+            state, project, parent, relations, source, properties = fields
+            cloud = None
+        else:
+            state, project, parent, relations, source, properties, cloud = fields
         ref = None
         if parent is not None:
             ref = refs.get(parent) if refs is not None else None
@@ -197,7 +203,16 @@ class _Codec:
         elif relations:
             relations = tuple(Relation(*r) for r in relations)
         return Entity(
-            type_, key, state, project, ref, relations, properties, timestamp, self._source(source)
+            type_,
+            key,
+            state,
+            project,
+            ref,
+            relations,
+            properties,
+            timestamp,
+            self._source(source),
+            cloud,
         )
 
     def _source(self, pair: tuple[str, str] | None) -> Source | None:

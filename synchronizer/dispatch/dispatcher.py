@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
-from synchronizer import timeutil
+from synchronizer import clouds, timeutil
 from synchronizer.deletes import Resync
 from synchronizer.dispatch.codec import gc_paused
 from synchronizer.dispatch.ledger import TOMBSTONE_MAX, Ledger
@@ -183,7 +183,9 @@ class Dispatcher:
 
     def begin_resync(self, plugin: str, types: Collection[str], started: str) -> None:
         with self._lock:
-            self._resyncs[plugin] = Resync(plugin, frozenset(types), started)
+            # A cloud's plugin owns that cloud's entities of its types only.
+            cloud = clouds.cloud_of(plugin)
+            self._resyncs[plugin] = Resync(plugin, frozenset(types), started, cloud=cloud)
 
     def _note_resync(self, change: Change) -> None:
         source = change.entity.source

@@ -27,7 +27,8 @@ Tables (schema version :data:`SCHEMA`):
                (UTC ISO 8601), ``final_state_unknown``, ``doc`` (the change's
                JSON, as consumers get it) and, computed from ``doc``,
                ``state``, ``project``, ``parent``, ``relations``, ``source``,
-               ``properties`` (JSON).  ``live_entities`` is the same without
+               ``properties`` (JSON) and ``cloud`` (null for an entity of no
+               cloud).  ``live_entities`` is the same without
                tombstones.
 ``history``    ``seq``, ``type``, ``committed`` (Unix time), ``doc``: the last
                changes told, bounded by ``history_max_changes`` and
@@ -84,6 +85,14 @@ CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints (off the dispatcher's 
 _U64 = 1 << 64
 _ACTIONS = {str(a): a for a in Action}
 
+# The entity's cloud (null for one of no cloud), for SQL readers; added to files
+# made before clouds by _add_cloud_column (a virtual column: nothing is rewritten).
+_CLOUD_COLUMN = "cloud TEXT GENERATED ALWAYS AS (json_extract(doc, '$.cloud')) VIRTUAL"
+_LIVE_VIEW = (
+    "CREATE VIEW live_entities AS SELECT type, key, state, project, parent, relations,"
+    " source, properties, observed, seq, cloud FROM entities WHERE action != 'delete'"
+)
+
 _DDL = (
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # rowid order is insertion order (an upsert keeps its row), as EntryTable requires.
@@ -97,9 +106,8 @@ _DDL = (
     " relations TEXT GENERATED ALWAYS AS (json_extract(doc, '$.relations')) VIRTUAL,"
     " source TEXT GENERATED ALWAYS AS (json_extract(doc, '$.source')) VIRTUAL,"
     " properties TEXT GENERATED ALWAYS AS (json_extract(doc, '$.properties')) VIRTUAL,"
-    " UNIQUE (type, key))",
-    "CREATE VIEW live_entities AS SELECT type, key, state, project, parent, relations,"
-    " source, properties, observed, seq FROM entities WHERE action != 'delete'",
+    f" {_CLOUD_COLUMN}, UNIQUE (type, key))",
+    _LIVE_VIEW,
     "CREATE TABLE history (seq INTEGER PRIMARY KEY, type TEXT NOT NULL,"
     " committed REAL NOT NULL, doc TEXT NOT NULL)",
     "CREATE TABLE positions (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated REAL)",
@@ -428,13 +436,14 @@ _BY_PLUGIN = "json_extract(doc, '$.source.plugin')"
 
 
 def read_baseline(
-    path: str, plugin: str, types: Collection[str]
+    path: str, plugin: str, types: Collection[str], *, cloud: str | None = None
 ) -> dict[str, dict[str, int]] | None:
     """``type → key → fingerprint`` of the live entities a plugin owns, in the store at ``path``.
 
     Owned as a resync counts it (:meth:`synchronizer.deletes.Resync.owns`):
-    of one of ``types``, or last stated by ``plugin`` (a plugin that declares
-    no types, such as ``static``).  What a collector worker starts from
+    of the plugin's ``cloud`` (None: of no cloud), and of one of ``types``,
+    or last stated by ``plugin`` (a plugin that declares no types, such as
+    ``static``).  What a collector worker starts from
     (read-only, while the daemon writes); None when there is no store there
     yet, or it cannot be read (the worker then starts empty and resyncs).
     """
@@ -446,8 +455,8 @@ def read_baseline(
         return None
     try:
         marks = ",".join("?" * len(types))
-        sql = f"{_BASELINE} AND (type IN ({marks}) OR {_BY_PLUGIN} = ?)"  # placeholders only
-        rows = db.execute(sql, [*types, plugin])
+        sql = f"{_BASELINE} AND (type IN ({marks}) OR {_BY_PLUGIN} = ?) AND cloud IS ?"
+        rows = db.execute(sql, [*types, plugin, cloud])  # placeholders only
         baseline: dict[str, dict[str, int]] = {}
         for type_, key, fp in rows:
             baseline.setdefault(type_, {})[key] = _unsigned(fp)
@@ -485,7 +494,20 @@ def _open_checked(path: str) -> sqlite3.Connection:
         db = _connect(path)
     if not _has_schema(db):
         _create(db)
+    _add_cloud_column(db)
     return db
+
+
+def _add_cloud_column(db: sqlite3.Connection) -> None:
+    """Give a file made before clouds its ``cloud`` column (and the view its field)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_xinfo(entities)")}
+    if "cloud" in columns:
+        return
+    with db:
+        db.execute("BEGIN")
+        db.execute(f"ALTER TABLE entities ADD COLUMN {_CLOUD_COLUMN}")
+        db.execute("DROP VIEW IF EXISTS live_entities")
+        db.execute(_LIVE_VIEW)
 
 
 def _has_schema(db: sqlite3.Connection) -> bool:

@@ -31,7 +31,7 @@ batch): :class:`~synchronizer.fleet.member.Member` does so.
 
 Tables (created when absent; schema :data:`SCHEMA`): ``sync_partitions``
 (name, term, owner, epoch, seq, claimed), ``sync_entities`` (partition,
-type, key, seq, action, fingerprint, observed, doc), ``sync_history``
+type, key, seq, action, fingerprint, observed, doc, cloud), ``sync_history``
 (partition, seq, type, committed, doc), ``sync_positions`` (partition,
 name, seq).  A CMDB can read the view with SQL::
 
@@ -90,6 +90,8 @@ entities = sa.Table(
     sa.Column("fingerprint", sa.BigInteger, nullable=False),
     sa.Column("observed", sa.String(40), nullable=False),
     sa.Column("doc", _DOC),
+    # The entity's cloud (null for one of no cloud), for SQL readers to filter on.
+    sa.Column("cloud", sa.String(64), nullable=True),
     sa.UniqueConstraint("partition", "type", "key", name="uniq_sync_entities0pkey"),
 )
 history = sa.Table(
@@ -111,7 +113,7 @@ positions = sa.Table(
 )
 
 
-_VALUES = ("seq", "action", "fingerprint", "observed", "doc")
+_VALUES = ("seq", "action", "fingerprint", "observed", "doc", "cloud")
 
 
 def create_engine(
@@ -126,8 +128,17 @@ def create_engine(
         options["_test_connection"] = lambda *a, **k: None
     engine = engines.create_engine(connection, **options)
     if create_tables:
-        metadata.create_all(engine, checkfirst=True)
+        create_tables_of(engine)
     return engine
+
+
+def create_tables_of(engine: sa.engine.Engine) -> None:
+    """Create the tables that are missing, and the columns added since (``cloud``)."""
+    metadata.create_all(engine, checkfirst=True)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns(entities.name)}
+    if "cloud" not in columns:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {entities.name} ADD COLUMN cloud VARCHAR(64)"))
 
 
 def owners(engine: sa.engine.Engine) -> dict[str, tuple[str | None, int]]:
@@ -138,13 +149,17 @@ def owners(engine: sa.engine.Engine) -> dict[str, tuple[str | None, int]]:
 
 
 def read_views(
-    engine: sa.engine.Engine, types: Collection[str] | None = None
+    engine: sa.engine.Engine,
+    types: Collection[str] | None = None,
+    partition: str | None = None,
 ) -> tuple[dict[str, tuple[str, int]], list[str]]:
     """Every partition's live entities (their change JSON), read by any member.
 
-    Returns ``partition → (epoch, seq)`` and the docs.  One repeatable-read
-    transaction: each partition's docs are exactly its view at its ``seq``
-    (every change up to it, none after), whichever owner is writing.
+    Returns ``partition → (epoch, seq)`` and the docs (of ``partition`` only,
+    when given: two clouds' partitions hold the same types).  One
+    repeatable-read transaction: each partition's docs are exactly its view
+    at its ``seq`` (every change up to it, none after), whichever owner is
+    writing.
     """
     rr = engine.connect().execution_options(isolation_level="REPEATABLE READ")
     with rr as conn, conn.begin():
@@ -153,6 +168,8 @@ def read_views(
         query = sa.select(entities.c.doc).where(entities.c.action != "delete")
         if types is not None:
             query = query.where(entities.c.type.in_(list(types)))
+        if partition is not None:
+            query = query.where(entities.c.partition == partition)
         docs = [doc for (doc,) in conn.execute(query.order_by(entities.c.id))]
     return streams, docs
 
@@ -371,6 +388,7 @@ class SQLStore:
             "fingerprint": _signed(change.fingerprint),
             "observed": change.entity.timestamp,
             "doc": change.to_json().decode(),
+            "cloud": change.entity.cloud,
         }
         if prefix:
             return {prefix + k: v for k, v in row.items()}

@@ -248,9 +248,10 @@ def persisted_baseline(
     path = state_path(conf) if conf.state == "sqlite" else None
     if path is None:
         return None
+    from synchronizer import clouds
     from synchronizer.dispatch.durable import read_baseline
 
-    return read_baseline(path, plugin, types)
+    return read_baseline(path, plugin, types, cloud=clouds.cloud_of(plugin))
 
 
 class _RunState:

@@ -47,7 +47,7 @@ from typing import Any
 import sqlalchemy.exc
 from oslo_config import cfg
 
-from synchronizer import backend, opts, plugin_loader, wire
+from synchronizer import backend, clouds, opts, plugin_loader, wire
 from synchronizer.dispatch import sql
 from synchronizer.dispatch.dispatcher import Dispatcher
 from synchronizer.dispatch.feed import Feed
@@ -91,6 +91,7 @@ class Member:
     ) -> None:
         opts.register_opts(conf)
         options.register(conf)
+        clouds.validate(conf)
         if not conf.database.connection:
             raise ConfigError("[coordination] backend_url is set: [database] connection must be")
         self.conf = conf
@@ -258,7 +259,7 @@ class Member:
             history_max_age=self.conf.history_max_age,
         )
         if not self._tables_made:
-            sql.metadata.create_all(self.engine, checkfirst=True)
+            sql.create_tables_of(self.engine)
             self._tables_made = True
         term = store.claim()
         dispatcher = Dispatcher(
@@ -302,13 +303,16 @@ class Member:
     # -- plugins → partitions → worker specs -----------------------------------
 
     def _load_classes(self) -> dict[str, type]:
-        loaded = plugin_loader.load(
-            self.conf, self.conf.plugins, Plugin, self._plugin_failed, invoke=False
-        )
-        if self.conf.plugins and not loaded:
-            raise ConfigError(
-                f"none of the configured plugins can be loaded ({', '.join(self.conf.plugins)})"
-            )
+        names = clouds.plugin_names(self.conf)
+        loaded = plugin_loader.load(self.conf, names, Plugin, self._plugin_failed, invoke=False)
+        if names and not loaded:
+            raise ConfigError(f"none of the configured plugins can be loaded ({', '.join(names)})")
+        pushers = {
+            name: plugin_loader.group_for(name, cls)
+            for name, cls in loaded.items()
+            if issubclass(cls, NotificationPlugin)
+        }
+        clouds.check_buses(self.conf, clouds.by_cloud(pushers))
         return dict(loaded)
 
     def _group(self, name: str) -> str:
@@ -413,7 +417,9 @@ def _notification_main(
     """The notification worker of one partition, in that partition's listener pool.
 
     The pool reaches the fresh interpreter through oslo.config's environment
-    source (``OS_DEFAULT__NOTIFICATION_POOL``), which overrides the files.
+    source (``OS_DEFAULT__NOTIFICATION_POOL``), which overrides the files,
+    and is passed on as it is (a cloud's partition, ``east.nova``, names its
+    cloud already).
     """
     os.environ["OS_DEFAULT__NOTIFICATION_POOL"] = pool
-    notification.notification_main(conf_args, names, chunk_size, conn)
+    notification.notification_main(conf_args, names, chunk_size, conn, pool)

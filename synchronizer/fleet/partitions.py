@@ -13,6 +13,8 @@ partitions from the same configuration::
     >>> class C(Plugin): entity_types = ("cinder.volume",)
     >>> [(p.name, p.plugins) for p in group({"a": A, "b": B, "c": C})]
     [('cinder', ('c',)), ('nova', ('a', 'b'))]
+    >>> [p.name for p in group({"east/a": A, "west/a": A, "b": B})]
+    ['east.nova', 'nova', 'west.nova']
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import dataclasses
 import hashlib
 from collections.abc import Mapping
 
-__all__ = ["Partition", "assign", "group", "namespace"]
+from synchronizer import clouds
+
+__all__ = ["Partition", "assign", "cloud_of", "group", "namespace"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,13 +48,25 @@ def namespace(plugin: str, entity_types: tuple[str, ...]) -> str:
     return names[0] if names else plugin.split(".", 1)[0]
 
 
+def cloud_of(partition: str) -> str | None:
+    """The cloud of a partition (``east`` of ``east.nova``), None for one of no cloud."""
+    cloud, dot, _ = partition.partition(".")
+    return cloud if dot else None
+
+
 def group(classes: Mapping[str, type]) -> list[Partition]:
-    """The partitions of plugin classes (name → class), sorted by name."""
+    """The partitions of plugin classes (name → class), sorted by name.
+
+    A cloud's plugins (``east/nova.instance``, see :mod:`synchronizer.clouds`)
+    are partitioned per cloud: ``east.nova``, ``west.nova``.
+    """
     members: dict[str, list[str]] = {}
     types: dict[str, set[str]] = {}
     for name, cls in classes.items():
         entity_types = tuple(getattr(cls, "entity_types", ()))
-        ns = namespace(name, entity_types)
+        cloud, base = clouds.split(name)
+        ns = namespace(base, entity_types)
+        ns = ns if cloud is None else f"{cloud}.{ns}"
         members.setdefault(ns, []).append(name)
         types.setdefault(ns, set()).update(entity_types)
     return [

@@ -10,9 +10,12 @@ The methods are the single daemon's (:mod:`synchronizer.outputs.rpc_api`)
 plus ``streams``, which tells a watcher that it talks to a fleet:
 
 ``streams()``                 → ``{partition: {epoch, seq, types}}``
-``snapshot_begin(types)``     → the view of those types; ``epoch`` and ``seq``
-                              are the partition's when the types are all of
-                              one partition (``""`` and 0 otherwise)
+``snapshot_begin(types, partition=None)`` → the view of those types (of that
+                              partition only, when given: a watcher's gate
+                              asks so, as two clouds' partitions hold the
+                              same types); ``epoch`` and ``seq`` are the
+                              partition's when it is given or the types are all
+                              of one partition (``""`` and 0 otherwise)
 ``history_begin(types, epoch, after)`` → the changes after ``after`` of the
                               partition whose epoch that is, or ``gone``
 
@@ -77,9 +80,11 @@ class FleetViewEndpoint:
             for name, (epoch, seq) in found.items()
         }
 
-    def snapshot_begin(self, ctxt: Any, types: list[str] | None) -> dict[str, Any]:
-        found, docs = sql.read_views(self.engine, types)
-        partition = self._partition_of(types)
+    def snapshot_begin(
+        self, ctxt: Any, types: list[str] | None, partition: str | None = None
+    ) -> dict[str, Any]:
+        found, docs = sql.read_views(self.engine, types, partition)
+        partition = partition or self._partition_of(types)
         epoch, seq = found.get(partition, ("", 0)) if partition else ("", 0)
         return self._begin(docs, seq, epoch)
 

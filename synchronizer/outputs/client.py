@@ -100,17 +100,26 @@ GAP_WAIT = 2.0  # seconds a gap in the stream may take to close before it is fil
 
 
 def get_all(
-    conf: cfg.ConfigOpts, entity_types: Collection[str] | None = None, *, timeout: int = 60
+    conf: cfg.ConfigOpts,
+    entity_types: Collection[str] | None = None,
+    *,
+    timeout: int = 60,
+    partition: str | None = None,
 ) -> View:
-    """The running daemon's current entities of these types (all with None)."""
+    """The running daemon's current entities of these types (all with None).
+
+    ``partition``: a fleet's partition only (``east.nova``), with its epoch
+    and seq (what a fleet watcher's gate relists from).
+    """
     opts.register_opts(conf)
     oslo_messaging = backend.messaging()
     transport = oslo_messaging.get_rpc_transport(conf)
     try:
         caller = oslo_messaging.get_rpc_client(transport, rpc_api.target(conf), timeout=timeout)
         types = sorted(entity_types) if entity_types else None
+        scope = {"partition": partition} if partition else {}  # a single daemon has none
         try:
-            meta = caller.call({}, "snapshot_begin", types=types)
+            meta = caller.call({}, "snapshot_begin", types=types, **scope)
         except oslo_messaging.MessagingTimeout:
             raise DaemonUnreachable(
                 f"no synchronizer daemon answered on RPC topic {conf.rpc_topic!r} within "

@@ -28,6 +28,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from synchronizer import backend, opts
+from synchronizer.fleet.partitions import cloud_of
 from synchronizer.model import Synced
 from synchronizer.outputs import rpc_api
 
@@ -96,7 +97,9 @@ class Streams:
         self._opened = False
         self._held = 0
         self.gates: dict[str, _Gate] = {}  # by the epoch each started from
-        self._types: dict[str, _Gate] = {}  # entity type → its partition's gate
+        # (cloud, entity type) → its partition's gate: two clouds' partitions hold
+        # the same types (east.nova, west.nova).
+        self._types: dict[tuple[str | None, str], _Gate] = {}
         self._wanted = set(types) if types else None
         self._make_gate = make_gate
         self._refresh = refresh
@@ -106,20 +109,21 @@ class Streams:
     def _add(self, partitions: Mapping[str, Mapping[str, Any]]) -> list[_Gate]:
         """Gates for the partitions not watched yet (of the wanted types)."""
         added = []
-        for info in partitions.values():
+        for name, info in partitions.items():
+            cloud = cloud_of(name)
             held = tuple(
                 t
                 for t in info["types"]
-                if (self._wanted is None or t in self._wanted) and t not in self._types
+                if (self._wanted is None or t in self._wanted) and (cloud, t) not in self._types
             )
             if held and str(info["epoch"]) not in self.gates:
                 gate = self._make_gate(str(info["epoch"]), held, self._deliver)
                 self.gates[str(info["epoch"])] = gate
-                self._types.update(dict.fromkeys(held, gate))
+                self._types.update({(cloud, t): gate for t in held})
                 added.append(gate)
         return added
 
-    def _discover(self, type_: str) -> _Gate | None:
+    def _discover(self, cloud: str | None, type_: str) -> _Gate | None:
         """A change of a type no gate watches: a partition that appeared after the start.
 
         The fleet is asked for its partitions again (at most every
@@ -153,7 +157,7 @@ class Streams:
                 )
                 if self._opened:
                     gate.open(None)
-            return self._types.get(type_)
+            return self._types.get((cloud, type_))
 
     def _deliver(self, item: Item) -> None:
         with self.lock:
@@ -177,8 +181,9 @@ class Streams:
         for started, gate in self.gates.items():
             if (gate.epoch or started) == epoch:
                 return gate
-        type_ = getattr(item, "type", "")
-        return self._types.get(type_) or self._discover(type_)
+        entity = getattr(item, "entity", None)
+        cloud, type_ = getattr(entity, "cloud", None), getattr(item, "type", "")
+        return self._types.get((cloud, type_)) or self._discover(cloud, type_)
 
     def open(self, since: Mapping[str, int] | None) -> None:
         with self.lock:
@@ -216,18 +221,26 @@ def watch(
     """A fleet's partitions as one watched stream (see the module docstring)."""
     from synchronizer.outputs import client
 
+    names = {str(info["epoch"]): name for name, info in partitions.items()}
+
     def make_gate(epoch: str, held: tuple[str, ...], deliver: Callable[[Item], None]) -> _Gate:
+        # The view of this partition only: its epoch and seq, and not another
+        # cloud's entities of the same types.
         return client._Gate(
             deliver,
             held,
-            view=lambda: client.get_all(conf, held, timeout=timeout),
+            view=lambda: client.get_all(conf, held, timeout=timeout, partition=names[epoch]),
             history=lambda position: client.history_since(conf, held, position, timeout=timeout),
         )
 
     types = tuple(sorted(entity_types)) if entity_types else None
-    streams = Streams(
-        callback, types, make_gate, partitions, refresh=lambda: fleet_streams(conf, timeout) or {}
-    )
+
+    def refresh() -> Mapping[str, Mapping[str, Any]]:
+        found = fleet_streams(conf, timeout) or {}
+        names.update({str(info["epoch"]): name for name, info in found.items()})
+        return found
+
+    streams = Streams(callback, types, make_gate, partitions, refresh=refresh)
     handle = client.subscribe(
         conf, entity_types, lambda change: None, pool=pool, _raw=streams.offer
     )

@@ -36,7 +36,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from synchronizer import backend, opts, plugin_loader, wire
+from synchronizer import backend, clouds, opts, plugin_loader, wire
 from synchronizer.dispatch.dispatcher import Dispatcher
 from synchronizer.dispatch.feed import Feed
 from synchronizer.dispatch.subscriber import Callback, Subscription, queue_deliverer
@@ -65,6 +65,7 @@ class Synchronizer:
     ) -> None:
         """``on_output_closed``: called when the jsonl sink's stdout reader goes away."""
         opts.register_opts(conf)
+        clouds.validate(conf)
         self.conf = conf
         self.conf_args = conf_args if conf_args is not None else opts.config_args(conf)
         self.dispatcher = Dispatcher.from_conf(conf)
@@ -166,7 +167,9 @@ class Synchronizer:
         The caller reloads the configuration files first (the daemon does so
         on SIGHUP).
         """
-        LOG.info("Reloading the plugin list: %s", ", ".join(self.conf.plugins) or "(none)")
+        clouds.validate(self.conf)  # a cloud added with its section, or a broken one refused
+        names = clouds.plugin_names(self.conf)
+        LOG.info("Reloading the plugin list: %s", ", ".join(names) or "(none)")
         self._supervisor.ensure(self._specs())
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -208,13 +211,14 @@ class Synchronizer:
 
     def _specs(self) -> list[WorkerSpec]:
         """The workers of the configured plugins; ConfigError when none can load."""
-        collectors, pushers = self._classify()
-        if not self.conf.plugins:
+        names = clouds.plugin_names(self.conf)
+        collectors, pushers = self._classify(names)
+        if not names:
             LOG.warning("No plugin is configured ([DEFAULT] plugins is empty): nothing to deliver")
         elif not collectors and not pushers:
             raise ConfigError(
                 "none of the configured plugins can be loaded "
-                f"({', '.join(self.conf.plugins)}): see the lines above"
+                f"({', '.join(names)}): see the lines above"
             )
         periods = {name: float(self.conf[group].period) for name, group in collectors.items()}
         self.status.expect(collectors, periods)
@@ -224,32 +228,31 @@ class Synchronizer:
                 name,
                 collector.collector_main,
                 (self.conf_args, name, chunk),
-                self._digest([group]),
+                self._digest(_groups_of(name, group)),
             )
             for name, group in collectors.items()
         ]
-        if pushers:
-            names = sorted(pushers)
-            digest = self._digest(list(pushers.values()), core=True)
+        for cloud, groups in clouds.by_cloud(pushers).items():
+            digest = self._digest(list(groups.values()), core=True, cloud=cloud)
             specs.extend(
                 WorkerSpec(
                     worker_name,
                     notification.notification_main,
-                    (self.conf_args, names, chunk),
+                    (self.conf_args, sorted(groups), chunk),
                     digest,
                 )
-                for worker_name in notification.worker_names(self.conf.notification_workers)
+                for worker_name in notification.worker_names(self.conf.notification_workers, cloud)
             )
         return specs
 
-    def _classify(self) -> tuple[dict[str, str], dict[str, str]]:
+    def _classify(self, names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
         """The configured collectors and notification plugins, each with its group.
 
-        Classes only: plugins are built in their workers, never here.
+        Classes only: plugins are built in their workers, never here.  Each
+        cloud's notification plugins get a worker of their own, on the cloud's
+        bus: two of them on one bus could not tell their notifications apart.
         """
-        loaded = plugin_loader.load(
-            self.conf, self.conf.plugins, Plugin, self._plugin_failed, invoke=False
-        )
+        loaded = plugin_loader.load(self.conf, names, Plugin, self._plugin_failed, invoke=False)
         collectors: dict[str, str] = {}
         pushers: dict[str, str] = {}
         for name, cls in loaded.items():
@@ -258,14 +261,17 @@ class Synchronizer:
                 collectors[name] = group
             elif issubclass(cls, NotificationPlugin):
                 pushers[name] = group
+        clouds.check_buses(self.conf, clouds.by_cloud(pushers))
         return collectors, pushers
 
     def _plugin_failed(self, name: str, state: wire.PluginState, reason: str) -> None:
         LOG.error("%s; the other plugins run", reason)
         self.status.plugin_state(name, state, reason)
 
-    def _digest(self, groups: list[str], *, core: bool = False) -> str:
+    def _digest(self, groups: list[str], *, core: bool = False, cloud: str | None = None) -> str:
         h = hashlib.sha256()
+        if cloud is not None:  # the cloud's bus
+            h.update(f"{cloud}.transport_url={clouds.transport_url(self.conf, cloud)!r};".encode())
         for group in groups:
             for key, value in sorted(self.conf[group].items()):
                 h.update(f"{group}.{key}={value!r};".encode())
@@ -310,6 +316,12 @@ class Synchronizer:
                 self.status.plugin_state(message.plugin, message.state, message.reason)
             case wire.NotificationStats():
                 self.status.notification_stats(name, message)
+
+
+def _groups_of(name: str, group: str) -> list[str]:
+    """The groups a collector's worker reads: its own, and its cloud's section (region)."""
+    cloud = clouds.cloud_of(name)
+    return [group] if cloud is None else [group, clouds.group(cloud)]
 
 
 def _left(deadline: float) -> float:

@@ -34,10 +34,10 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
 
-from synchronizer import deletes, diff, plugin_loader, timeutil, wire
+from synchronizer import clouds, deletes, diff, plugin_loader, timeutil, wire
 from synchronizer.dispatch import store
 from synchronizer.errors import PermanentError
 from synchronizer.model import Action, Change, Entity
@@ -182,7 +182,7 @@ class PollLoop:
             complete=lambda: not errors,
             now=timeutil.now,  # asked at the listing's end: when its deletes are known
             volatile=volatile,
-            kept=lambda: self.plugin.skipped,  # asked at the end too: skip() fills it
+            kept=self._kept,  # asked at the end too: skip() fills it
             hold=self.hold,
         )
         if result.duplicates and not errors:
@@ -192,9 +192,16 @@ class PollLoop:
     def _listing(self, errors: list[str]) -> Iterator[Entity]:
         """The plugin's full listing; a failure ends it and lands in ``errors``."""
         try:
-            yield from self.plugin.list_all()
+            yield from _in_cloud(self.plugin.cloud, self.plugin.list_all())
         except Exception as exc:  # noqa: BLE001 - any failure makes the listing incomplete
             errors.append(self._failure(exc))
+
+    def _kept(self) -> Iterable[tuple[str, str]]:
+        """The keys of the listing's records that did not convert, as the baseline names them."""
+        cloud = self.plugin.cloud
+        if cloud is None:
+            return self.plugin.skipped
+        return [(t, clouds.qualify(cloud, k)) for t, k in self.plugin.skipped]
 
     def _list_delta(self, volatile: frozenset[str]) -> tuple[diff.DiffResult, str | None]:
         overlap = 5.0
@@ -203,8 +210,11 @@ class PollLoop:
             delta = self.plugin.list_changes(since)
         except Exception as exc:  # noqa: BLE001 - any failure makes the listing incomplete
             return diff.DiffResult([], self.baseline, 0), self._failure(exc)
-        result = diff.diff_delta(self.baseline, delta.entities, delta.deleted, volatile=volatile)
-        listed = [*delta.entities, *delta.deleted]
+        cloud = self.plugin.cloud
+        entities = list(_in_cloud(cloud, delta.entities))
+        deleted = list(_in_cloud(cloud, delta.deleted))
+        result = diff.diff_delta(self.baseline, entities, deleted, volatile=volatile)
+        listed = [*entities, *deleted]
         repeated = len(listed) - len({(e.type, e.key) for e in listed})
         if repeated:
             # A shifted walk lost the change it displaced: list the same delta again.
@@ -264,6 +274,13 @@ class PollLoop:
         )
 
 
+def _in_cloud(cloud: str | None, entities: Iterable[Entity]) -> Iterable[Entity]:
+    """A cloud's plugin's entities, namespaced by its cloud (the others as they are)."""
+    if cloud is None:
+        return entities
+    return (clouds.namespaced(e, cloud) for e in entities)
+
+
 def _inconsistent(repeated: int) -> str:
     return (
         f"InconsistentListing: {repeated} record(s) repeated a key listed before "
@@ -304,4 +321,4 @@ def collector_main(conf_args: list[str], name: str, chunk_size: int, conn: Conne
 def snapshot_changes(plugin: CollectorPlugin) -> list[Change]:
     """List a collector once, in-process, as ``snapshot`` changes (for the CLI)."""
     plugin.observed_at = timeutil.now()
-    return [Change(Action.SNAPSHOT, e) for e in plugin.list_all()]
+    return [Change(Action.SNAPSHOT, e) for e in _in_cloud(plugin.cloud, plugin.list_all())]

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from synchronizer import fingerprint, timeutil
+from synchronizer import clouds, fingerprint, timeutil
 from synchronizer.errors import InvalidNotification
 from synchronizer.model import Change
 from synchronizer.plugin_base import Notification, NotificationPlugin
@@ -112,6 +112,8 @@ class Converter:
     def _convert_with(self, plugin: NotificationPlugin, n: Notification) -> list[Change]:
         try:
             changes = list(plugin.convert(n))
+            if plugin.cloud is not None:  # a cloud's notification: that cloud's entities
+                changes = [_in_cloud(c, plugin.cloud) for c in changes]
             out = [_fingerprinted(c, plugin.volatile_properties) for c in changes]
         except InvalidNotification as exc:
             self._drop(plugin.group, n.event_type, n.message_id, exc)
@@ -171,6 +173,12 @@ def _fingerprinted(change: Change, volatile: frozenset[str]) -> Change:
     if change.fingerprint or str(change.action) == "delete":
         return change
     return change.replace(fingerprint=fingerprint.of(change.entity, volatile))
+
+
+def _in_cloud(change: Change, cloud: str) -> Change:
+    if not isinstance(change, Change):
+        raise InvalidNotification(f"plugin returned {type(change).__name__}, not a Change")
+    return change.replace(entity=clouds.namespaced(change.entity, cloud))
 
 
 def _text(raw: Mapping[str, Any], name: str, default: str) -> str:

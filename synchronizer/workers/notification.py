@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
 
-from synchronizer import backend, plugin_loader, wire
+from synchronizer import backend, clouds, plugin_loader, wire
 from synchronizer.plugin_base import NotificationPlugin
 from synchronizer.workers.converter import Converter
 from synchronizer.workers.process import EXIT_PERMANENT, Sender, prepare_child, reporter
@@ -62,11 +62,11 @@ LOG = logging.getLogger(__name__)
 WORKER_NAME = "notifications"
 
 
-def worker_names(count: int) -> list[str]:
-    """The supervisor's names of ``count`` notification workers."""
+def worker_names(count: int, cloud: str | None = None) -> list[str]:
+    """The supervisor's names of ``count`` notification workers (of a cloud: ``east/...``)."""
     if count == 1:
-        return [WORKER_NAME]
-    return [f"{WORKER_NAME}-{i}" for i in range(1, count + 1)]
+        return [clouds.qualify(cloud, WORKER_NAME)]
+    return [clouds.qualify(cloud, f"{WORKER_NAME}-{i}") for i in range(1, count + 1)]
 
 
 STATS_INTERVAL = 2.0
@@ -239,13 +239,19 @@ def build_listener(
     plugins: list[NotificationPlugin],
     converter: Converter,
     emit: Callable[[list[Any]], None],
+    url: str | None = None,
+    pool: str | None = None,
 ) -> oslo_messaging.MessageHandlingServer:
-    """The worker's listener: plain, or batch when ``notification_batch_size`` > 1."""
+    """The worker's listener: plain, or batch when ``notification_batch_size`` > 1.
+
+    ``url`` is the bus of the plugins' cloud (None: the configured transport),
+    ``pool`` its listener pool (None: ``notification_pool``).
+    """
     oslo_messaging = backend.messaging()
-    transport = oslo_messaging.get_notification_transport(conf)
+    transport = oslo_messaging.get_notification_transport(conf, url=url)
     common: dict[str, Any] = {
         "executor": "threading",
-        "pool": conf.notification_pool,
+        "pool": pool or conf.notification_pool,
         "allow_requeue": False,
     }
     if conf.notification_batch_size <= 1:
@@ -263,10 +269,23 @@ def build_listener(
 
 
 def notification_main(
-    conf_args: list[str], names: list[str], chunk_size: int, conn: Connection
+    conf_args: list[str],
+    names: list[str],
+    chunk_size: int,
+    conn: Connection,
+    pool: str | None = None,
 ) -> None:
-    """Entry point of the notification worker process (multiprocessing target)."""
+    """Entry point of the notification worker process (multiprocessing target).
+
+    ``names`` are plugins of one cloud (or of none): the worker listens on
+    that cloud's bus, in the pool ``pool`` (default: ``notification_pool``,
+    and for a cloud ``<notification_pool>-<cloud>``, so that clouds whose
+    buses share a broker never share a queue), and its changes are that
+    cloud's entities.
+    """
     conf, stop = prepare_child(conf_args, f"notifications {', '.join(names)}")
+    cloud = clouds.cloud_of(names[0]) if names else None
+    pool = pool or clouds.pool(conf.notification_pool, cloud)
     send = Sender(conn)
     loaded = plugin_loader.load(conf, names, NotificationPlugin, reporter(send))
     if not loaded:
@@ -280,12 +299,14 @@ def notification_main(
         send(wire.Changes.of(chunk))
 
     handoff = Handoff(send_chunk, chunk_size)
-    listener = build_listener(conf, plugins, converter, handoff.put)
+    url = clouds.transport_url(conf, cloud)
+    listener = build_listener(conf, plugins, converter, handoff.put, url, pool)
     listener.start(override_pool_size=conf.notification_executor_threads)
     LOG.info(
-        "Listening for %s in pool %s",
+        "Listening for %s in pool %s%s",
         ", ".join(f"{t.exchange}/{t.topic}" for t in targets_of(plugins)),
-        conf.notification_pool,
+        pool,
+        f" for cloud {cloud}" if cloud else "",
     )
     while not stop.wait(STATS_INTERVAL):
         send(converter.stats())

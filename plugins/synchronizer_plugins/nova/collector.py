@@ -144,7 +144,7 @@ class NovaCollector(openstack.OpenStackCollector):
             version,
             session=self.keystone_session(),
             endpoint_type=creds.interface,
-            region_name=creds.region_name,
+            region_name=self.region_name,
         )
 
     def nova(self) -> Any:

@@ -124,3 +124,33 @@ def test_a_watcher_of_some_types_never_asks_for_others():
     streams.open(None)
     streams.offer(change("heat.stack", "s", 2), "h1")
     assert asked == []
+
+
+def test_two_clouds_partitions_of_the_same_types_relist_apart():
+    """east.nova started anew: east's gate relists (by the change's cloud), west's keeps on."""
+    partitions = {
+        "east.nova": {"epoch": "e1", "seq": 1, "types": ["nova.instance"]},
+        "west.nova": {"epoch": "w1", "seq": 1, "types": ["nova.instance"]},
+    }
+    views = {
+        "e1": client.View([Entity("nova.instance", "east/a", cloud="east")], 1, "e1"),
+        "w1": client.View([Entity("nova.instance", "west/a", cloud="west")], 1, "w1"),
+    }
+    made: dict[str, client._Gate] = {}
+
+    def gate(epoch, held, deliver):
+        made[epoch] = client._Gate(
+            deliver, held, view=lambda: views[epoch], history=lambda position: None
+        )
+        return made[epoch]
+
+    got: list = []
+    streams = fleet_client.Streams(got.append, None, gate, partitions)
+    streams.open(None)
+    assert sorted(i.entity.key for i in got[:-1]) == ["east/a", "west/a"]
+    views["e1"] = client.View([Entity("nova.instance", "east/b", cloud="east")], 1, "e2")
+    anew = Change(Action.UPDATE, Entity("nova.instance", "east/b", cloud="east"), seq=1)
+    streams.offer(anew, "e2")
+    assert isinstance(got[3], client.Relist)
+    assert [i.entity.key for i in got[4:5]] == ["east/b"]
+    assert streams.position == {"e2": 1, "w1": 1}
