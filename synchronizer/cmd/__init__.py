@@ -4,14 +4,18 @@ Every command parses its arguments and configuration files with
 :func:`parse`: ``--version`` and a ``--help`` that says what the command
 does; a configuration error (a missing ``--config-file``, an INI syntax
 error, a malformed or missing core value) is one line on stderr naming the
-file, section, option and value, and exit status 2.
+file, section, option and value, and exit status 2.  The commands that print
+data (:func:`writes_data`) end quietly, with status 0, when the reader of
+their standard output goes away (``| head``, a closed pager).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from oslo_config import cfg, iniparser
 
@@ -71,6 +75,33 @@ def _unreadable(paths: Sequence[str]) -> str:
         else:
             reasons.append(f"{path}: cannot be read")
     return "; ".join(reasons)
+
+
+def stdout_closed() -> None:
+    """The reader of stdout left: point it at /dev/null, so no later flush fails.
+
+    Python would otherwise report the lines it still buffered as an
+    exception at exit ("Exception ignored ... BrokenPipeError").
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def writes_data(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """A data command's ``main``: a closed standard output ends it quietly (status 0)."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except BrokenPipeError:
+            stdout_closed()
+            return 0
+
+    return run
 
 
 def fail(prog: str, message: str, code: int = EXIT_CONFIG) -> None:

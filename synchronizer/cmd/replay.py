@@ -42,6 +42,7 @@ class UnreadableFile(Exception):
     """A file, or a file it references, cannot be read as JSON."""
 
 
+@cmd.writes_data
 def main(argv: list[str] | None = None) -> int:
     conf = cmd.parse(
         argv,

@@ -25,6 +25,7 @@ CLI_OPTS = [
 ]
 
 
+@cmd.writes_data
 def main(argv: list[str] | None = None) -> int:
     conf = cmd.parse(
         argv,

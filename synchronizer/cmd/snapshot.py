@@ -3,7 +3,7 @@
 Runs every configured collector once, in this process, and prints each
 entity as a JSON line (``action: snapshot``).  A collector that fails is
 reported on stderr and the others still print; the exit status is 1 if any
-failed.
+failed.  A reader that leaves (``| head``) ends it quietly, with status 0.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ CLI_OPTS = [
 PROG = "synchronizer-snapshot"
 
 
+@cmd.writes_data
 def main(argv: list[str] | None = None) -> int:
     conf = cmd.parse(
         argv,
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, plugin in collectors.items():
         try:
             _print(collector.snapshot_changes(plugin), types)
+        except BrokenPipeError:
+            raise  # the reader left: nothing more to print (see cmd.writes_data)
         except Exception as exc:  # noqa: BLE001 - report any plugin failure, run the others
             report(name, PluginState.FAILED, str(exc))
         finally:

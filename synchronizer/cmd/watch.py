@@ -49,6 +49,7 @@ def _print(line: str) -> bool:
     try:
         print(line, flush=True)
     except BrokenPipeError:
+        cmd.stdout_closed()
         return False
     return True
 
@@ -61,6 +62,7 @@ def _once(conf: cfg.ConfigOpts) -> int:
     return 0
 
 
+@cmd.writes_data
 def main(argv: list[str] | None = None) -> int:
     conf = cmd.parse(
         argv,

@@ -85,6 +85,34 @@ def test_closed_stdout_ends_the_daemon_quietly(embedded):
     assert "Standard output was closed" in err
 
 
+def test_closed_stdout_ends_the_snapshot_quietly(tmp_path):
+    """synchronizer-snapshot | head -1: exit 0, no traceback, no collector reported failed."""
+    things = tmp_path / "things.json"
+    things.write_text(json.dumps({f"t{i:05d}": "up" for i in range(20_000)}))  # > a pipe's buffer
+    conf = tmp_path / "s.conf"
+    conf.write_text(
+        "[DEFAULT]\nplugins = tests.helpers.plugins:FileCollector\n"
+        f"[filecollector]\npath = {things}\n"
+    )
+    proc = subprocess.Popen(
+        [script("synchronizer-snapshot"), "--config-file", str(conf)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert proc.stdout.readline().startswith(b"{")
+    proc.stdout.close()  # the reader exits
+    try:
+        code = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    err = proc.stderr.read().decode()
+    assert code == 0, err[-2000:]
+    assert "Traceback" not in err
+    assert "Broken pipe" not in err
+    assert "failed" not in err
+
+
 # -- configuration errors: one line, exit 2 -----------------------------------
 
 
