@@ -113,6 +113,19 @@ def test_closed_stdout_ends_the_snapshot_quietly(tmp_path):
     assert "failed" not in err
 
 
+def test_workers_are_named_in_ps(embedded):
+    """ps shows each worker as "synchronizer: collector <plugin>", not multiprocessing.spawn."""
+    with Daemon(embedded / "synchronizer.conf") as d:
+        d.wait_log("Ready", timeout=30)
+        titles = []
+        for pid in d.worker_pids():
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            titles.append(raw.replace(b"\0", b" ").decode().strip())
+    assert titles, "no worker found"
+    assert "synchronizer: collector static" in titles
+    assert not [t for t in titles if "multiprocessing" in t], titles
+
+
 # -- configuration errors: one line, exit 2 -----------------------------------
 
 
