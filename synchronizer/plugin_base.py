@@ -156,6 +156,16 @@ class Plugin(abc.ABC):  # noqa: B024 - the kinds below hold the abstract methods
     def register_options(cls, conf: cfg.ConfigOpts, group: str) -> None:
         conf.register_opts(cls.all_options(), group=group)
 
+    @classmethod
+    def other_groups(cls, conf: cfg.ConfigOpts, group: str) -> tuple[str, ...]:
+        """Config groups besides its own that the plugin reads (its credentials, say).
+
+        A reload (SIGHUP) that changes an option of one of them restarts the
+        plugin, as a change of its own group does.  Registers their options
+        if it must, to read them.
+        """
+        return ()
+
     def available(self) -> bool | str:
         """Return True when the plugin can run here, else False or a reason.
 

@@ -30,6 +30,7 @@ endpoint, collection and shape, and it lists every page.
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
@@ -168,6 +169,20 @@ class OpenStackCollector(CollectorPlugin):
                 )
             )
         return opts
+
+    @classmethod
+    def other_groups(cls, conf: cfg.ConfigOpts, group: str) -> tuple[str, ...]:
+        """Its credentials group: a password fixed there and a SIGHUP restart the plugin."""
+        credentials = conf[group].credentials
+        register_opts(conf, credentials)
+        auth_type = conf[credentials].auth_type
+        if auth_type:
+            # The auth plugin's own options (username, password...), which
+            # keystoneauth registers only when it loads the plugin.
+            with contextlib.suppress(ks_exc.NoMatchingPlugin, cfg.Error):
+                options = ks_loading.get_auth_plugin_conf_options(auth_type)
+                conf.register_opts(options, group=credentials)
+        return (credentials,)
 
     @classmethod
     def session(cls, conf: cfg.ConfigOpts, group: str = GROUP) -> ks_session.Session:

@@ -70,6 +70,7 @@ class Synchronizer:
         self.conf_args = conf_args if conf_args is not None else opts.config_args(conf)
         self.dispatcher = Dispatcher.from_conf(conf)
         self.status = Status()
+        self._reads: dict[str, tuple[str, ...]] = {}  # collector → other groups it reads
         self._inbox: queue.Queue[tuple[str, wire.Message] | None] = queue.Queue(INBOX_CHUNKS)
         self._supervisor = Supervisor(
             self._on_message,
@@ -228,7 +229,7 @@ class Synchronizer:
                 name,
                 collector.collector_main,
                 (self.conf_args, name, chunk),
-                self._digest(_groups_of(name, group)),
+                self._digest([*_groups_of(name, group), *self._reads.get(name, ())]),
             )
             for name, group in collectors.items()
         ]
@@ -259,6 +260,7 @@ class Synchronizer:
             group = plugin_loader.group_for(name, cls)
             if issubclass(cls, CollectorPlugin):
                 collectors[name] = group
+                self._reads[name] = cls.other_groups(self.conf, group)
             elif issubclass(cls, NotificationPlugin):
                 pushers[name] = group
         clouds.check_buses(self.conf, clouds.by_cloud(pushers))

@@ -10,6 +10,8 @@ keystoneauth's re-authentication then meets the dead Keystone.
 from __future__ import annotations
 
 import re
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,3 +145,63 @@ def test_expired_and_revoked_tokens_are_renewed_transparently(cloud, config):
     assert backoff_lines(d) == []
     assert at_level(d, "ERROR") == []
     assert not any(PASSWORD in line for line in d.logs)
+
+
+def test_a_refused_password_is_retried_not_ready_until_the_right_one_is_loaded(
+    cloud, config, tmp_path
+):
+    """Keystone's password rotated before the config: 401s are retried with back-off (no
+    "disabled", no READY, /healthz 503); the right password and SIGHUP: READY, every server."""
+    import json
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from tests.helpers import fleetparts
+
+    right = config.read_text()
+    port = fleetparts.free_port()
+    wrong = right.replace(f"password = {PASSWORD}", "password = before-the-rotation")
+    config.write_text(wrong.replace("[DEFAULT]", f"[DEFAULT]\nmetrics_port = {port}", 1))
+    notify = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    sock.settimeout(0.2)
+
+    def told() -> list[str]:
+        got = []
+        while True:
+            try:
+                got.append(sock.recv(4096).decode())
+            except TimeoutError:
+                return got
+
+    def health() -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            json.loads(exc.read())  # the report still comes with the 503
+            return exc.code
+
+    try:
+        with Daemon(config, {"NOTIFY_SOCKET": str(notify)}) as d:
+            d.wait_log("credentials refused", count=3, timeout=60)
+            assert [n for n, _ in backoff_lines(d)][:2] == [1, 2], "no back-off"
+            assert not d.count_logs("disabled")
+            assert not d.count_logs("permanent")
+            assert not [m for m in told() if "READY=1" in m]
+            assert health() == 503
+            assert d.records == []
+            config.write_text(right.replace("[DEFAULT]", f"[DEFAULT]\nmetrics_port = {port}", 1))
+            d.signal(signal.SIGHUP)
+            d.wait_records(len(cloud.keys("servers")), timeout=60)
+            deadline = time.monotonic() + 30
+            messages: list[str] = []
+            while time.monotonic() < deadline and not any("READY=1" in m for m in messages):
+                messages += told()
+            assert any("READY=1" in m for m in messages)
+            assert health() == 200
+            assert not any("before-the-rotation" in line for line in d.logs)
+    finally:
+        sock.close()
