@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import threading
 import time
 
@@ -135,3 +136,30 @@ def test_a_broker_down_when_the_daemon_starts_delays_the_creates_and_loses_none(
             handle.stop()
     assert sorted(c.seq for c in creates) == list(range(1, 501))
     assert {c.action for c in creates} == {"create"}
+
+
+def test_sigterm_with_the_broker_gone_after_a_normal_start_exits_within_10_s(
+    tmp_path, broker, unique
+):
+    """Started with its broker, which then goes away while changes wait to be sent:
+    SIGTERM still ends the daemon within 10 s, exit status 0."""
+    setup = Setup(tmp_path, broker.url, unique)
+    truth = cloud(50)
+    setup.write(truth)
+    d = Daemon(setup.conf).start()
+    try:
+        d.wait_log("RPC view serving", timeout=60)
+        broker.stop()
+        truth["k00001"] = "changed-with-the-broker-gone"
+        setup.write(truth)
+        time.sleep(3.0)  # the sink is retrying the send; the RPC server its connection
+        started = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        code = d.proc.wait(30)
+        took = time.monotonic() - started
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+    print(f"SIGTERM with the broker gone: exit {code} after {took:.1f} s")
+    assert code == 0, "\n".join(d.logs[-20:])
+    assert took < 10.0
