@@ -325,8 +325,9 @@ class Member:
         for name in partition.plugins:
             cls = self._classes[name]
             if issubclass(cls, CollectorPlugin):
-                args = (self.conf_args, name, chunk)
-                specs.append(WorkerSpec(name, collector.collector_main, args, digest))
+                group = self._group(name)  # what it is known by (see collector_main)
+                args = (self.conf_args, name, chunk, group)
+                specs.append(WorkerSpec(group, collector.collector_main, args, digest))
             elif issubclass(cls, NotificationPlugin):
                 pushers.append(name)
         if pushers:

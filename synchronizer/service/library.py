@@ -221,14 +221,15 @@ class Synchronizer:
                 "none of the configured plugins can be loaded "
                 f"({', '.join(names)}): see the lines above"
             )
-        periods = {name: float(self.conf[group].period) for name, group in collectors.items()}
-        self.status.expect(collectors, periods)
+        # A collector is known by its group (a class path's plugin by its name).
+        periods = {group: float(self.conf[group].period) for group in collectors.values()}
+        self.status.expect(collectors.values(), periods)
         chunk = self.conf.chunk_size
         specs = [
             WorkerSpec(
-                name,
+                group,
                 collector.collector_main,
-                (self.conf_args, name, chunk),
+                (self.conf_args, name, chunk, group),
                 self._digest([*_groups_of(name, group), *self._reads.get(name, ())]),
             )
             for name, group in collectors.items()

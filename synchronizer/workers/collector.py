@@ -295,24 +295,35 @@ def _describe(exc: BaseException) -> str:
 # -- the worker process ------------------------------------------------------
 
 
-def collector_main(conf_args: list[str], name: str, chunk_size: int, conn: Connection) -> None:
-    """Entry point of a collector worker process (multiprocessing target)."""
-    conf, stop = prepare_child(conf_args, f"collector {name}")
+def collector_main(
+    conf_args: list[str], name: str, chunk_size: int, display: str, conn: Connection
+) -> None:
+    """Entry point of a collector worker process (multiprocessing target).
+
+    ``name`` is the plugin as configured (an entry point or a class path),
+    ``display`` what it is known by: its config group (a class path's
+    plugin by its ``name``), in logs, ``ps``, the status and its entities'
+    source.
+    """
+    conf, stop = prepare_child(conf_args, f"collector {display}")
     send = Sender(conn)
-    loaded = plugin_loader.load(conf, [name], CollectorPlugin, reporter(send))
+    report = reporter(send)
+    loaded = plugin_loader.load(
+        conf, [name], CollectorPlugin, lambda _, state, why: report(display, state, why)
+    )
     if name not in loaded:
         raise SystemExit(EXIT_PERMANENT)
     plugin = loaded[name]
-    send(wire.PluginStatus(name, wire.PluginState.RUNNING))
-    loop = PollLoop(plugin, name, send, chunk_size)
-    saved = store.persisted_baseline(conf, name, plugin.entity_types)
+    send(wire.PluginStatus(display, wire.PluginState.RUNNING))
+    loop = PollLoop(plugin, display, send, chunk_size)
+    saved = store.persisted_baseline(conf, display, plugin.entity_types)
     if saved is not None:
         loop.seed(saved)
     try:
         watchdog.Watchdog(loop, watchdog.cycle_bound(plugin.options)).run(stop)
     except PermanentError as exc:
-        LOG.error("%s: permanent error, plugin disabled until reload: %s", name, exc)
-        send(wire.PluginStatus(name, wire.PluginState.DISABLED, str(exc)))
+        LOG.error("%s: permanent error, plugin disabled until reload: %s", display, exc)
+        send(wire.PluginStatus(display, wire.PluginState.DISABLED, str(exc)))
         raise SystemExit(EXIT_PERMANENT) from None
     finally:
         plugin.close()

@@ -54,7 +54,7 @@ def test_metrics_move_and_health_follows_the_plugin(tmp_path: Path):
         assert sync.wait_ready(20)
         code, text = fetch(base + "/metrics")
         assert code == 200
-        created = 'synchronizer_poll_changes_total{action="create",plugin="tests.helpers'
+        created = 'synchronizer_poll_changes_total{action="create",plugin="filecollector"}'
         assert value(text, created) == 1.0
         things.write_text(json.dumps({"a": "down", "b": "up"}))
         _wait(lambda: value(fetch(base + "/metrics")[1], created) == 2.0)

@@ -30,7 +30,7 @@ from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import Daemon, settle
 
 PERIOD = 0.5
-HUNG = "tests.helpers.plugins:FileCollector"
+HUNG = "filecollector"  # the class path's plugin, known by its name
 KINDS = {"nova.instance": "servers", "cinder.volume": "volumes"}
 
 
