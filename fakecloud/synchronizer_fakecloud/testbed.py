@@ -37,6 +37,7 @@ __all__ = [
     "Postgres",
     "Redis",
     "Unavailable",
+    "delete_queues",
     "free_port",
     "member_config",
     "reachable",
@@ -112,13 +113,15 @@ def member_config(
     plugins: Mapping[str, Mapping[str, Any]],
     *,
     credentials_timeout: float = 5,
+    coordination: Mapping[str, Any] | None = None,
     **defaults: Any,
 ) -> str:
     """A fleet member's config: ``[DEFAULT]`` from ``defaults``, each plugin's group.
 
     ``plugins`` maps a plugin's name to its options (``{"nova.instance":
     {"period": 1}}``); the member runs those plugins against ``cloud``,
-    coordinated through ``backend_url`` on the store ``database``.
+    coordinated through ``backend_url`` (and the other ``coordination``
+    options, e.g. its ``group``) on the store ``database``.
     """
     lines = ["[DEFAULT]", f"plugins = {', '.join(plugins)}"]
     lines += [f"{k} = {v}" for k, v in defaults.items()]
@@ -127,6 +130,7 @@ def member_config(
         f"backend_url = {backend_url}",
         f"heartbeat_timeout = {heartbeat_timeout}",
         f"member_id = {member}",
+        *(f"{k} = {v}" for k, v in (coordination or {}).items()),
         "[database]",
         f"connection = {database}",
         *service_credentials(cloud, timeout=credentials_timeout),
@@ -140,6 +144,21 @@ def member_config(
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def delete_queues(names: list[str], url: str = "amqp://guest:guest@127.0.0.1:5672//") -> None:
+    """Delete the broker's queues ``names`` (those never declared are no error)."""
+    import kombu
+
+    with kombu.Connection(url) as conn:
+        for name in names:
+            channel = conn.channel()
+            try:
+                channel.queue_delete(name)
+            except Exception:  # noqa: BLE001, S110 - a queue that was never declared
+                pass
+            finally:
+                channel.close()
 
 
 # -- the daemon ---------------------------------------------------------------------
