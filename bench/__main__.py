@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import bus, cloud, common, diffing, durability, fleet, memory
+from bench import bus, cloud, common, diffing, durability, fleet, memory, scaleout
 
 FIGURES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8S", "B9", "B10", "B11", "B12")
 
@@ -70,7 +70,7 @@ def _plan(s: dict[str, Any]) -> dict[str, Callable[[], dict[str, dict[str, Any]]
         "B9": lambda: {"B9": durability.b9(s["servers"])},
         "B10": lambda: {"B10": durability.b10(s["n"], s["runs"])},
         "B11": lambda: {"B11": fleet.b11(*s["failover"])},
-        "B12": lambda: {"B12": fleet.b12(*s["fleet"])},
+        "B12": lambda: {"B12": scaleout.b12(*s["fleet"])},
     }
 
 

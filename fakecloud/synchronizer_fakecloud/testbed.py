@@ -13,7 +13,9 @@ and a fleet's real parts, the same way::
 
 Nothing here calls pytest: a part that cannot start raises
 :class:`Unavailable`, which the tests turn into a skip (or a failure
-under CI) and a benchmark into a figure that was not measured.
+under CI) and a benchmark into a figure that was not measured.  One
+module for what runs beside the cloud, just over 400 lines for that
+reason.
 """
 
 from __future__ import annotations
