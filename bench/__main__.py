@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import bus, cloud, common, diffing, durability, memory
+from bench import bus, cloud, common, diffing, durability, fleet, memory, scaleout
 
-FIGURES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8S", "B9", "B10")
+FIGURES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8S", "B9", "B10", "B11", "B12")
 
 
 # Every mode names the same sizes (a test runs the full plan at TINY sizes,
@@ -27,6 +27,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "servers": 100_000,
         "latency_runs": None,  # as many as "runs"
         "bus": (30.0, 1000.0, 50_000),
+        "failover": (1_000, 5),  # servers, failovers
+        "fleet": (100_000, 3),  # entities per service, cycles
     },
     "quick": {
         "n": 10_000,
@@ -35,6 +37,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "servers": 10_000,
         "latency_runs": 1,
         "bus": (3.0, 1000.0, 5_000),
+        "failover": (1_000, 2),
+        "fleet": (10_000, 2),
     },
 }
 TINY: dict[str, Any] = {
@@ -44,6 +48,8 @@ TINY: dict[str, Any] = {
     "servers": 500,
     "latency_runs": 1,
     "bus": (1.0, 200.0, 200),
+    "failover": (50, 1),
+    "fleet": (300, 1),
 }
 
 
@@ -63,6 +69,8 @@ def _plan(s: dict[str, Any]) -> dict[str, Callable[[], dict[str, dict[str, Any]]
         "B8S": lambda: {"B8S": durability.b8_store(s["n"], s["runs"])},
         "B9": lambda: {"B9": durability.b9(s["servers"])},
         "B10": lambda: {"B10": durability.b10(s["n"], s["runs"])},
+        "B11": lambda: {"B11": fleet.b11(*s["failover"])},
+        "B12": lambda: {"B12": scaleout.b12(*s["fleet"])},
     }
 
 

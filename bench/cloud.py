@@ -11,6 +11,7 @@ import os
 import pstats
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
@@ -72,11 +73,14 @@ def _plugin(cloud: _Cloud) -> Any:
         os.unlink(path)
 
 
-def cloud_main(servers: int, conn: Connection) -> None:
+def cloud_main(servers: int, conn: Connection, extra: dict[str, int] | None = None) -> None:
     """The FakeCloud in its own process, driven over ``conn``.
 
-    Commands: ``("age", seconds)`` sets the clock offset and answers the
-    shifted time; ``("change", kwargs)`` changes servers; ``("delay",
+    It holds ``servers`` (on ``servers // 100`` hosts) and the ``extra``
+    kinds ``populate`` takes (``volumes``, ``ports``...); it sends its auth
+    URL and credentials first.  Commands: ``("age", seconds)`` sets the
+    clock offset and answers the shifted time; ``("change", kwargs)``
+    changes records (``kind`` in kwargs, servers by default); ``("delay",
     seconds)`` holds every Nova request that long; ``("stop", None)``.
     Apart from the client, as Nova is: in the benchmark's process its server
     threads would share the interpreter lock, and its 100,000 records the
@@ -85,10 +89,10 @@ def cloud_main(servers: int, conn: Connection) -> None:
     source = _Offset()
     source.offset = -86400.0
     cloud = FakeCloud(clock=Clock(source))
-    cloud.populate(servers=servers, hosts=max(1, servers // 100))
+    cloud.populate(servers=servers, hosts=max(1, servers // 100), **(extra or {}))
     cloud.start()
     try:
-        conn.send(cloud.auth_url)
+        conn.send((cloud.auth_url, cloud.credentials))
         while True:
             command, arg = conn.recv()
             if command == "stop":
@@ -97,7 +101,8 @@ def cloud_main(servers: int, conn: Connection) -> None:
                 source.offset = arg
                 conn.send(source())
             elif command == "change":
-                conn.send(len(cloud.change("servers", **arg)))
+                arg = dict(arg)
+                conn.send(len(cloud.change(arg.pop("kind", "servers"), **arg)))
             elif command == "delay":
                 cloud.delay("nova", arg)
                 conn.send(arg)
@@ -106,21 +111,29 @@ def cloud_main(servers: int, conn: Connection) -> None:
 
 
 class _Cloud:
-    """Client side of :func:`cloud_main`."""
+    """Client side of :func:`cloud_main`; its methods may be called from any thread.
 
-    def __init__(self, servers: int) -> None:
+    ``auth_url`` and ``credentials`` are the cloud's, so that
+    :func:`synchronizer_fakecloud.testbed.service_credentials` takes it as
+    it takes a :class:`FakeCloud`.
+    """
+
+    def __init__(self, servers: int, **extra: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=cloud_main, args=(servers, child), daemon=True)
+        self.process = ctx.Process(target=cloud_main, args=(servers, child, extra), daemon=True)
         self.process.start()
         child.close()
         if not self.conn.poll(600):
             raise RuntimeError("the fake cloud did not start within 600 s")
-        self.auth_url: str = self.conn.recv()
+        self.auth_url: str
+        self.auth_url, self.credentials = self.conn.recv()
+        self._lock = threading.Lock()
 
     def _ask(self, command: str, arg: Any) -> Any:
-        self.conn.send((command, arg))
-        return self.conn.recv()
+        with self._lock:
+            self.conn.send((command, arg))
+            return self.conn.recv()
 
     def age(self, offset: float) -> float:
         """Shift the cloud's clock by ``offset`` seconds; its time now."""
@@ -134,13 +147,14 @@ class _Cloud:
         self._ask("delay", seconds)
 
     def stop(self) -> None:
-        self.conn.send(("stop", None))
+        with self._lock:
+            self.conn.send(("stop", None))
         self.process.join(30)
 
 
 @contextlib.contextmanager
-def _cloud(servers: int) -> Iterator[_Cloud]:
-    cloud = _Cloud(servers)
+def _cloud(servers: int, **extra: int) -> Iterator[_Cloud]:
+    cloud = _Cloud(servers, **extra)
     try:
         yield cloud
     finally:

@@ -27,7 +27,9 @@ that cannot reach the coordinator at start owns nothing until it can
 (never "everything", as Aodh's evaluators fall back to).
 
 Threading: one thread of its own calls ``on_gain`` and ``on_lose``;
-``release(name)`` (a partition fenced or failed) from any thread.
+``release(name)`` (a partition fenced or failed) from any thread.  While
+that thread is busy (an ``on_lose`` that stops workers), another one
+heart-beats in its place, once a period.
 """
 
 from __future__ import annotations
@@ -97,6 +99,23 @@ class Ownership:
         # A coordinator that hangs (paused, a half-open connection) blocks the
         # loop's calls: the lease is watched from a thread that calls nobody.
         threading.Thread(target=self._watch, name="ownership-lease", daemon=True).start()
+        # Giving a partition up blocks the loop for as long as its workers take
+        # to stop (seconds): the leases are renewed meanwhile from a thread of
+        # their own, or they run out under the partitions this member keeps
+        # (and under the one it hands over, before it has stopped).
+        threading.Thread(target=self._heart, name="ownership-heart", daemon=True).start()
+
+    def _heart(self) -> None:
+        while not self._stop.wait(self.period / 2):
+            coord = self._coord
+            if coord is None or time.monotonic() - self._renewed < self.period:
+                continue  # not connected yet, or the loop renewed it within the period
+            try:
+                coord.heartbeat()
+            except Exception as exc:  # noqa: BLE001 - the loop reports it, the watch decides
+                LOG.debug("Heartbeat from the ownership-heart thread failed: %s", exc)
+                continue
+            self._renewed = time.monotonic()
 
     def _watch(self) -> None:
         while not self._stop.wait(self.period / 2):

@@ -1,34 +1,15 @@
-"""Config lines that point the OpenStack collectors at a fake cloud."""
+"""Config lines that point the OpenStack collectors at a fake cloud.
+
+``service_credentials`` is :mod:`synchronizer_fakecloud.testbed`'s (the
+benchmarks write it too).
+"""
 
 from __future__ import annotations
 
 from synchronizer_fakecloud import FakeCloud
+from synchronizer_fakecloud.testbed import service_credentials
 
-
-def service_credentials(
-    cloud: FakeCloud, password: str | None = None, timeout: float | None = 10
-) -> list[str]:
-    """The ``[service_credentials]`` section for the fake cloud's one user.
-
-    ``password`` defaults to the cloud's own (pass another to test a wrong
-    one); ``timeout=None`` leaves keystoneauth's default.
-    """
-    creds = cloud.credentials
-    lines = [
-        "[service_credentials]",
-        "auth_type = password",
-        f"auth_url = {cloud.auth_url}",
-        f"username = {creds.username}",
-        f"password = {creds.password if password is None else password}",
-        f"project_name = {creds.project_name}",
-        f"user_domain_id = {creds.domain_id}",
-        f"project_domain_id = {creds.domain_id}",
-        f"region_name = {creds.region}",
-        "interface = public",
-    ]
-    if timeout is not None:
-        lines.append(f"timeout = {timeout:g}")
-    return lines
+__all__ = ["SYSTEM_GROUP", "service_credentials", "system_credentials"]
 
 
 SYSTEM_GROUP = "system_credentials"

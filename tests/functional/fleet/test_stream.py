@@ -24,9 +24,9 @@ from synchronizer import opts
 from synchronizer.dispatch import sql
 from synchronizer.model import Change, Synced
 from synchronizer.outputs import client
+from synchronizer_fakecloud import testbed
 from tests.functional.fleet.test_failover import MEMBERS, PERIOD, TIMEOUT, _cont, wait
 from tests.helpers import fleetparts
-from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import Daemon
 
 pytestmark = pytest.mark.broker
@@ -35,34 +35,22 @@ pytestmark = pytest.mark.broker
 def _config(
     path: Path, member: str, cloud, redis, database, transport_url, u, metrics_port: int = 0
 ) -> Path:
-    path.write_text(
-        "\n".join(
-            [
-                "[DEFAULT]",
-                f"metrics_port = {metrics_port}",
-                "plugins = nova.instance, cinder.volume",
-                "sinks = message",
-                f"transport_url = {transport_url}",
-                f"message_topic = synchronizer_{u}",
-                f"rpc_topic = view_{u}",
-                f"notification_pool = pool-{u}",
-                "worker_restart_delay = 0.2",
-                "[coordination]",
-                f"backend_url = {redis.url}",
-                f"heartbeat_timeout = {TIMEOUT}",
-                f"member_id = {member}",
-                "[database]",
-                f"connection = {database}",
-                *service_credentials(cloud, timeout=5),
-                "[nova.instance]",
-                f"period = {PERIOD}",
-                "[cinder.volume]",
-                f"period = {PERIOD}",
-            ]
-        )
-        + "\n"
+    text = testbed.member_config(
+        member,
+        cloud,
+        redis.url,
+        database,
+        TIMEOUT,
+        {"nova.instance": {"period": PERIOD}, "cinder.volume": {"period": PERIOD}},
+        metrics_port=metrics_port,
+        sinks="message",
+        transport_url=transport_url,
+        message_topic=f"synchronizer_{u}",
+        rpc_topic=f"view_{u}",
+        notification_pool=f"pool-{u}",
+        worker_restart_delay=0.2,
     )
-    return path
+    return testbed.write_config(path, text)
 
 
 @pytest.fixture
