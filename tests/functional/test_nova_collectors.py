@@ -73,7 +73,11 @@ def make(cloud: FakeCloud, tmp_path: Path) -> Callable[..., Any]:
 def poll(plugin: CollectorPlugin, baseline: dict) -> tuple[Changes, dict]:
     """One full worker cycle: list everything, diff against the baseline."""
     result = diff_snapshot(
-        baseline, list(plugin.list_all()), complete=True, volatile=plugin.volatile_properties
+        baseline,
+        list(plugin.list_all()),
+        complete=True,
+        now=timeutil.now,
+        volatile=plugin.volatile_properties,
     )
     return {(str(c.action), c.key) for c in result.changes}, result.baseline
 

@@ -19,6 +19,7 @@ import pytest
 from keystoneauth1 import exceptions as ks_exc
 from oslo_config import cfg
 
+from synchronizer import timeutil
 from synchronizer.diff import diff_snapshot
 from synchronizer.errors import PermanentError, TransientError
 from synchronizer.model import Ref
@@ -140,7 +141,11 @@ def make(cloud: FakeCloud, tmp_path: Path) -> Callable[..., Any]:
 def poll(plugin: CollectorPlugin, baseline: dict) -> tuple[set[tuple[str, str]], dict]:
     """One worker cycle: list everything, diff against the baseline."""
     result = diff_snapshot(
-        baseline, list(plugin.list_all()), complete=True, volatile=plugin.volatile_properties
+        baseline,
+        list(plugin.list_all()),
+        complete=True,
+        now=timeutil.now,
+        volatile=plugin.volatile_properties,
     )
     return {(str(c.action), c.key) for c in result.changes}, result.baseline
 
