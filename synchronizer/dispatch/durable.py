@@ -44,6 +44,16 @@ it never crashes on its own state.  A second daemon on the same file is
 refused (:class:`~synchronizer.errors.StateLocked`): the file's lock
 (``<path>.lock``, ``flock``) names the holder's pid.
 
+A batch's way through: the dispatcher names the batch's keys first
+(:meth:`SQLiteStore.prefetch`), which reads their headers (seq, action,
+fingerprint, time, rowid) in one statement per type; the ledger's
+writes wait in memory and go into the transaction together at
+``commit`` (rows known by their rowid updated in place, the rest
+inserted or deleted, each kind in one ``executemany``), then the history
+(the same JSON text as the rows) and ``seq``, then ``COMMIT``.  What a
+change costs is then SQLite's page I/O: a header read that misses the
+page cache, and the WAL frame of the row's page at commit.
+
 Durability: ``synchronous = NORMAL`` in WAL mode, so a commit survives the
 process being killed at any point (the case of every restart, crash and
 SIGKILL); a power loss may lose the last commits before a checkpoint, never
