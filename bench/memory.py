@@ -8,6 +8,7 @@ import gc
 import multiprocessing
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -25,6 +26,10 @@ from synchronizer.model import Action, Change, Entity, Synced
 
 B3_TARGET = 200.0
 B8_TARGET = 2.0
+
+# The builders' files (ledger_file, state), removed once measured: a full B3
+# run writes several GB of them.
+_TEMP_DIRS: list[str] = []
 
 
 def _rss() -> int:
@@ -71,7 +76,7 @@ def _build_ledger(n: int) -> tuple[Any, dict[str, float], int]:
 def _build_ledger_file(n: int) -> tuple[Any, dict[str, float], int]:
     # The same ledger with its entries in a SQLite file (ledger_file): what
     # stays in the heap is the codec, SQLite's page cache and the tombstones.
-    path = os.path.join(tempfile.mkdtemp(prefix="bench-ledger-"), "ledger.db")
+    path = os.path.join(_temp_dir("bench-ledger-"), "ledger.db")
     ledger = Ledger(store=FileStore(path))
     for e in _stream(n):
         ledger.admit(Change(Action.CREATE, e, fingerprint.of(e)))
@@ -83,7 +88,7 @@ def _build_state(n: int) -> tuple[Any, dict[str, float], int]:
     # durable file; what stays in the heap is SQLite's page cache and the tombstones.
     from synchronizer.dispatch.durable import SQLiteStore
 
-    path = os.path.join(tempfile.mkdtemp(prefix="bench-state-"), "state.db")
+    path = os.path.join(_temp_dir("bench-state-"), "state.db")
     store = SQLiteStore(path)
     ledger = Ledger(store=store)
     seq = 0
@@ -98,6 +103,12 @@ def _build_state(n: int) -> tuple[Any, dict[str, float], int]:
     ledger.commit(batch, seq)
     size = sum(os.path.getsize(path + ext) for ext in ("", "-wal") if os.path.exists(path + ext))
     return ledger, {}, size
+
+
+def _temp_dir(prefix: str) -> str:
+    path = tempfile.mkdtemp(prefix=prefix)
+    _TEMP_DIRS.append(path)
+    return path
 
 
 def _body_sizes(entries: dict[str, Any]) -> Iterator[int]:
@@ -130,12 +141,18 @@ def measure(structure: str, n: int) -> dict[str, Any]:
     accounted = sum(parts.values())
     if parts:
         parts["allocator and arena overhead"] = grown - accounted
-    return {
+    measured = {
         "per_entity": grown / n,
         "parts": {k: round(v / n, 1) for k, v in parts.items()},
         "disk_per_entity": disk / n,
         "kept": len(kept),
     }
+    store = getattr(kept, "store", None)
+    if store is not None:
+        store.close()
+    while _TEMP_DIRS:
+        shutil.rmtree(_TEMP_DIRS.pop(), ignore_errors=True)
+    return measured
 
 
 def _in_fresh_process(structure: str, n: int) -> dict[str, Any]:

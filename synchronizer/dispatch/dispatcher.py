@@ -153,6 +153,8 @@ class Dispatcher:
         return told
 
     def _admit(self, changes: Iterable[Change]) -> list[Change]:
+        changes = changes if isinstance(changes, list) else list(changes)
+        self.ledger.prefetch(changes)
         told = []
         for change in changes:
             self.counts["received"] += 1

@@ -90,6 +90,8 @@ class Ledger:
         # A store that keeps told changes readable (the durable one) takes them as
         # they are: its entries must decode in the next process, without our codec.
         self._keeps_changes = bool(getattr(self.store, "keeps_changes", False))
+        # A store that reads entries from a file reads a batch's headers in one go.
+        self._prefetch = getattr(self.store, "prefetch", None)
         self._clock = clock
         self.tombstone_ttl = tombstone_ttl
         self.tombstone_max = tombstone_max
@@ -137,6 +139,17 @@ class Ledger:
         """The last delivered change of an entity (a delete for tombstones)."""
         entry = self._entries.get(type_, {}).get(key)
         return None if entry is None else self._codec.decode(type_, key, entry)
+
+    def prefetch(self, changes: Sequence[Change]) -> None:
+        """Say which entries a batch will look up (a hint, for a store that reads a file)."""
+        fetch = self._prefetch
+        if fetch is None or not changes:
+            return
+        keys: dict[str, list[str]] = {}
+        for change in changes:
+            entity = change.entity
+            keys.setdefault(entity.type, []).append(entity.key)
+        fetch(keys)
 
     def admit(self, change: Change, seq: int = 0) -> Change | None:
         """Return the change to deliver (action rewritten, ``seq`` set), or None."""

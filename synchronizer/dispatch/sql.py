@@ -182,6 +182,14 @@ def _unsigned(fp: int) -> int:
     return fp + _U64 if fp < 0 else fp
 
 
+def _doc(change: Change, docs: dict[int, tuple[Change, str]]) -> str:
+    """The change's JSON: as written into its row, if it was that very change."""
+    written = docs.get(id(change))
+    if written is not None and written[0] is change:
+        return written[1]
+    return change.to_json().decode()
+
+
 def _change(doc: str, fp: int) -> Change:
     data = orjson.loads(doc)
     return Change(
@@ -325,9 +333,10 @@ class SQLStore:
         if not self._dirty and not told and (seq is None or seq <= self._seq):
             return
         now = time.time()
+        docs: dict[int, tuple[Change, str]] = {}  # id → (entry, its JSON): encoded once
         with self.engine.begin() as conn:
             self._fence(conn)
-            self._write_entries(conn)
+            self._write_entries(conn, docs)
             if told:
                 conn.execute(
                     history.insert(),
@@ -337,7 +346,7 @@ class SQLStore:
                             "seq": c.seq,
                             "type": c.entity.type,
                             "committed": now,
-                            "doc": c.to_json().decode(),
+                            "doc": _doc(c, docs),
                         }
                         for c in told
                     ],
@@ -352,8 +361,14 @@ class SQLStore:
         if now - self._trimmed_at >= 30.0:
             self.trim()
 
-    def _write_entries(self, conn: sa.engine.Connection) -> None:
-        """Write the entries changed since the last commit (updates, inserts, deletes)."""
+    def _write_entries(
+        self, conn: sa.engine.Connection, docs: dict[int, tuple[Change, str]]
+    ) -> None:
+        """Write the entries changed since the last commit (updates, inserts, deletes).
+
+        Each entry's JSON is noted in ``docs``: the history takes the same text
+        for a told change rather than encoding it again.
+        """
         if not self._dirty:
             return
         updates, inserts, gone = [], [], []
@@ -363,9 +378,9 @@ class SQLStore:
                 if (t, k) in self._stored:
                     gone.append({"b_type": t, "b_key": k})
             elif (t, k) in self._stored:
-                updates.append(self._row(t, k, change, prefix="b_"))
+                updates.append(self._row(t, k, change, docs, prefix="b_"))
             else:
-                inserts.append(self._row(t, k, change))
+                inserts.append(self._row(t, k, change, docs))
         this = sa.and_(
             entities.c.partition == self.partition,
             entities.c.type == sa.bindparam("b_type"),
@@ -379,7 +394,16 @@ class SQLStore:
         if gone:
             conn.execute(entities.delete().where(this), gone)
 
-    def _row(self, type_: str, key: str, change: Change, prefix: str = "") -> dict[str, Any]:
+    def _row(
+        self,
+        type_: str,
+        key: str,
+        change: Change,
+        docs: dict[int, tuple[Change, str]],
+        prefix: str = "",
+    ) -> dict[str, Any]:
+        doc = change.to_json().decode()
+        docs[id(change)] = (change, doc)
         row = {
             "type": type_,
             "key": key,
@@ -387,7 +411,7 @@ class SQLStore:
             "action": str(change.action),
             "fingerprint": _signed(change.fingerprint),
             "observed": change.entity.timestamp,
-            "doc": change.to_json().decode(),
+            "doc": doc,
             "cloud": change.entity.cloud,
         }
         if prefix:

@@ -125,6 +125,10 @@ class EntryStore(Protocol):
       batch, before any subscriber or sink sees the batch.
     * ``close()``: releases what the store holds (a connection, a file
       handle); idempotent.  A closed store must not be used again.
+    * ``prefetch(keys)`` (optional; ``type → keys``): a hint, before a
+      batch is admitted, of the entries it will look up; a store that
+      reads entries from a file may read them all at once.  It changes
+      nothing any method returns.
 
     Threading: none; the caller locks (the ledger is used under the
     dispatcher's lock).

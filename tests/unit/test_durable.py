@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 import time
@@ -112,6 +113,51 @@ def test_a_worker_reads_its_baseline_from_the_store(tmp_path):
     }
     assert read_baseline(str(path), "q", ["t"]) == {"t": {"a": told[0].fingerprint}}
     assert read_baseline(str(tmp_path / "none.db"), "p", ["t"]) is None
+    d.close()
+
+
+def told(key: str, seq: int, state: str = "up") -> Change:
+    return dataclasses.replace(ch(key, state), seq=seq)
+
+
+def test_a_batchs_writes_read_back_at_once_and_keep_the_insertion_order(tmp_path):
+    """Before commit every write reads back; an update keeps its row, a key re-stored goes last."""
+    path = tmp_path / "s.db"
+    store = SQLiteStore(str(path))
+    table = store.table("t")
+    for seq, key in enumerate("abcd", 1):
+        table[key] = told(key, seq)
+    store.commit(seq=4)
+    store.prefetch({"t": ["a", "b", "c", "x"]})
+    assert table.get("x") is None
+    assert (table.get("b").seq, table.get("b").action) == (2, Action.CREATE)
+    table["b"] = told("b", 5, "down")
+    del table["c"]
+    assert table.get("c") is None
+    with pytest.raises(KeyError):
+        del table["c"]
+    table["c"] = told("c", 6)
+    table["x"] = told("x", 7)
+    del table["x"]
+    assert table.get("b").seq == 5
+    assert len(table) == 4  # a read of the rows themselves: the pending writes go first
+    table["a"] = told("a", 8, "down")
+    assert table["a"].seq == 8
+    store.commit(seq=8)
+    order = [(k, c.seq, c.entity.state) for k, c in table.items()]
+    assert order == [("a", 8, "down"), ("b", 5, "down"), ("d", 4, "up"), ("c", 6, "up")]
+    store.close()
+    again = SQLiteStore(str(path))
+    assert [(k, c.seq) for k, c in again.table("t").items()] == [(k, s) for k, s, _ in order]
+    again.close()
+
+
+def test_the_history_keeps_a_change_as_told_when_its_entry_is_retimed_in_the_same_batch(tmp_path):
+    """A repeat later in the batch moves the entity's time on; the history keeps the told time."""
+    d = reopen(tmp_path / "s.db")
+    (first,) = d.dispatch([ch("a"), ch("a", ts="2026-01-01T00:00:09Z")])
+    assert [c.entity.timestamp for c in d.history(0)] == [first.entity.timestamp]
+    assert [e.timestamp for e in d.get_all()] == ["2026-01-01T00:00:09.000000Z"]
     d.close()
 
 
