@@ -151,7 +151,7 @@ def test_health_and_poll_metrics_follow_a_collector(tmp_path):
     server = MetricsServer(sync, "127.0.0.1", 0)
     server.start()
     base = f"http://127.0.0.1:{server.port}"
-    plugin = "tests.helpers.plugins:FileCollector"
+    plugin = "filecollector"  # a class path's collector is known by its name
     try:
         wait_for(lambda: fetch(base + "/healthz")[0] == 503)
         report = json.loads(fetch(base + "/healthz")[2])
