@@ -1,8 +1,10 @@
 """Who owns which partition: tooz group membership, an assignment, one lock per partition.
 
 Every member joins the tooz group and, every ``heartbeat_timeout / 3``
-seconds, heart-beats (which also renews the locks it holds), runs the
-group's watchers and reads the membership.  From the membership each
+seconds, heart-beats (which also renews the locks it holds; on a thread of
+its own, so that a partition taking seconds to start or stop does not let
+the lease of the others run out), runs the group's watchers and reads the
+membership.  From the membership each
 member computes the same assignment (:func:`~synchronizer.fleet.partitions.assign`)
 and then, for each partition:
 
@@ -26,8 +28,8 @@ owner's partitions move within that timeout plus one period.  A member
 that cannot reach the coordinator at start owns nothing until it can
 (never "everything", as Aodh's evaluators fall back to).
 
-Threading: one thread of its own calls ``on_gain`` and ``on_lose``;
-``release(name)`` (a partition fenced or failed) from any thread.
+Threading: one thread of its own calls ``on_gain`` and ``on_lose``; another
+heart-beats; ``release(name)`` (a partition fenced or failed) from any thread.
 """
 
 from __future__ import annotations
@@ -97,6 +99,26 @@ class Ownership:
         # A coordinator that hangs (paused, a half-open connection) blocks the
         # loop's calls: the lease is watched from a thread that calls nobody.
         threading.Thread(target=self._watch, name="ownership-lease", daemon=True).start()
+        threading.Thread(target=self._beat, name="ownership-heart", daemon=True).start()
+
+    def _beat(self) -> None:
+        """Renew the membership and the locks every period, whatever the loop is doing.
+
+        Giving a partition up (workers stopped, the last changes sent) runs on
+        the loop's thread and can take longer than the lease's margin; renewed
+        only there, the lease would run out under a member that is merely busy.
+        A failed beat leaves ``_renewed`` as it was: the lease watch decides.
+        """
+        while not self._stop.wait(self.period):
+            coord = self._coord
+            if coord is None:
+                continue
+            try:
+                coord.heartbeat()
+            except Exception as exc:  # noqa: BLE001 - the loop reports the coordinator
+                LOG.debug("Heartbeat failed: %s", exc)
+                continue
+            self._renewed = time.monotonic()
 
     def _watch(self) -> None:
         while not self._stop.wait(self.period / 2):
