@@ -123,8 +123,7 @@ class Ownership:
     def _watch(self) -> None:
         while not self._stop.wait(self.period / 2):
             if self._locks and time.monotonic() - self._renewed > self.timeout - self.period:
-                for name in list(self._locks):
-                    self._lose(name, "its lease could not be renewed")
+                self._lose_all("its lease could not be renewed")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Lose every partition (stopping its workers), release, leave the group."""
@@ -132,8 +131,7 @@ class Ownership:
 
         self._stop.set()
         self._thread.join(timeout)
-        for name in list(self._locks):
-            self._lose(name, "the member stops")
+        self._lose_all("the member stops")
         if self._coord is not None:
             try:
                 self._coord.leave_group(self.group).get()
@@ -212,20 +210,38 @@ class Ownership:
             self._lose(name, "it could not start")
 
     def _lose(self, name: str, why: str) -> None:
+        self._lose_some([name], why)
+
+    def _lose_all(self, why: str) -> None:
+        self._lose_some(list(self._locks), why)
+
+    def _lose_some(self, names: list[str], why: str) -> None:
+        """Stop each of these partitions (``on_lose``), then release their locks.
+
+        In that order: a coordinator that hangs blocks a release, and the
+        partitions after the first must not run on past their lease for it.
+        """
+        taken: list[tuple[str, object]] = []
+        try:
+            for name in names:
+                with self._lock:
+                    lock = self._locks.pop(name, None)
+                if lock is None:
+                    continue
+                taken.append((name, lock))
+                LOG.warning("Partition %s: this member gives it up: %s", name, why)
+                self._on_lose(name, why)
+        finally:
+            for name, lock in taken:
+                self._release(name, lock)
+
+    def _release(self, name: str, lock: object) -> None:
         import tooz
 
-        with self._lock:
-            lock = self._locks.pop(name, None)
-        if lock is None:
-            return
-        LOG.warning("Partition %s: this member gives it up: %s", name, why)
         try:
-            self._on_lose(name, why)
-        finally:
-            try:
-                lock.release()  # type: ignore[attr-defined]
-            except tooz.ToozError as exc:
-                LOG.info("Partition %s: its lock could not be released (%s)", name, exc)
+            lock.release()  # type: ignore[attr-defined]
+        except tooz.ToozError as exc:
+            LOG.info("Partition %s: its lock could not be released (%s)", name, exc)
 
     def _unreachable(self, exc: Exception) -> None:
         """The coordinator does not answer: keep what the lease still covers."""
@@ -233,8 +249,7 @@ class Ownership:
             LOG.warning("The coordinator is unreachable (%s); holding %s", exc, self.held())
         self.connected = False
         if self._locks and time.monotonic() - self._renewed > self.timeout - self.period:
-            for name in list(self._locks):
-                self._lose(name, "its lease could not be renewed")
+            self._lose_all("its lease could not be renewed")
 
     def _connect(self) -> coordination.CoordinationDriver:
         from tooz import coordination

@@ -61,3 +61,20 @@ def test_a_slow_hand_over_does_not_cost_the_member_its_other_partitions(redis):
     finally:
         second.stop()
         first.stop()
+
+
+def test_a_hung_coordinator_stops_every_partition_within_the_lease(redis):
+    """Redis paused: both partitions are given up in time, not one per hung lock release."""
+    rec = Recorder(lose_seconds=0.0)
+    member = Ownership(redis.url, "a", ["p1", "p2"], rec.gain, rec.lose, timeout=TIMEOUT)
+    member.start()
+    try:
+        wait(lambda: rec.held == {"p1", "p2"}, 20, "the member to hold both")
+        redis.pause()
+        try:
+            wait(lambda: not rec.held, TIMEOUT + 2, "both partitions given up")
+            assert sorted(why for _, why in rec.lost) == [LEASE_LOST, LEASE_LOST]
+        finally:
+            redis.resume()
+    finally:
+        member.stop()
