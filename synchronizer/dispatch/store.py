@@ -157,8 +157,9 @@ class StateStore(EntryStore, Protocol):
     * ``last_seq()``: the last sequence number committed (0 for a new
       store); the dispatcher issues from the next one, so a sequence number
       never goes back.
-    * ``tombstones()``: ``(type, key, observed)`` of every delete the store
-      holds, oldest first (a restarted ledger's stale-read guards).
+    * ``tombstones()``: ``(type, key, observed, final_state_unknown)`` of
+      every delete the store holds, oldest first (a restarted ledger's
+      stale-read guards; a resync's delete guards against none).
     * ``history(after, limit)``: up to ``limit`` committed changes with a
       seq above ``after``, in seq order; ``None`` when ``after`` is older
       than the history (changes after it are gone: the reader must relist).
@@ -180,7 +181,7 @@ class StateStore(EntryStore, Protocol):
 
     def last_seq(self) -> int: ...
 
-    def tombstones(self) -> list[tuple[str, str, str]]: ...
+    def tombstones(self) -> list[tuple[str, str, str, bool]]: ...
 
     def history(self, after: int, limit: int = 1000) -> list[Change] | None: ...
 
@@ -272,7 +273,7 @@ class _RunState:
     def last_seq(self) -> int:
         return self._seq
 
-    def tombstones(self) -> list[tuple[str, str, str]]:
+    def tombstones(self) -> list[tuple[str, str, str, bool]]:
         return []
 
     def _record(self, told: Sequence[Change], seq: int | None) -> None:

@@ -160,3 +160,25 @@ def test_a_corrupt_or_newer_store_is_moved_aside_and_the_store_starts_empty(
     assert len(lines) == 1
     assert aside[0] in lines[0]
     assert "starting from an empty state" in lines[0]
+
+
+def test_a_resync_sweeps_delete_lets_the_key_come_back_after_a_reopen(tmp_path):
+    """A delete a resync found (not seen) stays overrulable by a listing after a restart.
+
+    A zone emptied of hosts is swept, and comes back when a host returns: the
+    restarted (or failed-over) daemon must tell it again, not hold it an hour
+    as a stale read of a delete the service reported.
+    """
+    path = tmp_path / "s.db"
+    stamps = [timeutil.normalize(time.time() + i) for i in range(3)]  # recent: within the TTL
+    d = reopen(path)
+    d.dispatch([ch("zone-0", ts=stamps[0])])
+    swept = ch("zone-0", ts=stamps[1]).replace(
+        action=Action.DELETE, fingerprint=0, final_state_unknown=True, inferred=True
+    )
+    d.dispatch([swept])
+    d.close()
+    again = reopen(path)
+    back = again.dispatch([ch("zone-0", ts=stamps[2])])
+    assert [(c.action, c.key) for c in back] == [(Action.CREATE, "zone-0")]
+    again.close()
