@@ -271,10 +271,10 @@ class SQLiteStore:
 
     def tombstones(self) -> list[tuple[str, str, str, bool]]:
         rows = self.db.execute(
-            "SELECT type, key, observed, final_state_unknown FROM entities"
+            "SELECT type, key, observed, final_state_unknown OR source IS NULL FROM entities"
             " WHERE action = 'delete' ORDER BY seq"
         )
-        return [(t, k, o, bool(u)) for t, k, o, u in rows]
+        return [(t, k, o, bool(inferred)) for t, k, o, inferred in rows]
 
     def history(self, after: int, limit: int = 1000) -> list[Change] | None:
         with self._read_lock:

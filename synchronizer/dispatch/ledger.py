@@ -98,21 +98,21 @@ class Ledger:
     def _restore_tombstones(self) -> None:
         """A durable store's deletes guard against stale reads again, aged by their time.
 
-        A delete a resync found (final state unknown) was inferred, never
-        reported: restored, it still lets a listing that lists the key again
-        bring it back (a zone emptied of hosts and filled again).
+        A delete no service reported (found by a resync, or from a listing's
+        absence) was inferred: restored, it still lets a listing that lists
+        the key again bring it back (a zone emptied of hosts and filled again).
         """
         tombstones = getattr(self.store, "tombstones", None)
         if tombstones is None:
             return
         now, wall = self._clock(), time.time()
-        for type_, key, observed, found in tombstones():
+        for type_, key, observed, inferred in tombstones():
             try:
                 age = max(0.0, wall - timeutil.to_datetime(observed).timestamp())
             except ValueError:
                 age = 0.0
             self._tombstones[(type_, key)] = now - age
-            if found:
+            if inferred:
                 self._inferred.add((type_, key))
         while len(self._tombstones) > self.tombstone_max:
             self._forget(next(iter(self._tombstones)))

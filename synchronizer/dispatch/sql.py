@@ -397,7 +397,7 @@ class SQLStore:
 
     def tombstones(self) -> list[tuple[str, str, str, bool]]:
         found = [
-            (c.seq, t, k, c.entity.timestamp, c.final_state_unknown)
+            (c.seq, t, k, c.entity.timestamp, c.final_state_unknown or c.entity.source is None)
             for t, table in self._tables.items()
             for k, c in table.items()
             if c.action is Action.DELETE

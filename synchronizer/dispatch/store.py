@@ -157,9 +157,11 @@ class StateStore(EntryStore, Protocol):
     * ``last_seq()``: the last sequence number committed (0 for a new
       store); the dispatcher issues from the next one, so a sequence number
       never goes back.
-    * ``tombstones()``: ``(type, key, observed, final_state_unknown)`` of
-      every delete the store holds, oldest first (a restarted ledger's
-      stale-read guards; a resync's delete guards against none).
+    * ``tombstones()``: ``(type, key, observed, inferred)`` of every delete
+      the store holds, oldest first (a restarted ledger's stale-read
+      guards).  ``inferred``: no service reported it (a resync found it:
+      final state unknown; or a listing lacked the key: no source); such a
+      delete guards against nothing.
     * ``history(after, limit)``: up to ``limit`` committed changes with a
       seq above ``after``, in seq order; ``None`` when ``after`` is older
       than the history (changes after it are gone: the reader must relist).
