@@ -34,6 +34,8 @@ class Daemon:
         self.logs: list[str] = []
         self._cond = threading.Condition()
         self.proc: subprocess.Popen[bytes] | None = None
+        #: Called with every stderr line as it is read (the soak's fleet journal).
+        self.on_log: Callable[[str], None] | None = None
 
     def start(self) -> Daemon:
         self.proc = subprocess.Popen(
@@ -54,6 +56,8 @@ class Daemon:
                     self.records.append(json.loads(line))
                 else:
                     self.logs.append(line)
+                    if self.on_log is not None:
+                        self.on_log(line)
                 self._cond.notify_all()
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
