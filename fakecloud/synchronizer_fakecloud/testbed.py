@@ -189,6 +189,8 @@ class Daemon:
         self.log_times: list[float] = []
         self._cond = threading.Condition()
         self.proc: subprocess.Popen[bytes] | None = None
+        #: Called with every stderr line as it is read (the soak's fleet journal).
+        self.on_log: Callable[[str], None] | None = None
 
     def start(self) -> Daemon:
         self.proc = subprocess.Popen(
@@ -210,6 +212,8 @@ class Daemon:
                 else:
                     self.logs.append(line)
                     self.log_times.append(time.monotonic())
+                    if self.on_log is not None:
+                        self.on_log(line)
                 self._cond.notify_all()
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> bool:

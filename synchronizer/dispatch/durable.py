@@ -326,12 +326,13 @@ class SQLiteStore:
     def last_seq(self) -> int:
         return self._seq
 
-    def tombstones(self) -> list[tuple[str, str, str]]:
+    def tombstones(self) -> list[tuple[str, str, str, bool]]:
         self._flush()
         rows = self.db.execute(
-            "SELECT type, key, observed FROM entities WHERE action = 'delete' ORDER BY seq"
+            "SELECT type, key, observed, final_state_unknown OR source IS NULL FROM entities"
+            " WHERE action = 'delete' ORDER BY seq"
         )
-        return [(t, k, o) for t, k, o in rows]
+        return [(t, k, o, bool(inferred)) for t, k, o, inferred in rows]
 
     def history(self, after: int, limit: int = 1000) -> list[Change] | None:
         with self._read_lock:

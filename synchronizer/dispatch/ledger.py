@@ -98,17 +98,24 @@ class Ledger:
         self._restore_tombstones()
 
     def _restore_tombstones(self) -> None:
-        """A durable store's deletes guard against stale reads again, aged by their time."""
+        """A durable store's deletes guard against stale reads again, aged by their time.
+
+        A delete no service reported (found by a resync, or from a listing's
+        absence) was inferred: restored, it still lets a listing that lists
+        the key again bring it back (a zone emptied of hosts and filled again).
+        """
         tombstones = getattr(self.store, "tombstones", None)
         if tombstones is None:
             return
         now, wall = self._clock(), time.time()
-        for type_, key, observed in tombstones():
+        for type_, key, observed, inferred in tombstones():
             try:
                 age = max(0.0, wall - timeutil.to_datetime(observed).timestamp())
             except ValueError:
                 age = 0.0
             self._tombstones[(type_, key)] = now - age
+            if inferred:
+                self._inferred.add((type_, key))
         while len(self._tombstones) > self.tombstone_max:
             self._forget(next(iter(self._tombstones)))
 

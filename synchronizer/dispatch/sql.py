@@ -437,14 +437,14 @@ class SQLStore:
     def last_seq(self) -> int:
         return self._seq
 
-    def tombstones(self) -> list[tuple[str, str, str]]:
+    def tombstones(self) -> list[tuple[str, str, str, bool]]:
         found = [
-            (c.seq, t, k, c.entity.timestamp)
+            (c.seq, t, k, c.entity.timestamp, c.final_state_unknown or c.entity.source is None)
             for t, table in self._tables.items()
             for k, c in table.items()
             if c.action is Action.DELETE
         ]
-        return [(t, k, o) for _, t, k, o in sorted(found)]
+        return [(t, k, o, u) for _, t, k, o, u in sorted(found)]
 
     def history(self, after: int, limit: int = 1000) -> list[Change] | None:
         with self.engine.connect() as conn:

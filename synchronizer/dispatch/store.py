@@ -161,8 +161,11 @@ class StateStore(EntryStore, Protocol):
     * ``last_seq()``: the last sequence number committed (0 for a new
       store); the dispatcher issues from the next one, so a sequence number
       never goes back.
-    * ``tombstones()``: ``(type, key, observed)`` of every delete the store
-      holds, oldest first (a restarted ledger's stale-read guards).
+    * ``tombstones()``: ``(type, key, observed, inferred)`` of every delete
+      the store holds, oldest first (a restarted ledger's stale-read
+      guards).  ``inferred``: no service reported it (a resync found it:
+      final state unknown; or a listing lacked the key: no source); such a
+      delete guards against nothing.
     * ``history(after, limit)``: up to ``limit`` committed changes with a
       seq above ``after``, in seq order; ``None`` when ``after`` is older
       than the history (changes after it are gone: the reader must relist).
@@ -184,7 +187,7 @@ class StateStore(EntryStore, Protocol):
 
     def last_seq(self) -> int: ...
 
-    def tombstones(self) -> list[tuple[str, str, str]]: ...
+    def tombstones(self) -> list[tuple[str, str, str, bool]]: ...
 
     def history(self, after: int, limit: int = 1000) -> list[Change] | None: ...
 
@@ -277,7 +280,7 @@ class _RunState:
     def last_seq(self) -> int:
         return self._seq
 
-    def tombstones(self) -> list[tuple[str, str, str]]:
+    def tombstones(self) -> list[tuple[str, str, str, bool]]:
         return []
 
     def _record(self, told: Sequence[Change], seq: int | None) -> None:

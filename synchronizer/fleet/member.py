@@ -396,7 +396,9 @@ class Member:
             case wire.PluginStatus():
                 self.status.plugin_state(message.plugin, message.state, message.reason)
             case wire.NotificationStats():
-                self.status.notification_stats(name, message)
+                # Per term: each term's worker counts from 0, and a partition that
+                # comes back must not take back what its earlier workers counted.
+                self.status.notification_stats(f"{name}:{run.term}", message)
 
 
 class _MemberStatus(Status):

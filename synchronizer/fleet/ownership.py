@@ -1,8 +1,10 @@
 """Who owns which partition: tooz group membership, an assignment, one lock per partition.
 
 Every member joins the tooz group and, every ``heartbeat_timeout / 3``
-seconds, heart-beats (which also renews the locks it holds), runs the
-group's watchers and reads the membership.  From the membership each
+seconds, heart-beats (which also renews the locks it holds; on a thread of
+its own, so that a partition taking seconds to start or stop does not let
+the lease of the others run out), runs the group's watchers and reads the
+membership.  From the membership each
 member computes the same assignment (:func:`~synchronizer.fleet.partitions.assign`)
 and then, for each partition:
 
@@ -26,10 +28,8 @@ owner's partitions move within that timeout plus one period.  A member
 that cannot reach the coordinator at start owns nothing until it can
 (never "everything", as Aodh's evaluators fall back to).
 
-Threading: one thread of its own calls ``on_gain`` and ``on_lose``;
-``release(name)`` (a partition fenced or failed) from any thread.  While
-that thread is busy (an ``on_lose`` that stops workers), another one
-heart-beats in its place, once a period.
+Threading: one thread of its own calls ``on_gain`` and ``on_lose``; another
+heart-beats; ``release(name)`` (a partition fenced or failed) from any thread.
 """
 
 from __future__ import annotations
@@ -99,29 +99,31 @@ class Ownership:
         # A coordinator that hangs (paused, a half-open connection) blocks the
         # loop's calls: the lease is watched from a thread that calls nobody.
         threading.Thread(target=self._watch, name="ownership-lease", daemon=True).start()
-        # Giving a partition up blocks the loop for as long as its workers take
-        # to stop (seconds): the leases are renewed meanwhile from a thread of
-        # their own, or they run out under the partitions this member keeps
-        # (and under the one it hands over, before it has stopped).
-        threading.Thread(target=self._heart, name="ownership-heart", daemon=True).start()
+        threading.Thread(target=self._beat, name="ownership-heart", daemon=True).start()
 
-    def _heart(self) -> None:
-        while not self._stop.wait(self.period / 2):
+    def _beat(self) -> None:
+        """Renew the membership and the locks every period, whatever the loop is doing.
+
+        Giving a partition up (workers stopped, the last changes sent) runs on
+        the loop's thread and can take longer than the lease's margin; renewed
+        only there, the lease would run out under a member that is merely busy.
+        A failed beat leaves ``_renewed`` as it was: the lease watch decides.
+        """
+        while not self._stop.wait(self.period):
             coord = self._coord
-            if coord is None or time.monotonic() - self._renewed < self.period:
-                continue  # not connected yet, or the loop renewed it within the period
+            if coord is None:
+                continue
             try:
                 coord.heartbeat()
-            except Exception as exc:  # noqa: BLE001 - the loop reports it, the watch decides
-                LOG.debug("Heartbeat from the ownership-heart thread failed: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - the loop reports the coordinator
+                LOG.debug("Heartbeat failed: %s", exc)
                 continue
             self._renewed = time.monotonic()
 
     def _watch(self) -> None:
         while not self._stop.wait(self.period / 2):
             if self._locks and time.monotonic() - self._renewed > self.timeout - self.period:
-                for name in list(self._locks):
-                    self._lose(name, "its lease could not be renewed")
+                self._lose_all("its lease could not be renewed")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Lose every partition (stopping its workers), release, leave the group."""
@@ -129,8 +131,7 @@ class Ownership:
 
         self._stop.set()
         self._thread.join(timeout)
-        for name in list(self._locks):
-            self._lose(name, "the member stops")
+        self._lose_all("the member stops")
         if self._coord is not None:
             try:
                 self._coord.leave_group(self.group).get()
@@ -209,20 +210,38 @@ class Ownership:
             self._lose(name, "it could not start")
 
     def _lose(self, name: str, why: str) -> None:
+        self._lose_some([name], why)
+
+    def _lose_all(self, why: str) -> None:
+        self._lose_some(list(self._locks), why)
+
+    def _lose_some(self, names: list[str], why: str) -> None:
+        """Stop each of these partitions (``on_lose``), then release their locks.
+
+        In that order: a coordinator that hangs blocks a release, and the
+        partitions after the first must not run on past their lease for it.
+        """
+        taken: list[tuple[str, object]] = []
+        try:
+            for name in names:
+                with self._lock:
+                    lock = self._locks.pop(name, None)
+                if lock is None:
+                    continue
+                taken.append((name, lock))
+                LOG.warning("Partition %s: this member gives it up: %s", name, why)
+                self._on_lose(name, why)
+        finally:
+            for name, lock in taken:
+                self._release(name, lock)
+
+    def _release(self, name: str, lock: object) -> None:
         import tooz
 
-        with self._lock:
-            lock = self._locks.pop(name, None)
-        if lock is None:
-            return
-        LOG.warning("Partition %s: this member gives it up: %s", name, why)
         try:
-            self._on_lose(name, why)
-        finally:
-            try:
-                lock.release()  # type: ignore[attr-defined]
-            except tooz.ToozError as exc:
-                LOG.info("Partition %s: its lock could not be released (%s)", name, exc)
+            lock.release()  # type: ignore[attr-defined]
+        except tooz.ToozError as exc:
+            LOG.info("Partition %s: its lock could not be released (%s)", name, exc)
 
     def _unreachable(self, exc: Exception) -> None:
         """The coordinator does not answer: keep what the lease still covers."""
@@ -230,8 +249,7 @@ class Ownership:
             LOG.warning("The coordinator is unreachable (%s); holding %s", exc, self.held())
         self.connected = False
         if self._locks and time.monotonic() - self._renewed > self.timeout - self.period:
-            for name in list(self._locks):
-                self._lose(name, "its lease could not be renewed")
+            self._lose_all("its lease could not be renewed")
 
     def _connect(self) -> coordination.CoordinationDriver:
         from tooz import coordination

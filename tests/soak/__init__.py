@@ -14,4 +14,9 @@ the rebuilt world is compared with the fake cloud's truth, and the stream,
 the metrics, the memory and the daemon's output are checked (see
 :mod:`tests.soak.checks`).  The seed is printed first: ``--seed S`` replays
 a run's scenario and fault plan (timings still vary with the machine).
+
+``--fleet`` soaks three fleet members instead of one daemon
+(:mod:`tests.soak.fleetrun`): a Redis and a PostgreSQL of their own, the
+fleet's faults (:mod:`tests.soak.fleetchaos`) and checks
+(:mod:`tests.soak.fleetchecks`) on top of everything above.
 """

@@ -1,4 +1,7 @@
-"""``python -m tests.soak [--quick] [--minutes N] [--seed S] [--set K=V] [--json FILE]``.
+"""``python -m tests.soak [--fleet] [--quick] [--minutes N] [--seed S] [--set K=V] [--json FILE]``.
+
+``--fleet`` soaks a fleet of three members (:mod:`tests.soak.fleetrun`)
+instead of one daemon, with the fleet's faults and checks added.
 
 Prints the seed first (``--seed`` replays the scenario and the fault plan),
 then progress, a summary table and every check; exits 1 if a check failed,
@@ -17,6 +20,7 @@ import sys
 from typing import Any
 
 QUICK_SEED = 20261123
+QUICK_FLEET_SEED = 20261201
 QUICK_MINUTES = 3.0
 
 
@@ -28,6 +32,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=None, help="run length (default 10)")
     parser.add_argument("--seed", type=int, default=None, help="replay a run's seed")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    parser.add_argument(
+        "--fleet",
+        action="store_true",
+        help="three members with a Redis and a PostgreSQL of their own; adds owner kills "
+        "and pauses, coordinator restarts and pauses, and the fleet's checks",
+    )
     parser.add_argument(
         "--set",
         metavar="OPTION=VALUE",
@@ -69,8 +79,12 @@ def summary(f: dict[str, Any], checks: list[Any]) -> tuple[list[tuple[str, str]]
         ("RSS warm-up -> end (MiB, main)", "{} -> {}".format(
             f["rss_warm_kib"]["main"] // 1024, f["rss_end_kib"]["main"] // 1024)),
         ("consumers", json.dumps(f["consumers"])),
-        ("checks passed", f"{sum(c.ok for c in checks)} of {len(checks)}"),
     ]  # fmt: skip
+    if f.get("fleet"):
+        from tests.soak import fleetchecks
+
+        rows += fleetchecks.summary_rows(f)
+    rows.append(("checks passed", f"{sum(c.ok for c in checks)} of {len(checks)}"))
     figures = {
         "seed": f["seed"],
         "minutes": f["minutes"],
@@ -84,23 +98,42 @@ def summary(f: dict[str, Any], checks: list[Any]) -> tuple[list[tuple[str, str]]
         "phantom": len(f["world_report"].phantom),
         "wrong": len(f["world_report"].wrong),
         "duplicates": f["findings"].duplicates,
+        "seq_backwards": f["findings"].backwards,
         "older": f["findings"].older,
         "false_deletes": f["findings"].false_deletes,
         "rss_warm_kib": f["rss_warm_kib"],
         "rss_end_kib": f["rss_end_kib"],
         "consumers": f["consumers"],
+        "fleet": _fleet_figures(f) if f.get("fleet") else None,
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
     }
     return rows, figures
 
 
+def _fleet_figures(f: dict[str, Any]) -> dict[str, Any]:
+    chaos = f["chaos"]
+    return {
+        "failovers": [vars(x) for x in chaos.failovers],
+        "settles": chaos.settles,
+        "windows": chaos.windows,
+        "samples": len(f["fleet_samples"]),
+        "nova_handovers": chaos.nova_handovers,
+        "wire": {"received": f["wire"].received, "repeats": f["wire"].repeats},
+        "owners": f["owners"],
+        "member_exits": f.get("member_exits"),
+        "member_stop_seconds": f.get("member_stop_seconds"),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
-    seed = QUICK_SEED if args.quick and args.seed is None else args.seed
+    quick_seed = QUICK_FLEET_SEED if args.fleet else QUICK_SEED
+    seed = quick_seed if args.quick and args.seed is None else args.seed
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
     minutes = args.minutes or (QUICK_MINUTES if args.quick else 10.0)
-    print(f"soak: seed {seed} ({minutes:g} min; replay with --seed {seed})", flush=True)
+    form = " --fleet" if args.fleet else ""
+    print(f"soak{form}: seed {seed} ({minutes:g} min; replay with{form} --seed {seed})", flush=True)
     try:
         socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
     except OSError:
@@ -110,15 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     # The raising consumer raises on purpose; oslo.messaging logs each with a traceback.
     logging.getLogger("oslo_messaging.notify.dispatcher").setLevel(logging.CRITICAL)
     # Imported late: the broker check above should not wait for oslo.
-    from tests.soak import checks, runner
+    from tests.soak import checks, fleetchecks, fleetrun, runner
 
     options = dict(item.split("=", 1) for item in args.set if "=" in item)
     if len(options) != len(args.set):
         print("soak: --set takes OPTION=VALUE", file=sys.stderr)
         return 2
-    run = runner.Run(
-        seed, minutes, args.quick, lambda text: print("soak:", text, flush=True), options
-    )
+    kind = fleetrun.FleetRun if args.fleet else runner.Run
+    run = kind(seed, minutes, args.quick, lambda text: print("soak:", text, flush=True), options)
     try:
         figures = run.execute()
     except runner.SoakError as exc:
@@ -126,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"soak: the daemon's log is in {run.figures.get('daemon_log')}", flush=True)
         return 2
     verdict = checks.judge(figures, runner.volatile_by_type())
+    if args.fleet:
+        verdict += fleetchecks.judge(figures)
     rows, out = summary(figures, verdict)
     print("\nsummary\n" + _table(rows))
     print("\nchecks")
@@ -137,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(out, fh, indent=2, default=str)
     failed = [c.name for c in verdict if not c.ok]
     if failed:
-        print(f"\nsoak: FAILED {len(failed)} check(s) with seed {seed}: " + "; ".join(failed))
+        print(f"\nsoak: FAILED {len(failed)} check(s) with{form} seed {seed}: " + "; ".join(failed))
         print(f"soak: the daemon's log is in {figures.get('daemon_log')}")
         return 1
-    print(f"\nsoak: all {len(verdict)} checks passed (seed {seed})")
+    print(f"\nsoak{form}: all {len(verdict)} checks passed (seed {seed})")
     return 0
 
 

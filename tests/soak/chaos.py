@@ -100,13 +100,19 @@ BAD_FIELDS = {
 HUNG = "a poll cycle has run for"
 
 
-def plan(rng: random.Random, seconds: float, quick: bool) -> list[tuple[float, str]]:
-    """``(offset in seconds, kind)`` of each episode, in order."""
-    kinds = list(KINDS)
+def plan(
+    rng: random.Random,
+    seconds: float,
+    quick: bool,
+    every: tuple[str, ...] = KINDS,
+    repeats: int = 5,
+) -> list[tuple[float, str]]:
+    """``(offset in seconds, kind)`` of each episode, in order (each of ``every`` once)."""
+    kinds = list(every)
     rng.shuffle(kinds)
     # A quick run still repeats some kinds; a long one adds one about every 9 s.
-    extra = 5 if quick else max(0, int(seconds // 9) - len(kinds))
-    kinds += rng.choices(KINDS, k=extra)
+    extra = repeats if quick else max(0, int(seconds // 9) - len(kinds))
+    kinds += rng.choices(every, k=extra)
     gap = seconds / (len(kinds) + 1)
     return [(gap * (i + 1), kind) for i, kind in enumerate(kinds)]
 
@@ -127,6 +133,9 @@ class Chaos:
 
     Threading: one thread runs episodes; the cloud's own locks guard it.
     """
+
+    #: Every kind this chaos can run (a run injects each at least once).
+    kinds: tuple[str, ...] = KINDS
 
     def __init__(
         self,
@@ -165,6 +174,22 @@ class Chaos:
     def counts(self) -> dict[str, int]:
         """Episodes that took effect, by kind."""
         return dict(collections.Counter(e.kind for e in self.episodes if e.fired))
+
+    def uncounted(self, window: int) -> tuple[int, str]:
+        """How many notifications may have been counted by nobody, and why.
+
+        A daemon restart may take its notification worker's last report with it
+        (``window`` notifications each).
+        """
+        restarts = self.fired("daemon_restart")
+        return restarts * window, f"{restarts} daemon restarts"
+
+    def carry(self, metrics_url: str) -> None:
+        """Keep the counters of a daemon about to go (added to the last one's at the end)."""
+        counters = probes.parse(probes.fetch(metrics_url + "/metrics"))
+        for key, value in counters.items():
+            if key[0].endswith("_total"):
+                self.carried[key] = self.carried.get(key, 0.0) + value
 
     def fired(self, kind: str, target: str | None = None) -> int:
         return sum(
@@ -269,10 +294,7 @@ class Chaos:
 
     def _daemon_restart(self) -> Episode:
         sig = self.rng.choice((signal.SIGTERM, signal.SIGKILL))
-        counters = probes.parse(probes.fetch(self.metrics_url + "/metrics"))
-        for key, value in counters.items():
-            if key[0].endswith("_total"):
-                self.carried[key] = self.carried.get(key, 0.0) + value
+        self.carry(self.metrics_url)
         ready = self.daemon.count_logs("Ready:")
         serving = self.daemon.count_logs("RPC view serving")
         t0 = time.time()
@@ -324,6 +346,19 @@ class Chaos:
 
         return _wait(settled, timeout)
 
+    def _between_cycles(self, plugin: str, timeout: float = 10.0) -> None:
+        """Wait for the plugin's cycle in progress to end: its next walk then starts,
+        every page of it, after a fault armed now (not half before it, against a
+        cloud that churned in between)."""
+
+        def cycles() -> int:
+            return sum(
+                self.daemon.count_logs(f"{plugin}: {k} cycle listed") for k in ("full", "delta")
+            )
+
+        before = cycles()
+        self.daemon.wait_until(lambda: cycles() > before, timeout)
+
     def _fired(self, kind: str, before: int, timeout: float = 15.0) -> bool:
         return _wait(lambda: self.cloud.faults.fired().get(kind, 0) > before, timeout)
 
@@ -338,6 +373,7 @@ class Chaos:
         service = self._walk()
         collection, _, plugin = WALKS[service]
         self._settled((plugin,))
+        self._between_cycles(plugin)
         before = self.cloud.faults.fired().get("displace", 0)
         t0 = time.time()
         self.cloud.displace(service, page=1, collection=collection)
@@ -351,6 +387,7 @@ class Chaos:
         service = self._walk()
         collection, _, plugin = WALKS[service]
         self._settled((plugin,))
+        self._between_cycles(plugin)
         before = self.cloud.faults.fired().get("drop_next", 0)
         t0 = time.time()
         self.cloud.drop_next(service, page=0, collection=collection)

@@ -9,7 +9,10 @@ from them, counting what must never happen:
 * an **older state**: a state whose revision (see :func:`truth.revision`) is
   below one already delivered for its key;
 * a **false delete**: a delete received while the entity surely existed in
-  the cloud (:meth:`truth.Truth.alive_at`).
+  the cloud (:meth:`truth.Truth.alive_at`);
+* a **seq backwards**: a live change whose ``seq`` is not above the last one
+  delivered of its stream (one stream per daemon; per partition in a fleet,
+  ``stream_of``).
 
 :func:`compare_world` then compares the rebuilt world with a reference
 listing and with the cloud's keys: missing, phantom and wrong entities::
@@ -45,6 +48,7 @@ class StreamFindings:
     duplicates: int = 0
     older: int = 0
     false_deletes: int = 0
+    backwards: int = 0
     examples: dict[str, list[str]] = dataclasses.field(
         default_factory=lambda: collections.defaultdict(list)
     )
@@ -65,8 +69,11 @@ class StreamChecker:
         truth: Truth,
         volatile: Mapping[str, frozenset[str]],
         clock: Callable[[], float] = time.time,
+        stream_of: Callable[[str], str] = lambda etype: "",
     ) -> None:
         self.truth = truth
+        self.stream_of = stream_of
+        self._last_seq: dict[str, int] = {}
         self.volatile = dict(volatile)
         self.clock = clock
         self.findings = StreamFindings()
@@ -75,6 +82,7 @@ class StreamChecker:
         self._world: dict[Key, Entity] = {}
         self._last_fp: dict[Key, int] = {}
         self._max_rev: dict[Key, int] = {}
+        self._told: dict[Key, str] = {}  # the last item of each key, for a report
         self.last_item_at = 0.0
 
     def feed(self, item: Change | Synced, received_at: float | None = None) -> None:
@@ -87,10 +95,21 @@ class StreamChecker:
                 return
             self.findings.changes[str(item.action)] += 1
             key = (item.entity.type, item.entity.key)
+            self._told[key] = f"{item.action} seq {item.seq} at {when:.1f}"
+            if item.action != Action.SNAPSHOT and item.seq:  # 0: never dispatched
+                self._order(item)
             if item.action == Action.DELETE:
                 self._delete(key, item, when)
             else:
                 self._state(key, item)
+
+    def _order(self, item: Change) -> None:
+        stream = self.stream_of(item.entity.type)
+        last = self._last_seq.get(stream, 0)
+        if item.seq <= last:
+            self.findings.backwards += 1
+            self.findings.note("backwards", f"stream {stream!r}: seq {item.seq} after {last}")
+        self._last_seq[stream] = max(last, item.seq)
 
     def _delete(self, key: Key, item: Change, when: float) -> None:
         if self.truth.alive_at(key, when):
@@ -114,6 +133,11 @@ class StreamChecker:
             self._max_rev[key] = max(rev, highest)
         self._world[key] = entity
         self._last_fp[key] = fp
+
+    def last_told(self, key: Key) -> str | None:
+        """The last item about a key (action, seq, when received), for a report."""
+        with self._lock:
+            return self._told.get(key)
 
     def world(self) -> dict[Key, Entity]:
         """The rebuilt world: every entity the consumer was told exists."""

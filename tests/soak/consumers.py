@@ -5,7 +5,11 @@
   :class:`~tests.soak.checker.StreamChecker`, which rebuilds the world;
 * a **raiser**: :func:`synchronizer.outputs.client.subscribe` whose callback raises
   on every third change;
-* a **staller**: one whose callback sleeps for seconds now and then.
+* a **staller**: one whose callback sleeps for seconds now and then;
+* in a fleet, a **wire recorder**: :func:`~synchronizer.outputs.client.subscribe`
+  keeping a digest of every change exactly as the stream carried it (repeats
+  included, which a watcher drops), to be held against what the shared store
+  committed (:mod:`tests.soak.fleetchecks`).
 
 Each listens in its own pool, so none takes messages from another; the
 last two show that a consumer failing or lagging harms nobody else.  Every
@@ -18,6 +22,8 @@ import threading
 import time
 from typing import Any
 
+import orjson
+import xxhash
 from oslo_config import cfg
 
 from synchronizer.model import Change, Synced
@@ -101,6 +107,51 @@ class FaultyConsumer:
             with self._lock:
                 self.stalled += 1
             time.sleep(self.stall_seconds)
+
+    def start(self) -> None:
+        self.handle = client.subscribe(self.conf, None, self._on_change, pool=self.pool)
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.stop()
+
+
+def digest(change: Change) -> int:
+    """The xxh3 of a change's JSON form (its seq included, its epoch not)."""
+    return xxhash.xxh3_64_intdigest(orjson.dumps(change.to_dict(), option=orjson.OPT_SORT_KEYS))
+
+
+class WireRecorder:
+    """``client.subscribe``: every change as sent, ``(stream, seq) → digest``.
+
+    ``stream_of`` names the stream of an entity type (a fleet's partition).
+    A ``(stream, seq)`` received again is a *repeat* when its content is the
+    same and a *conflict* when it is not.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts, pool: str, stream_of: Any) -> None:
+        self.conf = conf
+        self.pool = pool
+        self.stream_of = stream_of
+        self.seen: dict[tuple[str, int], int] = {}
+        self.received = 0
+        self.repeats = 0
+        self.conflicts: list[str] = []
+        self.handle: Any = None
+        self._lock = threading.Lock()
+
+    def _on_change(self, change: Change) -> None:
+        key = (self.stream_of(change.entity.type), change.seq)
+        value = digest(change)
+        with self._lock:
+            self.received += 1
+            known = self.seen.get(key)
+            if known is None:
+                self.seen[key] = value
+            elif known == value:
+                self.repeats += 1
+            else:
+                self.conflicts.append(f"{key[0]} seq {key[1]} ({change.entity.key})")
 
     def start(self) -> None:
         self.handle = client.subscribe(self.conf, None, self._on_change, pool=self.pool)

@@ -58,6 +58,7 @@ class NovaPublisher:
         self._cond = threading.Condition()
         self._stop = False
         self._last_sent: dict[str, float] = {}
+        self.sent_at: list[float] = []  # when each notification left (wall clock)
         self._conf_dir = tempfile.TemporaryDirectory(prefix="soak-nova-")
         conf_file = Path(self._conf_dir.name) / "nova.conf"
         # Nova publishes on its own control exchange.
@@ -153,6 +154,7 @@ class NovaPublisher:
             finally:
                 timeutils.clear_time_override()
         self.counts["published"] += 1
+        self.sent_at.append(time.time())
 
     def stop(self) -> None:
         with self._cond:

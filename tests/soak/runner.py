@@ -104,7 +104,7 @@ class Run:
             warmup = 10.0 if self.quick else 30.0
             self._churn_phase(warmup, None)
             self.figures["rss_warm_kib"] = self._rss()
-            self._churn_phase(chaos_seconds, plan(self.rng, chaos_seconds, self.quick))
+            self._churn_phase(chaos_seconds, self._plan(chaos_seconds))
             self._quiet()
             self._collect()
             self.figures["daemon_log"] = str(self.dump_logs())
@@ -131,14 +131,7 @@ class Run:
         self.scenario = Scenario(self.cloud, self.truth, random.Random(self.rng.random()))
         made = self.scenario.populate(SIZES["quick" if self.quick else "long"])
         self.figures["initial"] = made
-        port = free_port()
-        self.metrics_url = f"http://127.0.0.1:{port}"
-        config = setup.daemon_config(self.cloud, self.names, port, self.options)
-        conf = setup.write(Path(self.tmp.name) / "soak.conf", config)
-        self.conf_path = conf
-        self.daemon = Daemon(conf).start()
-        self.log(f"daemon pid {self.daemon.proc.pid}; metrics {self.metrics_url}")
-        wait_for("the daemon's first snapshot (/healthz 200)", self._healthy, 120)
+        self._start_daemon()
         wait_for(
             "the notification listener",
             lambda: self.daemon.count_logs("Listening for") >= 1,
@@ -150,6 +143,17 @@ class Run:
         self.publisher.start()
         self._start_consumers()
 
+    def _start_daemon(self) -> None:
+        """Start what the run soaks: here one daemon (``self.daemon``), until it is healthy."""
+        port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{port}"
+        config = setup.daemon_config(self.cloud, self.names, port, self.options)
+        conf = setup.write(Path(self.tmp.name) / "soak.conf", config)
+        self.conf_path = conf
+        self.daemon = Daemon(conf).start()
+        self.log(f"daemon pid {self.daemon.proc.pid}; metrics {self.metrics_url}")
+        wait_for("the daemon's first snapshot (/healthz 200)", self._healthy, 120)
+
     def _healthy(self) -> bool:
         try:
             probes.fetch(self.metrics_url + "/healthz")  # 503 raises HTTPError
@@ -159,7 +163,7 @@ class Run:
 
     def _start_consumers(self) -> None:
         path = setup.write(Path(self.tmp.name) / "consumer.conf", setup.consumer_config(self.names))
-        self.checker = StreamChecker(self.truth, volatile_by_type())
+        self.checker = StreamChecker(self.truth, volatile_by_type(), stream_of=self._stream_of)
 
         def conf():  # each consumer its own ConfigOpts
             return opts.parse(["--config-file", str(path)], setup_logging=False)
@@ -172,6 +176,11 @@ class Run:
             self.consumers.append(consumer)
         if not self.checker.synced.wait(60):
             raise SoakError("the checker consumer got no view from the daemon in 60 s")
+
+    @staticmethod
+    def _stream_of(etype: str) -> str:
+        """The stream whose seq orders an entity type's changes: the daemon's one."""
+        return ""
 
     # -- churn and faults -------------------------------------------------
 
@@ -191,15 +200,7 @@ class Run:
         churn.start()
         if episodes is not None:
             self.log(f"chaos: {len(episodes)} fault episodes over {seconds:.0f} s")
-            self.chaos = Chaos(
-                self.cloud,
-                self.daemon,
-                self.broker,
-                self.publisher,
-                random.Random(self.rng.random()),
-                setup.CLIENT_TIMEOUT,
-            )
-            self.chaos.metrics_url = self.metrics_url
+            self.chaos = self._make_chaos(random.Random(self.rng.random()))
             self.chaos.on_daemon_restart = self.watcher.resume
             for offset, kind in episodes:
                 delay = start + offset - time.monotonic()
@@ -215,6 +216,16 @@ class Run:
             time.sleep(remaining)
         self._stop_churn.set()
         churn.join(30)
+
+    def _make_chaos(self, rng: random.Random) -> Chaos:
+        chaos = Chaos(
+            self.cloud, self.daemon, self.broker, self.publisher, rng, setup.CLIENT_TIMEOUT
+        )
+        chaos.metrics_url = self.metrics_url
+        return chaos
+
+    def _plan(self, seconds: float) -> list[tuple[float, str]]:
+        return plan(self.rng, seconds, self.quick)
 
     # -- quiet and settle ----------------------------------------------------
 
@@ -247,9 +258,7 @@ class Run:
         last: list[Any] = [None]
 
         def drained() -> bool:
-            samples = probes.parse(probes.fetch(self.metrics_url + "/metrics"))
-            backlog = probes.total(samples, "synchronizer_subscriber_backlog")
-            delivered = probes.total(samples, "synchronizer_subscriber_delivered_total")
+            backlog, delivered = self._backlog()
             mark = (delivered, self.watcher.recorder.received)
             idle = time.time() - self.checker.last_item_at > 2.0
             quiet = backlog == 0 and self.broker.depth(self.names.watch_pool) == 0 and idle
@@ -257,6 +266,12 @@ class Run:
             return quiet and stable
 
         wait_for("the stream to drain", drained, 90)
+
+    def _backlog(self) -> tuple[float, float]:
+        """What the daemon has still to send, and a count that grows while it sends."""
+        samples = probes.parse(probes.fetch(self.metrics_url + "/metrics"))
+        backlog = probes.total(samples, "synchronizer_subscriber_backlog")
+        return backlog, probes.total(samples, "synchronizer_subscriber_delivered_total")
 
     # -- figures -----------------------------------------------------------
 
@@ -295,15 +310,15 @@ class Run:
         f["lives"] = self.truth
         f["world"] = self.checker.world()
         f["findings"] = self.checker.findings
-        f["metrics_text"] = probes.fetch(self.metrics_url + "/metrics")
-        f["healthz_code"], f["healthz_text"] = probes.fetch_status(self.metrics_url + "/healthz")
-        f["metrics"] = probes.parse(f["metrics_text"])
+        f["last_told"] = self.checker.last_told
+        f["metrics_text"], f["metrics"] = self._scrape()
+        f["healthz_code"], f["healthz_text"] = self._health()
         if getattr(self, "chaos", None) is not None:  # earlier incarnations' counters
             for key, value in self.chaos.carried.items():
                 f["metrics"][key] = f["metrics"].get(key, 0.0) + value
         f["rss_end_kib"] = self._rss()
         f["listening"] = probes.listening(self._pids())
-        f["daemon_running"] = self.daemon.proc.poll() is None
+        f["daemon_running"] = self._running()
         f["scenario"] = dict(self.scenario.counts)
         f["notifications"] = dict(self.publisher.counts)
         f["chaos"] = self.chaos
@@ -325,6 +340,16 @@ class Run:
             ],
         }
 
+    def _scrape(self) -> tuple[str, dict[probes.Sample, float]]:
+        text = probes.fetch(self.metrics_url + "/metrics")
+        return text, probes.parse(text)
+
+    def _health(self) -> tuple[int, str]:
+        return probes.fetch_status(self.metrics_url + "/healthz")
+
+    def _running(self) -> bool:
+        return self.daemon.proc.poll() is None
+
     def dump_logs(self) -> Path | None:
         """Write the daemon's output to a file kept after the run (for an aborted run)."""
         if self.daemon is None:
@@ -340,11 +365,18 @@ class Run:
         if self.publisher is not None:
             self.publisher.stop()
         if self.daemon is not None:
-            was_running = self.daemon.proc.poll() is None
-            code = self.daemon.stop(timeout=20) if was_running else self.daemon.proc.returncode
-            self.figures["daemon_exit"] = code
+            self.figures["daemon_exit"] = self._stop_daemon()
         if self.cloud is not None:
             self.cloud.stop()
         with contextlib.suppress(Exception):
-            self.broker.delete_queues(self.names.queues(socket.gethostname()))
+            self.broker.delete_queues(self._queues())
         self.tmp.cleanup()
+
+    def _stop_daemon(self) -> Any:
+        """Stop what the run soaks; its exit code (0: clean)."""
+        if self.daemon.proc.poll() is not None:
+            return self.daemon.proc.returncode
+        return self.daemon.stop(timeout=20)
+
+    def _queues(self) -> list[str]:
+        return self.names.queues(socket.gethostname())

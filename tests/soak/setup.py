@@ -32,6 +32,9 @@ PAGE_SIZE = 5
 #: A poll cycle running longer is declared hung: well above the slowest faulted cycle
 #: (two requests held past CLIENT_TIMEOUT), well below the soak's length.
 CYCLE_TIMEOUT = 10.0
+#: A fleet's: above an owner's pause (its lease, the failover, 2 s more), which a
+#: cycle in progress sits through without being hung.
+FLEET_CYCLE_TIMEOUT = 20.0
 
 
 class Names:
@@ -45,6 +48,7 @@ class Names:
         self.watch_pool = f"soak-watch-{run_id}"
         self.raise_pool = f"soak-raise-{run_id}"
         self.stall_pool = f"soak-stall-{run_id}"
+        self.wire_pool = f"soak-wire-{run_id}"
 
     def queues(self, hostname: str) -> list[str]:
         """Every durable queue the run may have declared."""
@@ -53,6 +57,7 @@ class Names:
             self.watch_pool,
             self.raise_pool,
             self.stall_pool,
+            self.wire_pool,
             f"{self.message_topic}.info",
             f"{self.nova_topic}.info",
             self.rpc_topic,
@@ -60,7 +65,7 @@ class Names:
         ]
 
 
-def _collector_groups() -> list[str]:
+def _collector_groups(cycle_timeout: float) -> list[str]:
     lines = []
     for name in (
         "nova.instance",
@@ -78,7 +83,7 @@ def _collector_groups() -> list[str]:
             "max_backoff = 2",
             f"page_size = {PAGE_SIZE}",
             f"snapshot_interval = {SNAPSHOT_INTERVAL}",
-            f"cycle_timeout = {CYCLE_TIMEOUT}",
+            f"cycle_timeout = {cycle_timeout}",
         ]
         if name == "ironic.node":  # Ironic lists every node only to a system-scoped token
             lines.append(f"credentials = {SYSTEM_GROUP}")
@@ -86,7 +91,11 @@ def _collector_groups() -> list[str]:
 
 
 def daemon_config(
-    cloud: FakeCloud, names: Names, metrics_port: int, options: dict[str, str] | None = None
+    cloud: FakeCloud,
+    names: Names,
+    metrics_port: int,
+    options: dict[str, str] | None = None,
+    cycle_timeout: float = CYCLE_TIMEOUT,
 ) -> str:
     """The daemon's config: nine collectors, Nova notifications, the message sink.
 
@@ -107,7 +116,7 @@ def daemon_config(
         *(f"{name} = {value}" for name, value in (options or {}).items()),
         *service_credentials(cloud, PASSWORD, timeout=CLIENT_TIMEOUT),
         *system_credentials(cloud, PASSWORD, timeout=CLIENT_TIMEOUT),
-        *_collector_groups(),
+        *_collector_groups(cycle_timeout),
         "[nagios.service]",
         f"url = {cloud.nagios_url}",
         "username = nagiosadmin",
@@ -115,11 +124,43 @@ def daemon_config(
         f"period = {PERIOD}",
         "max_backoff = 2",
         f"timeout = {CLIENT_TIMEOUT}",
-        f"cycle_timeout = {CYCLE_TIMEOUT}",
+        f"cycle_timeout = {cycle_timeout}",
         "[nova.notifications]",
         f"topics = {names.nova_topic}",
     ]
     return "\n".join(lines) + "\n"
+
+
+#: A fleet's partitions (the namespaces of the nine collectors' types).
+PARTITIONS = ("cinder", "heat", "ironic", "nagios", "neutron", "nova")
+#: [coordination] heartbeat_timeout of a soaked fleet, seconds: the lease a
+#: paused owner outlives, and the failover bound's main part.
+HEARTBEAT_TIMEOUT = 5
+
+
+def fleet_queues(names: Names, members: list[str]) -> list[str]:
+    """The queues a fleet adds: each partition's notification pool, each member's RPC queue."""
+    return [f"{names.pool}-{p}" for p in PARTITIONS] + [
+        f"{names.rpc_topic}.fleet-{m}" for m in members
+    ]
+
+
+def member_config(daemon: str, member: str, coordinator: str, database: str) -> str:
+    """A fleet member's config: the daemon's, plus ``[coordination]`` and ``[database]``."""
+    return (
+        daemon
+        + "\n".join(
+            [
+                "[coordination]",
+                f"backend_url = {coordinator}",
+                f"heartbeat_timeout = {HEARTBEAT_TIMEOUT}",
+                f"member_id = {member}",
+                "[database]",
+                f"connection = {database}",
+            ]
+        )
+        + "\n"
+    )
 
 
 def consumer_config(names: Names) -> str:

@@ -206,3 +206,43 @@ def test_a_corrupt_or_newer_store_is_moved_aside_and_the_store_starts_empty(
     assert len(lines) == 1
     assert aside[0] in lines[0]
     assert "starting from an empty state" in lines[0]
+
+
+@pytest.mark.parametrize("found_by", ["resync", "listing"])
+def test_an_inferred_delete_lets_the_key_come_back_after_a_reopen(tmp_path, found_by):
+    """A delete no service reported stays overrulable by a listing after a restart.
+
+    A zone emptied of hosts is deleted (by a resync's sweep, or by its absence
+    from a complete listing), and comes back when a host returns: the
+    restarted (or failed-over) daemon must tell it again, not hold it an
+    hour as a stale read of a delete the service reported.
+    """
+    path = tmp_path / "s.db"
+    stamps = [timeutil.normalize(time.time() + i) for i in range(3)]  # recent: within the TTL
+    d = reopen(path)
+    d.dispatch([ch("zone-0", ts=stamps[0])])
+    if found_by == "resync":
+        gone = ch("zone-0", ts=stamps[1]).replace(
+            action=Action.DELETE, fingerprint=0, final_state_unknown=True, inferred=True
+        )
+    else:  # as deletes.missing makes it: the key alone
+        gone = Change(Action.DELETE, Entity("t", "zone-0", timestamp=stamps[1]), inferred=True)
+    d.dispatch([gone])
+    d.close()
+    again = reopen(path)
+    back = again.dispatch([ch("zone-0", ts=stamps[2])])
+    assert [(c.action, c.key) for c in back] == [(Action.CREATE, "zone-0")]
+    again.close()
+
+
+def test_a_reported_delete_still_blocks_a_stale_poll_after_a_reopen(tmp_path):
+    """A delete the service reported keeps its stale-read guard across a restart."""
+    path = tmp_path / "s.db"
+    stamps = [timeutil.normalize(time.time() + i) for i in range(3)]
+    d = reopen(path)
+    d.dispatch([ch("vm", ts=stamps[0])])
+    d.dispatch([ch("vm", ts=stamps[1], action=Action.DELETE)])
+    d.close()
+    again = reopen(path)
+    assert again.dispatch([ch("vm", ts=stamps[2])]) == []
+    again.close()

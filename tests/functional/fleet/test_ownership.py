@@ -1,9 +1,10 @@
-"""Ownership on a real Redis: handing a partition over does not cost the ones a member keeps.
+"""Ownership on a real Redis: a member busy handing a partition over keeps its lease.
 
-Two :class:`~synchronizer.fleet.ownership.Ownership` instances in this
-process, on a Redis of the test's own; their ``on_lose`` takes as long as
-stopping a partition's workers can (a collector's watchdog waits 2 s for
-a listing in progress, then its feeds and sinks stop).
+Found by the soak's fleet mode: giving a partition up (its workers stopped,
+its feeds' last changes sent, its sinks closed) takes seconds, on the
+ownership thread; a lease renewed only by that thread ran out meanwhile, so
+the member dropped its *other* partitions ("its lease could not be
+renewed") and its membership expired, and the fleet flapped.
 """
 
 from __future__ import annotations
@@ -12,18 +13,17 @@ import threading
 import time
 
 from synchronizer.fleet.ownership import Ownership
-from synchronizer.fleet.partitions import assign
+from tests.functional.fleet.test_failover import wait
 
 TIMEOUT = 3
-PARTITIONS = ["cinder", "neutron", "nova"]
-SLOW_LOSE = 2.5  # seconds: more than the lease minus one period (3 - 1)
+LEASE_LOST = "its lease could not be renewed"
 
 
 class Recorder:
-    """on_gain / on_lose of one member: what it gained and lost, and why."""
+    """on_gain / on_lose callbacks; losing a partition takes ``lose_seconds``."""
 
-    def __init__(self, lose_takes: float = 0.0) -> None:
-        self.lose_takes = lose_takes
+    def __init__(self, lose_seconds: float) -> None:
+        self.lose_seconds = lose_seconds
         self.held: set[str] = set()
         self.lost: list[tuple[str, str]] = []
         self.lock = threading.Lock()
@@ -34,37 +34,47 @@ class Recorder:
         return True
 
     def lose(self, name: str, why: str) -> None:
-        time.sleep(self.lose_takes)
+        with self.lock:
+            self.lost.append((name, why))
+        time.sleep(self.lose_seconds)
         with self.lock:
             self.held.discard(name)
-            self.lost.append((name, why))
 
 
-def wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def test_a_slow_handover_keeps_the_partitions_that_stay(redis):
-    """A member giving a partition up slowly keeps renewing the leases of those it keeps."""
-    first, second = Recorder(lose_takes=SLOW_LOSE), Recorder()
-    a = Ownership(redis.url, "a", PARTITIONS, first.gain, first.lose, timeout=TIMEOUT)
-    a.start()
-    b = None
+def test_a_slow_hand_over_does_not_cost_the_member_its_other_partitions(redis):
+    """One partition handed over in 1.5 x the lease: the member keeps the other one."""
+    slow = Recorder(lose_seconds=1.5 * TIMEOUT)
+    first = Ownership(redis.url, "a", ["p1", "p2"], slow.gain, slow.lose, timeout=TIMEOUT)
+    fast = Recorder(lose_seconds=0.0)
+    second = Ownership(redis.url, "b", ["p1", "p2"], fast.gain, fast.lose, timeout=TIMEOUT)
+    first.start()
     try:
-        wait(lambda: first.held == set(PARTITIONS), 10, "the first member to own all")
-        b = Ownership(redis.url, "b", PARTITIONS, second.gain, second.lose, timeout=TIMEOUT)
-        b.start()
-        owners = assign(PARTITIONS, ["a", "b"])
-        kept = {p for p, m in owners.items() if m == "a"}
-        moved = set(PARTITIONS) - kept
-        wait(lambda: second.held == moved, 20, "the second member to gain its share")
-        time.sleep(2 * TIMEOUT)  # long enough for a lease that was not renewed to run out
-        assert first.held == kept
-        assert first.lost == [(p, "it is assigned to another member") for p in sorted(moved)]
+        wait(lambda: slow.held == {"p1", "p2"}, 20, "the first member to hold both")
+        second.start()
+        wait(lambda: len(fast.held) == 1, 30, "the second member to take its share")
+        time.sleep(2 * TIMEOUT)  # the hand-over is over; the first must hold the rest
+        kept = {"p1", "p2"} - fast.held
+        assert [why for _, why in slow.lost if why == LEASE_LOST] == []
+        assert slow.held == kept
+        assert first.held() == sorted(kept)
+        assert fast.lost == []
     finally:
-        a.stop()
-        if b is not None:
-            b.stop()
+        second.stop()
+        first.stop()
+
+
+def test_a_hung_coordinator_stops_every_partition_within_the_lease(redis):
+    """Redis paused: both partitions are given up in time, not one per hung lock release."""
+    rec = Recorder(lose_seconds=0.0)
+    member = Ownership(redis.url, "a", ["p1", "p2"], rec.gain, rec.lose, timeout=TIMEOUT)
+    member.start()
+    try:
+        wait(lambda: rec.held == {"p1", "p2"}, 20, "the member to hold both")
+        redis.pause()
+        try:
+            wait(lambda: not rec.held, TIMEOUT + 2, "both partitions given up")
+            assert sorted(why for _, why in rec.lost) == [LEASE_LOST, LEASE_LOST]
+        finally:
+            redis.resume()
+    finally:
+        member.stop()
