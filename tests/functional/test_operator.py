@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.functional.conftest import _delete_queues
 from tests.helpers.daemon import REPO, Daemon, script
 
 EMBEDDED = REPO / "etc" / "synchronizer"
@@ -282,6 +283,54 @@ def test_stopped_watchers_leave_no_queue_behind(message_daemon):
         watch.send_signal(signal.SIGTERM)
         assert watch.wait(15) == 0
     assert _queues(f"synchronizer-client-{socket.gethostname()}-{watch.pid}") == {}
+
+
+@pytest.mark.broker
+def test_the_readme_policy_bounds_the_unconsumed_default_queue(tmp_path, transport_url, unique):
+    """The README's policy for <topic>.info (nobody consumes it): its length stays bounded
+    while the daemon publishes more changes than the bound."""
+    topic = f"synchronizer_{unique}"
+    policy = f"synchronizer-default-{unique}"
+    # The README's command, for this test's topic and with a bound of 5 instead of 1,000.
+    subprocess.run(
+        [
+            "rabbitmqctl",
+            "-q",
+            "set_policy",
+            policy,
+            f"^{topic}\\.info$",
+            '{"max-length":5,"overflow":"drop-head"}',
+            "--apply-to",
+            "queues",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    things = tmp_path / "things.json"
+    things.write_text(json.dumps({"w1": "s0"}))
+    conf = tmp_path / "s.conf"
+    conf.write_text(
+        "[DEFAULT]\nplugins = tests.helpers.plugins:FileCollector\nsinks = message\n"
+        f"transport_url = {transport_url}\nmessage_topic = {topic}\n"
+        f"rpc_topic = view_{unique}\nnotification_pool = pool-{unique}\n"
+        f"[filecollector]\npath = {things}\nperiod = 0.2\n"
+    )
+    try:
+        with Daemon(conf) as d:
+            d.wait_log("complete", timeout=30)
+            for i in range(1, 13):
+                things.write_text(json.dumps({"w1": f"s{i}"}))
+                time.sleep(0.5)
+            time.sleep(1.0)
+            queues = _queues(f"{topic}.info")
+        assert list(queues) == [f"{topic}.info"]
+        assert 1 <= queues[f"{topic}.info"] <= 5, queues
+    finally:
+        subprocess.run(
+            ["rabbitmqctl", "-q", "clear_policy", policy], check=False, capture_output=True
+        )
+        _delete_queues([f"{topic}.info", f"view_{unique}", f"pool-{unique}"])
 
 
 # -- the broker away, signals, plugins that cannot run -------------------------
