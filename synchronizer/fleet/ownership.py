@@ -114,11 +114,25 @@ class Ownership:
             if coord is None:
                 continue
             try:
-                coord.heartbeat()
+                self._renew(coord)
             except Exception as exc:  # noqa: BLE001 - the loop reports the coordinator
                 LOG.debug("Heartbeat failed: %s", exc)
-                continue
-            self._renewed = time.monotonic()
+
+    def _renew(self, coord: coordination.CoordinationDriver) -> None:
+        """Heart-beat, and count the lease renewed only once the coordinator answered.
+
+        Some drivers' ``heartbeat()`` never reaches the server (ZooKeeper's:
+        kazoo keeps the session alive by itself, and says nothing when it
+        cannot), so a read of the group's members stands as the proof.
+        """
+        from tooz import coordination
+
+        started = time.monotonic()
+        coord.heartbeat()
+        # No group yet is an answer all the same (a coordinator that restarted empty).
+        with contextlib.suppress(coordination.GroupNotCreated):
+            coord.get_members(self.group).get()
+        self._renewed = max(self._renewed, started)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.period / 2):
@@ -167,8 +181,7 @@ class Ownership:
         from tooz import coordination
 
         coord = self._connect()
-        coord.heartbeat()
-        self._renewed = time.monotonic()
+        self._renew(coord)
         coord.run_watchers()
         try:
             members = sorted(m.decode() for m in coord.get_members(self.group).get())
