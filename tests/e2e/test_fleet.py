@@ -21,9 +21,9 @@ import pytest
 
 from synchronizer import opts
 from synchronizer.dispatch import sql
-from synchronizer.model import Action, Change
 from synchronizer.outputs import client
 from tests.e2e.conftest import RealCloud
+from tests.functional.fleet.test_database_down import Deletes
 from tests.functional.fleet.test_failover import _cont, wait
 from tests.functional.fleet.test_stream import CLEAN, Watcher, _delete_queues, diff
 from tests.helpers import fleetparts
@@ -32,19 +32,6 @@ from tests.helpers.daemon import Daemon
 MEMBERS = ("m1", "m2", "m3")
 TIMEOUT = 5  # [coordination] heartbeat_timeout
 PERIOD = 10.0  # the Nova collectors' period
-
-
-class Deletes(Watcher):
-    """A watcher that also keeps the keys it was told were deleted."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.deletes: list[str] = []
-
-    def __call__(self, item) -> None:
-        if isinstance(item, Change) and item.action is Action.DELETE:
-            self.deletes.append(item.entity.key)
-        super().__call__(item)
 
 
 def _config(path: Path, member: str, env: dict[str, str], redis, database, u: str) -> Path:

@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 
+from synchronizer_fakecloud import testbed
+
 BROKER = ("127.0.0.1", 5672)
 
 
@@ -50,15 +52,4 @@ def unique():
         _delete_queues([p.format(u=u) for p in QUEUE_PATTERNS])
 
 
-def _delete_queues(names: list[str]) -> None:
-    import kombu
-
-    with kombu.Connection("amqp://guest:guest@127.0.0.1:5672//") as conn:
-        for name in names:
-            channel = conn.channel()
-            try:
-                channel.queue_delete(name)
-            except Exception:  # noqa: BLE001, S110 - a queue that was never declared
-                pass
-            finally:
-                channel.close()
+_delete_queues = testbed.delete_queues  # tests import it from here

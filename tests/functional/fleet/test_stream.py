@@ -83,18 +83,7 @@ def fleet(cloud, redis, database, tmp_path, transport_url, unique) -> Iterator[d
     )
 
 
-def _delete_queues(names: list[str]) -> None:
-    import kombu
-
-    with kombu.Connection("amqp://guest:guest@127.0.0.1:5672//") as conn:
-        for name in names:
-            channel = conn.channel()
-            try:
-                channel.queue_delete(name)
-            except Exception:  # noqa: BLE001, S110 - absent already
-                pass
-            finally:
-                channel.close()
+_delete_queues = testbed.delete_queues
 
 
 class Watcher:
