@@ -38,6 +38,7 @@ __all__ = [
     "Daemon",
     "Postgres",
     "Redis",
+    "ServerProcess",
     "Unavailable",
     "delete_queues",
     "free_port",
@@ -288,7 +289,31 @@ def _is_worker(pid: int) -> bool:
 # -- a fleet's real parts ---------------------------------------------------------------
 
 
-class Redis:
+class ServerProcess:
+    """A server process of our own (``proc``), to pause (SIGSTOP), resume and stop."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+class Redis(ServerProcess):
     """A redis-server of our own on loopback, to stop, pause and restart."""
 
     def __init__(self, workdir: Path) -> None:
@@ -327,20 +352,6 @@ class Redis:
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.05)
         return self
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 class Postgres:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -114,7 +113,7 @@ def _skip_unavailable() -> Iterator[None]:
 ZKSERVER = "/usr/share/zookeeper/bin/zkServer.sh"  # Debian's zookeeper package
 
 
-class ZooKeeper:
+class ZooKeeper(testbed.ServerProcess):
     """A ZooKeeper server of our own on loopback (Debian's), to pause and stop.
 
     The same interface as :class:`Redis`, so a test can run on either
@@ -176,21 +175,3 @@ class ZooKeeper:
                 return s.recv(4) == b"imok"
         except OSError:
             return False
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
