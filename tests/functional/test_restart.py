@@ -344,7 +344,7 @@ def test_sigkill_during_a_first_snapshot_repeats_only_published_seqs(
             d.proc.send_signal(signal.SIGKILL)
             d.proc.wait(10)
             time.sleep(0.5)  # the workers see their parent gone and exit
-        with Daemon(setup.conf).start():
+        with Daemon(setup.conf):  # __enter__ starts it (once)
             assert world.wait_equal(truth, 180), (len(world.view), len(truth))
             time.sleep(2.0)
     finally:
