@@ -118,21 +118,25 @@ class Ownership:
             except Exception as exc:  # noqa: BLE001 - the loop reports the coordinator
                 LOG.debug("Heartbeat failed: %s", exc)
 
-    def _renew(self, coord: coordination.CoordinationDriver) -> None:
+    def _renew(self, coord: coordination.CoordinationDriver) -> list[str]:
         """Heart-beat, and count the lease renewed only once the coordinator answered.
 
         Some drivers' ``heartbeat()`` never reaches the server (ZooKeeper's:
         kazoo keeps the session alive by itself, and says nothing when it
-        cannot), so a read of the group's members stands as the proof.
+        cannot), so a read of the group's members stands as the proof; they
+        are returned, sorted (none: the group is gone, an answer all the
+        same, from a coordinator that restarted empty).
         """
         from tooz import coordination
 
         started = time.monotonic()
         coord.heartbeat()
-        # No group yet is an answer all the same (a coordinator that restarted empty).
-        with contextlib.suppress(coordination.GroupNotCreated):
-            coord.get_members(self.group).get()
+        try:
+            members = sorted(m.decode() for m in coord.get_members(self.group).get())
+        except coordination.GroupNotCreated:
+            members = []
         self._renewed = max(self._renewed, started)
+        return members
 
     def _watch(self) -> None:
         while not self._stop.wait(self.period / 2):
@@ -178,15 +182,10 @@ class Ownership:
             self._stop.wait(max(0.0, self.period - (time.monotonic() - started)))
 
     def _cycle(self) -> None:
-        from tooz import coordination
 
         coord = self._connect()
-        self._renew(coord)
+        members = self._renew(coord)
         coord.run_watchers()
-        try:
-            members = sorted(m.decode() for m in coord.get_members(self.group).get())
-        except coordination.GroupNotCreated:
-            members = []
         if self.member_id not in members:
             # A coordinator restarted empty, or our membership expired: join again.
             _join(coord, self.group)

@@ -23,6 +23,8 @@ from pathlib import Path
 import kombu
 from prometheus_client.parser import text_string_to_metric_families
 
+from synchronizer_fakecloud import testbed
+
 Sample = tuple[str, frozenset[tuple[str, str]]]
 
 
@@ -162,13 +164,4 @@ class Broker:
 
     def delete_queues(self, names: Iterable[str]) -> None:
         """Delete the run's queues (best effort: a missing one is fine)."""
-        with kombu.Connection(self.amqp_url) as conn:
-            for name in names:
-                channel = conn.channel()
-                try:
-                    channel.queue_delete(name)
-                except Exception:  # noqa: BLE001, S110 - a queue that was never declared
-                    pass
-                finally:
-                    with contextlib.suppress(Exception):
-                        channel.close()
+        testbed.delete_queues(list(names), self.amqp_url)
