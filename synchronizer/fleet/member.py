@@ -138,6 +138,7 @@ class Member:
             conf, None, lambda: build_server(conf, self.engine, types, self.member_id)
         )
         self._started = False
+        self._standby = False  # keep standby workers (set at start, cleared at stop)
         self.metrics: metrics.MetricsServer | None = None
 
     # -- lifecycle ------------------------------------------------------------
@@ -155,6 +156,8 @@ class Member:
         self.status.expect([], {})
         self._thread.start()
         self._supervisor.start()
+        self._standby = self.conf.coordination.standby_workers
+        self._ensure_workers()  # the standby workers, before any partition is gained
         self.ownership.start()
         self._rpc.start()
         if self.conf.metrics_port:
@@ -173,6 +176,7 @@ class Member:
     def stop(self, timeout: float = 5.0) -> None:
         if not self._started:
             return
+        self._standby = False  # partitions given up now are not prepared again
         self.ownership.stop(timeout)
         self._rpc.stop(0.3 * timeout)
         self._supervisor.stop(0.8 * timeout)
@@ -270,7 +274,7 @@ class Member:
             Feed(dispatcher, sink, sink.name, bookmark_interval=self.conf.bookmark_interval)
             for sink in built
         ]
-        return _Run(partition, term, dispatcher, feeds, built, self._specs(partition, term))
+        return _Run(partition, term, dispatcher, feeds, built, self._specs(partition))
 
     def _lose(self, name: str, why: str) -> None:
         with self._lock:
@@ -296,9 +300,15 @@ class Member:
         with self._lock:
             specs = [spec for run in self._runs.values() for spec in run.specs]
             collectors = [s.name for s in specs if s.target is collector.collector_main]
+            standby = [
+                spec
+                for name, partition in self.partitions.items()
+                if name not in self._runs and self._standby
+                for spec in self._specs(partition)
+            ]
         periods = {n: float(self.conf[self._group(n)].period) for n in collectors}
         self.status.expect(collectors, periods)
-        self._supervisor.ensure(specs)
+        self._supervisor.ensure(specs, standby)
 
     # -- plugins → partitions → worker specs -----------------------------------
 
@@ -318,8 +328,11 @@ class Member:
     def _group(self, name: str) -> str:
         return plugin_loader.group_for(name, self._classes[name])
 
-    def _specs(self, partition: Partition, term: int) -> list[WorkerSpec]:
-        digest = f"{partition.name}:{term}"  # a new term restarts the workers
+    def _specs(self, partition: Partition) -> list[WorkerSpec]:
+        # A new term needs fresh workers: a partition lost stops its workers
+        # (or replaces them by fresh ones on standby), so a gained one never
+        # runs a worker of an earlier term.
+        digest = partition.name
         chunk = self.conf.chunk_size
         specs, pushers = [], []
         for name in partition.plugins:
@@ -327,15 +340,14 @@ class Member:
             if issubclass(cls, CollectorPlugin):
                 group = self._group(name)  # what it is known by (see collector_main)
                 args = (self.conf_args, name, chunk, group)
-                specs.append(WorkerSpec(group, collector.collector_main, args, digest))
+                specs.append(WorkerSpec(group, collector.collector_main, args, digest, gated=True))
             elif issubclass(cls, NotificationPlugin):
                 pushers.append(name)
         if pushers:
             pool = f"{self.conf.notification_pool}-{partition.name}"
             args = (self.conf_args, pushers, chunk, pool)
-            specs.append(
-                WorkerSpec(f"{partition.name}-notifications", _notification_main, args, digest)
-            )
+            name = f"{partition.name}-notifications"
+            specs.append(WorkerSpec(name, _notification_main, args, digest, gated=True))
         return specs
 
     def _plugin_failed(self, name: str, state: wire.PluginState, reason: str) -> None:
@@ -415,7 +427,7 @@ class _MemberStatus(Status):
 
 
 def _notification_main(
-    conf_args: list[str], names: list[str], chunk_size: int, pool: str, conn: Any
+    conf_args: list[str], names: list[str], chunk_size: int, pool: str, conn: Any, gate: Any = None
 ) -> None:
     """The notification worker of one partition, in that partition's listener pool.
 
@@ -425,4 +437,4 @@ def _notification_main(
     cloud already).
     """
     os.environ["OS_DEFAULT__NOTIFICATION_POOL"] = pool
-    notification.notification_main(conf_args, names, chunk_size, conn, pool)
+    notification.notification_main(conf_args, names, chunk_size, conn, pool, gate)

@@ -25,6 +25,14 @@ COORDINATION_OPTS = [
         default="synchronizer",
         help="tooz group the members join (one per fleet).",
     ),
+    cfg.BoolOpt(
+        "standby_workers",
+        default=True,
+        help="Keep the workers of the partitions this member does not own started "
+        "and idle (interpreter and plugins loaded; no polling, nothing taken from "
+        "the bus), so that taking a partition over does not wait for them. Costs "
+        "one idle process per worker of each partition held elsewhere.",
+    ),
     cfg.StrOpt(
         "member_id",
         help="This member's id in the group; default: host name and process id.",

@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 from synchronizer import clouds, deletes, diff, plugin_loader, timeutil, wire
 from synchronizer.dispatch import store
@@ -45,6 +46,9 @@ from synchronizer.plugin_base import CollectorPlugin
 from synchronizer.workers import watchdog
 from synchronizer.workers.doubts import Doubts
 from synchronizer.workers.process import EXIT_PERMANENT, Sender, prepare_child, reporter
+
+if TYPE_CHECKING:
+    from synchronizer.workers.supervisor import GateEnd
 
 LOG = logging.getLogger(__name__)
 
@@ -296,14 +300,20 @@ def _describe(exc: BaseException) -> str:
 
 
 def collector_main(
-    conf_args: list[str], name: str, chunk_size: int, display: str, conn: Connection
+    conf_args: list[str],
+    name: str,
+    chunk_size: int,
+    display: str,
+    conn: Connection,
+    gate: GateEnd | None = None,
 ) -> None:
     """Entry point of a collector worker process (multiprocessing target).
 
     ``name`` is the plugin as configured (an entry point or a class path),
     ``display`` what it is known by: its config group (a class path's
     plugin by its ``name``), in logs, ``ps``, the status and its entities'
-    source.
+    source.  A worker on standby (``gate``) loads its plugin, then waits
+    at the gate before it reads its baseline and polls.
     """
     conf, stop = prepare_child(conf_args, f"collector {display}")
     send = Sender(conn)
@@ -314,6 +324,9 @@ def collector_main(
     if name not in loaded:
         raise SystemExit(EXIT_PERMANENT)
     plugin = loaded[name]
+    if gate is not None and not gate.wait(stop):
+        plugin.close()
+        return
     send(wire.PluginStatus(display, wire.PluginState.RUNNING))
     loop = PollLoop(plugin, display, send, chunk_size)
     saved = store.persisted_baseline(conf, display, plugin.entity_types)

@@ -57,6 +57,8 @@ from synchronizer.workers.process import EXIT_PERMANENT, Sender, prepare_child, 
 if TYPE_CHECKING:
     import oslo_messaging
 
+    from synchronizer.workers.supervisor import GateEnd
+
 LOG = logging.getLogger(__name__)
 
 WORKER_NAME = "notifications"
@@ -274,6 +276,7 @@ def notification_main(
     chunk_size: int,
     conn: Connection,
     pool: str | None = None,
+    gate: GateEnd | None = None,
 ) -> None:
     """Entry point of the notification worker process (multiprocessing target).
 
@@ -290,8 +293,6 @@ def notification_main(
     loaded = plugin_loader.load(conf, names, NotificationPlugin, reporter(send))
     if not loaded:
         raise SystemExit(EXIT_PERMANENT)
-    for name in loaded:
-        send(wire.PluginStatus(name, wire.PluginState.RUNNING))
     plugins = list(loaded.values())
     converter = Converter(plugins, conf.notification_max_bytes)
 
@@ -301,6 +302,11 @@ def notification_main(
     handoff = Handoff(send_chunk, chunk_size)
     url = clouds.transport_url(conf, cloud)
     listener = build_listener(conf, plugins, converter, handoff.put, url, pool)
+    # On standby (``gate``): built, not started; nothing is taken from the bus yet.
+    if gate is not None and not gate.wait(stop):
+        return
+    for name in loaded:
+        send(wire.PluginStatus(name, wire.PluginState.RUNNING))
     listener.start(override_pool_size=conf.notification_executor_threads)
     LOG.info(
         "Listening for %s in pool %s%s",

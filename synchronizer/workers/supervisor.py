@@ -10,6 +10,14 @@ after a delay that doubles from ``restart_delay`` up to
 ``on_restart`` hears of it; one that exits with ``EXIT_PERMANENT`` (its
 plugin failed to load or is disabled) stays down until the next reload.
 
+A worker may also be kept on *standby* (``ensure(specs, standby=...)``):
+started and prepared (its interpreter, its configuration, its plugin
+loaded) but waiting at its gate, doing nothing, until a later ``ensure``
+wants it running; it then starts at once, without the second or so a
+fresh interpreter takes.  A fleet member keeps the workers of the
+partitions it does not own so, for a failover.  A worker that ran is
+never put back on standby: it is replaced by a fresh one.
+
 Threading: ``ensure()`` and ``stop()`` may be called from any thread; the
 reader thread owns the pipes (it alone reads and closes them).
 """
@@ -48,6 +56,48 @@ class WorkerSpec:
     target: Callable[..., None]
     args: tuple[Any, ...]
     digest: str
+    #: The target takes ``gate=`` (a :class:`Gate`) and may be kept on standby.
+    gated: bool = False
+
+
+class Gate:
+    """What a worker on standby waits at: opened by the supervisor, seen in the worker.
+
+    A pipe, not a :class:`multiprocessing.Event`: a worker killed while it
+    waits on an event's condition leaves it broken for the next ``set()``;
+    a pipe's writer never waits for its reader.  A worker spawned once the
+    gate is open gets no gate (it runs at once).
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self._reader, self._writer = ctx.Pipe(duplex=False)
+        self.opened = False
+
+    def open(self) -> None:
+        if not self.opened:
+            self.opened = True
+            self._writer.send_bytes(b"go")
+
+    def for_child(self) -> GateEnd | None:
+        return None if self.opened else GateEnd(self._reader)
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+
+
+class GateEnd:
+    """The worker's end of its :class:`Gate`."""
+
+    def __init__(self, reader: Connection) -> None:
+        self._reader = reader
+
+    def wait(self, stop: threading.Event, poll: float = 0.05) -> bool:
+        """Block until the gate opens (True) or ``stop`` is set (False)."""
+        while not self._reader.poll(poll):
+            if stop.is_set():
+                return False
+        return not stop.is_set()
 
 
 @dataclasses.dataclass
@@ -59,6 +109,15 @@ class _Worker:
     delay: float = 0.0
     restart_at: float | None = None
     permanent: bool = False
+    gate: Gate | None = None
+
+    @property
+    def on_standby(self) -> bool:
+        return self.gate is not None and not self.gate.opened
+
+
+def _pid(worker: _Worker) -> int | None:
+    return worker.process.pid if worker.process is not None else None
 
 
 class Supervisor:
@@ -90,26 +149,42 @@ class Supervisor:
     def start(self) -> None:
         self._thread.start()
 
-    def ensure(self, specs: list[WorkerSpec]) -> None:
-        """Make the running workers match ``specs`` (start, stop, restart changed)."""
+    def ensure(self, specs: list[WorkerSpec], standby: list[WorkerSpec] = ()) -> None:
+        """Make the workers match: ``specs`` running, ``standby`` started and waiting.
+
+        Start, stop and restart changed ones; a worker on standby that
+        ``specs`` now wants is let through its gate at once; one that ran
+        and is now wanted on standby is replaced by a fresh one.
+        """
         wanted = {s.name: s for s in specs}
+        waiting = {s.name: s for s in standby if s.gated and s.name not in wanted}
         with self._lock:
             for name in list(self._workers):
                 worker = self._workers[name]
-                if (
-                    name not in wanted
-                    or wanted[name].digest != worker.spec.digest
-                    or worker.permanent
-                ):
-                    why = "removed" if name not in wanted else "reconfigured"
-                    LOG.info("Stopping worker %s (%s)", name, why)
-                    self._terminate(worker)
-                    del self._workers[name]
-            for name, spec in wanted.items():
-                if name not in self._workers:
-                    worker = _Worker(spec, delay=self.restart_delay)
+                spec = wanted.get(name) or waiting.get(name)
+                if spec is None:
+                    why = "removed"
+                elif spec.digest != worker.spec.digest or worker.permanent:
+                    why = "reconfigured"
+                elif name in waiting and not worker.on_standby:
+                    why = "put back on standby: replaced by a fresh one"
+                else:
+                    continue
+                LOG.info("Stopping worker %s (%s)", name, why)
+                self._terminate(worker)
+                del self._workers[name]
+            for name, spec in {**waiting, **wanted}.items():
+                worker = self._workers.get(name)
+                if worker is None:
+                    gate = Gate(self._ctx) if spec.gated else None
+                    worker = _Worker(spec, delay=self.restart_delay, gate=gate)
                     self._workers[name] = worker
+                    if name in wanted and gate is not None:
+                        gate.open()
                     self._spawn(worker)
+                elif name in wanted and worker.on_standby:
+                    worker.gate.open()  # type: ignore[union-attr]
+                    LOG.info("Worker %s (pid %s) taken off standby", name, _pid(worker))
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
@@ -122,6 +197,8 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         for worker in workers:
             self._reap(worker, max(0.0, deadline - time.monotonic()))
+            if worker.gate is not None:
+                worker.gate.close()
         if self._thread.is_alive():  # not when the daemon failed before starting it
             self._thread.join(timeout)
         with self._lock:
@@ -134,6 +211,7 @@ class Supervisor:
         process = self._ctx.Process(
             target=worker.spec.target,
             args=(*worker.spec.args, child),
+            kwargs={"gate": worker.gate.for_child()} if worker.gate is not None else {},
             name=f"synchronizer-{worker.spec.name}",
             daemon=False,
         )
@@ -141,12 +219,19 @@ class Supervisor:
         child.close()
         worker.process, worker.conn = process, parent
         worker.started, worker.restart_at = time.monotonic(), None
-        LOG.info("Started worker %s (pid %s)", worker.spec.name, process.pid)
+        LOG.info(
+            "Started worker %s (pid %s)%s",
+            worker.spec.name,
+            process.pid,
+            " on standby" if worker.on_standby else "",
+        )
 
     def _terminate(self, worker: _Worker) -> None:
         if worker.process is not None and worker.process.is_alive():
             worker.process.terminate()
         self._reap(worker, 5.0)
+        if worker.gate is not None:
+            worker.gate.close()
 
     def _reap(self, worker: _Worker, timeout: float) -> None:
         if worker.process is None:

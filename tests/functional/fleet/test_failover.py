@@ -8,6 +8,7 @@ so the union of the three stdouts is what a consumer of the stream got.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -67,12 +68,14 @@ def _cont(d: Daemon) -> None:
             os.kill(pid, signal.SIGCONT)
 
 
-def wait(predicate, timeout: float, what: str) -> None:
+def wait(predicate, timeout: float, what: str):
+    """The predicate's first true value, within ``timeout``."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (found := predicate()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+    return found
 
 
 def view(engine, prefix: str) -> dict[str, str]:
@@ -149,9 +152,8 @@ def test_one_owner_each_and_a_killed_owner_is_replaced_in_time(fleet, cloud, dat
     wait(lambda: set(owners(engine)) == {"nova", "cinder"}, 60, "both partitions owned")
     # The first member up owns both until the others join; then they spread.
     wait(lambda: len({o for o, _ in owners(engine).values()}) == 2, 20, "spread")
-    wait(lambda: running(fleet, engine, "nova"), 30, "the nova owner to run it")
     wait(lambda: settled(engine, cloud), 60, "the nova view to equal the cloud")
-    owner, term = running(fleet, engine, "nova")
+    owner, term = wait(lambda: running(fleet, engine, "nova"), 30, "the nova owner to run it")
     assert owner in MEMBERS
     cloud.change("servers", count=3, seed=1)
     wait(lambda: settled(engine, cloud), 30, "the changes to be committed")
@@ -180,9 +182,8 @@ def test_one_owner_each_and_a_killed_owner_is_replaced_in_time(fleet, cloud, dat
 def test_a_paused_owner_is_fenced_when_it_wakes(fleet, cloud, database):
     """SIGSTOP the Nova owner past its lease, SIGCONT it: nothing of its old term reaches anyone."""
     engine = sql.create_engine(database)
-    wait(lambda: running(fleet, engine, "nova"), 60, "the nova owner to run it")
     wait(lambda: settled(engine, cloud), 60, "the nova view to equal the cloud")
-    owner, _ = running(fleet, engine, "nova")
+    owner, _ = wait(lambda: running(fleet, engine, "nova"), 60, "the nova owner to run it")
     paused = fleet[owner]
     pids = [paused.proc.pid, *paused.worker_pids()]
     for pid in pids:
@@ -215,9 +216,8 @@ def test_a_paused_coordinator_stops_the_partitions_then_they_catch_up(
     """The coordinator paused past the lease: owners stop what they cannot renew, then catch up."""
     engine = sql.create_engine(database)
     wait(lambda: set(owners(engine)) == {"nova", "cinder"}, 60, "both partitions owned")
-    wait(lambda: running(fleet, engine, "nova"), 60, "the nova owner to run it")
     wait(lambda: settled(engine, cloud), 60, "the nova view to equal the cloud")
-    owner, term = running(fleet, engine, "nova")
+    owner, term = wait(lambda: running(fleet, engine, "nova"), 60, "the nova owner to run it")
     coordinator.pause()
     try:
         cloud.change("servers", count=3, seed=6)
@@ -230,4 +230,43 @@ def test_a_paused_coordinator_stops_the_partitions_then_they_catch_up(
     time.sleep(1.5)
     check_stream(fleet, engine, "nova.instance")
     check_stream(fleet, engine, "cinder.volume")
+    engine.dispose()
+
+
+STANDBY = re.compile(r"Started worker (\S+) \(pid (\d+)\) on standby")
+TAKEN = re.compile(r"Worker (\S+) \(pid (\d+)\) taken off standby")
+
+
+def test_the_heir_runs_the_worker_it_kept_on_standby_which_did_nothing_before(
+    fleet, cloud, database
+):
+    """Standby workers poll nothing; at a failover the heir's standby worker takes over."""
+    engine = sql.create_engine(database)
+    wait(lambda: settled(engine, cloud), 60, "the nova view to equal the cloud")
+    owner, _ = wait(lambda: running(fleet, engine, "nova"), 60, "the nova owner to run it")
+    others = {m: d for m, d in fleet.items() if m != owner}
+    standby = {}
+    for member, d in others.items():
+        kept = [m.groups() for line in d.logs if (m := STANDBY.search(line))]
+        assert tuple({w for w, _ in kept} & {"nova.instance"}) == ("nova.instance",), member
+        standby[member] = {int(pid) for w, pid in kept if w == "nova.instance"}
+        assert standby[member] & set(d.worker_pids()), f"{member}: no nova standby running"
+        # Kept, never let through: since it started it listed nothing (only the
+        # owner polls Nova; a member that owned nova earlier polled it then).
+        last = max(
+            i
+            for i, line in enumerate(d.logs)
+            if (m := STANDBY.search(line)) and m.group(1) == "nova.instance"
+        )
+        assert not any("nova.instance: full cycle" in line for line in d.logs[last:]), member
+    fleet[owner].kill()
+    wait(lambda: owners(engine)["nova"][0] not in (owner, None), 30, "a new nova owner")
+    heir = owners(engine)["nova"][0]
+    d = fleet[heir]
+    d.wait_log("nova.instance: full cycle", timeout=30)
+    taken = [m.groups() for line in d.logs if (m := TAKEN.search(line))]
+    assert any(w == "nova.instance" and int(pid) in standby[heir] for w, pid in taken), taken
+    wait(lambda: settled(engine, cloud), 30, "the heir's commits")
+    # The member that did not inherit keeps its standby; the heir starts a new one
+    # only if it gives nova up again.
     engine.dispose()

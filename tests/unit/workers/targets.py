@@ -57,3 +57,17 @@ def hello_mark_then_wait(tag: str, mark: str, conn: Connection) -> None:
     with open(mark, "w"):
         pass
     _wait_for_parent_to_go()
+
+
+def ready_then_gated(tag: str, conn: Connection, gate=None) -> None:
+    """Say ``ready`` (prepared), wait at the gate, then say hello and run until terminated."""
+    import threading
+
+    conn.send(("ready", tag, os.getpid()))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if gate is not None and not gate.wait(stop):
+        return
+    _hello(tag, conn)
+    while not stop.wait(0.1) and os.getppid() != 1:
+        pass

@@ -250,3 +250,71 @@ def test_a_worker_removed_while_its_message_waits_does_not_stop_the_reader(run, 
             break
     assert names[:2] == ["gate", kept]
     assert "c" in names, f"the supervisor stopped reading its workers after {names}"
+
+
+def gated(name: str, digest: str = "d1") -> WorkerSpec:
+    return WorkerSpec(name, targets.ready_then_gated, (name,), digest, gated=True)
+
+
+def test_a_worker_on_standby_waits_at_its_gate_and_starts_when_wanted(run):
+    """On standby: prepared and silent; wanted: the same process goes on at once."""
+    heard = Heard()
+    sup = run(heard)
+    sup.ensure([], standby=[gated("s")])
+    _, name, (word, _, pid) = heard.take(1)[0]
+    assert (name, word) == ("s", "ready")
+    assert heard.quiet(0.5)  # it waits at its gate
+    opened = time.monotonic()
+    sup.ensure([gated("s")])
+    when, _, (word, _, hello_pid) = heard.take(1)[0]
+    assert (word, hello_pid) == ("hello", pid)  # the same process, not a new one
+    assert when - opened < 0.5
+
+
+def test_a_worker_that_ran_is_replaced_by_a_fresh_one_on_standby(run):
+    """Running, then wanted on standby: a new process that waits at its gate."""
+    heard = Heard()
+    sup = run(heard)
+    sup.ensure([gated("s")])
+    got = heard.take(2)
+    assert [m[0] for _, _, m in got] == ["ready", "hello"]
+    first = got[0][2][2]
+    sup.ensure([], standby=[gated("s")])
+    _, _, (word, _, pid) = heard.take(1)[0]
+    assert word == "ready"
+    assert pid != first
+    assert not alive(first)
+    assert heard.quiet(0.5)
+    sup.ensure([])
+    assert not alive(pid)
+
+
+def test_a_worker_on_standby_that_dies_is_restarted_on_standby(run):
+    """A standby worker killed: restarted with back-off, still waiting at its gate."""
+    heard = Heard()
+    sup = run(heard, delay=0.05)
+    sup.ensure([], standby=[gated("s")])
+    _, _, (_, _, pid) = heard.take(1)[0]
+    os.kill(pid, 9)
+    _, _, (word, _, again) = heard.take(1)[0]
+    assert word == "ready"
+    assert again != pid
+    assert heard.quiet(0.5)
+    sup.ensure([gated("s")])
+    _, _, (word, _, hello) = heard.take(1)[0]
+    assert (word, hello) == ("hello", again)
+
+
+def test_a_worker_taken_off_standby_that_dies_restarts_running(run):
+    """Once its gate opened, a worker that dies is restarted straight into its work."""
+    heard = Heard()
+    sup = run(heard, delay=0.05)
+    sup.ensure([], standby=[gated("s")])
+    heard.take(1)
+    sup.ensure([gated("s")])
+    _, _, (word, _, pid) = heard.take(1)[0]
+    assert word == "hello"
+    os.kill(pid, 9)
+    got = heard.take(2)
+    assert [m[0] for _, _, m in got] == ["ready", "hello"]
+    assert got[0][2][2] != pid
