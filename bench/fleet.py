@@ -250,8 +250,9 @@ def _failover(fleet: _Fleet, arrivals: _Arrivals) -> dict[str, float]:
     return {
         "failover": first - killed,
         "to_gain": gained_at - killed,
-        # The new owner's start: its collector spawned (an interpreter, the
-        # plugin, a token), its first listing, then commit, sink and watcher.
+        # The new owner's start: its collector let through from standby (or
+        # spawned: an interpreter, the plugin), its first listing, then
+        # commit, sink and watcher.
         "to_listing": ended - listing - gained_at,
         "listing": listing,
         "victim": owner,
@@ -313,7 +314,8 @@ def _b11(runs: list[dict[str, Any]], servers: int) -> dict[str, Any]:
         "committed (seq above the one it starts from); baseline: heartbeat_timeout + "
         "one period as configured; kill_to_new_owner_s: until the new owner logs that "
         "it runs the partition; then new_owner_to_its_listing_s until its collector's "
-        "first listing starts (a worker spawned), which takes its_first_listing_s",
+        "first listing starts (its standby worker let through, or one spawned with "
+        "standby_workers = false), which takes its_first_listing_s",
     )
 
 

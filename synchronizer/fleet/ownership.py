@@ -3,8 +3,11 @@
 Every member joins the tooz group and, every ``heartbeat_timeout / 3``
 seconds, heart-beats (which also renews the locks it holds; on a thread of
 its own, so that a partition taking seconds to start or stop does not let
-the lease of the others run out), runs the group's watchers and reads the
-membership.  From the membership each
+the lease of the others run out).  Four times as often it runs the group's
+watchers and reads the membership (no heartbeat: a lease renewed more often
+would only run out later after its owner died), so that a partition whose
+owner's lease ran out is taken within a quarter period of it, not a whole
+one (one small read per member and cycle).  From the membership each
 member computes the same assignment (:func:`~synchronizer.fleet.partitions.assign`)
 and then, for each partition:
 
@@ -83,6 +86,7 @@ class Ownership:
         self.group = group.encode()
         self.timeout = timeout
         self.period = timeout / 3.0
+        self.interval = self.period / 4.0  # the loop's: membership read, locks tried
         self._on_gain, self._on_lose = on_gain, on_lose
         self._coord: coordination.CoordinationDriver | None = None
         self._locks: dict[str, object] = {}
@@ -127,16 +131,19 @@ class Ownership:
         are returned, sorted (none: the group is gone, an answer all the
         same, from a coordinator that restarted empty).
         """
-        from tooz import coordination
-
         started = time.monotonic()
         coord.heartbeat()
-        try:
-            members = sorted(m.decode() for m in coord.get_members(self.group).get())
-        except coordination.GroupNotCreated:
-            members = []
+        members = self._members(coord)
         self._renewed = max(self._renewed, started)
         return members
+
+    def _members(self, coord: coordination.CoordinationDriver) -> list[str]:
+        from tooz import coordination
+
+        try:
+            return sorted(m.decode() for m in coord.get_members(self.group).get())
+        except coordination.GroupNotCreated:
+            return []
 
     def _watch(self) -> None:
         while not self._stop.wait(self.period / 2):
@@ -179,12 +186,17 @@ class Ownership:
                 self._unreachable(exc)
             except Exception:
                 LOG.exception("Ownership cycle failed; it goes on")
-            self._stop.wait(max(0.0, self.period - (time.monotonic() - started)))
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
     def _cycle(self) -> None:
 
         coord = self._connect()
-        members = self._renew(coord)
+        # Heart-beat at the heartbeat's pace, not the loop's: a lease renewed
+        # more often would only run out later after its owner died.
+        if time.monotonic() - self._renewed >= self.period:
+            members = self._renew(coord)
+        else:
+            members = self._members(coord)
         coord.run_watchers()
         if self.member_id not in members:
             # A coordinator restarted empty, or our membership expired: join again.
