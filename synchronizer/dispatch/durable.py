@@ -91,7 +91,7 @@ LOG = logging.getLogger(__name__)
 __all__ = ["SCHEMA", "SQLiteStore", "read_baseline"]
 
 SCHEMA = 1
-TRIM_EVERY = 30.0  # seconds between history trims (a trim scans the history)
+TRIM_EVERY = 30.0  # seconds between history trims (a trim reads what it drops)
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints (off the dispatcher's thread)
 CACHE_KIB = 8192  # the writer's page cache (see SQLiteStore.__init__)
 READER_CACHE_KIB = 512  # the reader's: it scans (views, history), it does not look up
@@ -407,11 +407,15 @@ class SQLiteStore:
         with self._read_lock:
             db = self._reader
             keep_from = self._seq - self.history_max_changes
-            (aged,) = db.execute(
-                "SELECT max(seq) FROM history WHERE committed < ?",
+            # The first change young enough to keep, walking the key (seq) from
+            # the oldest: it reads the aged rows only, not the whole history
+            # (the times grow with seq; one set back by the clock only waits).
+            young = db.execute(
+                "SELECT seq FROM history WHERE committed >= ? ORDER BY seq LIMIT 1",
                 (time.time() - self.history_max_age,),
             ).fetchone()
-            cut = max(keep_from, int(aged or 0))
+            aged = young[0] - 1 if young is not None else self._seq
+            cut = max(keep_from, aged)
             if self._pins:
                 cut = min(cut, min(self._pins.values()))
             if cut <= 0:

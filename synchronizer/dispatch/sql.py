@@ -65,6 +65,8 @@ SCHEMA = 1
 _U64 = 1 << 64
 
 metadata = sa.MetaData()
+# Unix times: DOUBLE; sa.Float is MySQL's 4-byte FLOAT, which rounds them to minutes.
+_TIME = sa.Double
 _KEY = sa.String(255)
 _DOC = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")  # a TEXT is 64 KiB there
 
@@ -76,7 +78,7 @@ partitions = sa.Table(
     sa.Column("owner", sa.String(255)),
     sa.Column("epoch", sa.String(32), nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Column("claimed", sa.Float),
+    sa.Column("claimed", _TIME),
 )
 entities = sa.Table(
     "sync_entities",
@@ -100,7 +102,7 @@ history = sa.Table(
     sa.Column("partition", _KEY, primary_key=True),
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("type", sa.String(128), nullable=False),
-    sa.Column("committed", sa.Float, nullable=False),
+    sa.Column("committed", _TIME, nullable=False),
     sa.Column("doc", _DOC),
 )
 positions = sa.Table(
@@ -109,7 +111,7 @@ positions = sa.Table(
     sa.Column("partition", _KEY, primary_key=True),
     sa.Column("name", _KEY, primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Column("updated", sa.Float),
+    sa.Column("updated", _TIME),
 )
 
 
@@ -133,12 +135,33 @@ def create_engine(
 
 
 def create_tables_of(engine: sa.engine.Engine) -> None:
-    """Create the tables that are missing, and the columns added since (``cloud``)."""
+    """Create the tables that are missing, and bring older ones up to date.
+
+    Since the first release: the ``cloud`` column; on MySQL, times stored
+    as DOUBLE where they were FLOAT.
+    """
     metadata.create_all(engine, checkfirst=True)
-    columns = {c["name"] for c in sa.inspect(engine).get_columns(entities.name)}
+    inspector = sa.inspect(engine)
+    columns = {c["name"] for c in inspector.get_columns(entities.name)}
     if "cloud" not in columns:
         with engine.begin() as conn:
             conn.execute(sa.text(f"ALTER TABLE {entities.name} ADD COLUMN cloud VARCHAR(64)"))
+    if engine.dialect.name == "mysql":
+        _double_times(engine, inspector)
+
+
+def _double_times(engine: sa.engine.Engine, inspector: Any) -> None:
+    """MySQL: the time columns that an earlier schema made FLOAT, made DOUBLE."""
+    for table in (partitions, history, positions):
+        for column in inspector.get_columns(table.name):
+            if type(column["type"]).__name__ != "FLOAT":
+                continue
+            null = "NULL" if column["nullable"] else "NOT NULL"
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(f"ALTER TABLE {table.name} MODIFY {column['name']} DOUBLE {null}")
+                )
+            LOG.info("Table %s: column %s is DOUBLE now", table.name, column["name"])
 
 
 def owners(engine: sa.engine.Engine) -> dict[str, tuple[str | None, int]]:
@@ -516,13 +539,18 @@ class SQLStore:
         self._trimmed_at = time.time()
         with self.engine.begin() as conn:
             cut = self._seq - self.history_max_changes
-            aged = conn.execute(
-                sa.select(sa.func.max(history.c.seq)).where(
+            # The first change young enough to keep, in key order: the
+            # primary key's walk reads only the aged rows (see durable.py).
+            young = conn.execute(
+                sa.select(history.c.seq)
+                .where(
                     history.c.partition == self.partition,
-                    history.c.committed < time.time() - self.history_max_age,
+                    history.c.committed >= time.time() - self.history_max_age,
                 )
+                .order_by(history.c.seq)
+                .limit(1)
             ).scalar()
-            cut = max(cut, int(aged or 0))
+            cut = max(cut, int(young) - 1 if young is not None else self._seq)
             pinned = conn.execute(
                 sa.select(sa.func.min(positions.c.seq)).where(
                     positions.c.partition == self.partition

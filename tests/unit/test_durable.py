@@ -70,6 +70,22 @@ def test_history_resumes_and_says_gone_beyond_its_bound(tmp_path):
     d.close()
 
 
+def test_history_older_than_its_age_bound_is_trimmed_the_rest_kept(tmp_path):
+    """history_max_age: changes older than it go, younger ones stay, a running sink pins."""
+    d = reopen(tmp_path / "s.db", history_max_age=0.4)
+    d.dispatch([ch(k) for k in "abc"])
+    time.sleep(0.5)
+    d.dispatch([ch(k) for k in "de"])
+    assert d.store.trim() == 3
+    assert d.history(2) is None
+    assert [c.key for c in d.history(3)] == ["d", "e"]
+    time.sleep(0.5)
+    d.store.save_position("message", 4)
+    assert d.store.trim() == 1  # d (seq 4) is what the sink sent last: e stays
+    assert [c.key for c in d.history(4)] == ["e"]
+    d.close()
+
+
 def test_the_history_is_not_trimmed_past_a_running_sinks_position(tmp_path):
     """A sink's saved position pins the history; its position survives a reopen."""
     path = tmp_path / "s.db"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from synchronizer import fingerprint, timeutil
@@ -107,3 +109,63 @@ def test_history_trim_keeps_a_saved_position(engine):
     assert store.history_floor() == 3
     assert store.history(1) is None
     assert [c.seq for c in store.history(3)] == [4, 5, 6]
+
+
+def test_history_older_than_its_age_bound_is_trimmed_the_rest_kept(engine):
+    """history_max_age: changes older than it go, younger ones stay (this partition's only)."""
+    store = owner_of(engine, "nova", "m1", history_max_age=0.4)
+    other = owner_of(engine, "cinder", "m1", history_max_age=0.4)
+    d, o = Dispatcher(store=store), Dispatcher(store=other)
+    d.dispatch([ch(f"u{i}") for i in range(3)])
+    o.dispatch([ch("v1", type_="cinder.volume")])
+    time.sleep(0.5)
+    d.dispatch([ch(f"w{i}") for i in range(2)])
+    assert store.trim() == 3
+    assert store.history(2) is None
+    assert [c.seq for c in store.history(3)] == [4, 5]
+    assert [c.seq for c in other.history(0)] == [1]  # another partition's history stays
+
+
+def test_an_earlier_schemas_float_times_become_double_on_mysql():
+    """MariaDB: tables made with FLOAT times (4 bytes: minutes) are altered to DOUBLE."""
+    import sqlalchemy as sa
+
+    url = fleetparts.create_database("mysql")
+    engine = sql.create_engine(url, create_tables=False)
+    try:
+        old = sa.MetaData()
+        for table in sql.metadata.sorted_tables:
+            columns = [
+                sa.Column(
+                    c.name,
+                    sa.Float if isinstance(c.type, sa.Double) else c.type,
+                    primary_key=c.primary_key,
+                    nullable=c.nullable,
+                    autoincrement=c.autoincrement,
+                )
+                for c in table.columns
+            ]
+            sa.Table(table.name, old, *columns)
+        old.create_all(engine)
+        inspector = sa.inspect(engine)
+        before = {
+            c["name"]: type(c["type"]).__name__ for c in inspector.get_columns("sync_history")
+        }
+        assert before["committed"] == "FLOAT"
+        sql.create_tables_of(engine)
+        inspector = sa.inspect(engine)
+        for table, column in (
+            ("sync_history", "committed"),
+            ("sync_partitions", "claimed"),
+            ("sync_positions", "updated"),
+        ):
+            types = {c["name"]: type(c["type"]).__name__ for c in inspector.get_columns(table)}
+            assert types[column] == "DOUBLE", (table, types)
+        store = owner_of(engine, "nova", "m1")
+        Dispatcher(store=store).dispatch([ch("u1")])
+        with engine.connect() as conn:
+            (committed,) = conn.execute(sa.select(sql.history.c.committed)).one()
+        assert abs(committed - time.time()) < 60
+    finally:
+        engine.dispose()
+        fleetparts.drop_database(url)
