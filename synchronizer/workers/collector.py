@@ -45,7 +45,13 @@ from synchronizer.model import Action, Change, Entity
 from synchronizer.plugin_base import CollectorPlugin
 from synchronizer.workers import watchdog
 from synchronizer.workers.doubts import Doubts
-from synchronizer.workers.process import EXIT_PERMANENT, Sender, prepare_child, reporter
+from synchronizer.workers.process import (
+    EXIT_PERMANENT,
+    Sender,
+    name_process,
+    prepare_child,
+    reporter,
+)
 
 if TYPE_CHECKING:
     from synchronizer.workers.supervisor import GateEnd
@@ -315,7 +321,8 @@ def collector_main(
     source.  A worker on standby (``gate``) loads its plugin, then waits
     at the gate before it reads its baseline and polls.
     """
-    conf, stop = prepare_child(conf_args, f"collector {display}")
+    title = f"collector {display}"
+    conf, stop = prepare_child(conf_args, title, standby=gate is not None)
     send = Sender(conn)
     report = reporter(send)
     loaded = plugin_loader.load(
@@ -324,9 +331,11 @@ def collector_main(
     if name not in loaded:
         raise SystemExit(EXIT_PERMANENT)
     plugin = loaded[name]
-    if gate is not None and not gate.wait(stop):
-        plugin.close()
-        return
+    if gate is not None:
+        if not gate.wait(stop):
+            plugin.close()
+            return
+        name_process(title)
     send(wire.PluginStatus(display, wire.PluginState.RUNNING))
     loop = PollLoop(plugin, display, send, chunk_size)
     saved = store.persisted_baseline(conf, display, plugin.entity_types)

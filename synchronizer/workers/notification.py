@@ -52,7 +52,13 @@ from oslo_config import cfg
 from synchronizer import backend, clouds, plugin_loader, wire
 from synchronizer.plugin_base import NotificationPlugin
 from synchronizer.workers.converter import Converter
-from synchronizer.workers.process import EXIT_PERMANENT, Sender, prepare_child, reporter
+from synchronizer.workers.process import (
+    EXIT_PERMANENT,
+    Sender,
+    name_process,
+    prepare_child,
+    reporter,
+)
 
 if TYPE_CHECKING:
     import oslo_messaging
@@ -286,7 +292,8 @@ def notification_main(
     buses share a broker never share a queue), and its changes are that
     cloud's entities.
     """
-    conf, stop = prepare_child(conf_args, f"notifications {', '.join(names)}")
+    title = f"notifications {', '.join(names)}"
+    conf, stop = prepare_child(conf_args, title, standby=gate is not None)
     cloud = clouds.cloud_of(names[0]) if names else None
     pool = pool or clouds.pool(conf.notification_pool, cloud)
     send = Sender(conn)
@@ -303,8 +310,10 @@ def notification_main(
     url = clouds.transport_url(conf, cloud)
     listener = build_listener(conf, plugins, converter, handoff.put, url, pool)
     # On standby (``gate``): built, not started; nothing is taken from the bus yet.
-    if gate is not None and not gate.wait(stop):
-        return
+    if gate is not None:
+        if not gate.wait(stop):
+            return
+        name_process(title)
     for name in loaded:
         send(wire.PluginStatus(name, wire.PluginState.RUNNING))
     listener.start(override_pool_size=conf.notification_executor_threads)

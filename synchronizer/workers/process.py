@@ -47,16 +47,22 @@ def _watch_parent(stop: threading.Event, parent: int) -> None:
             os._exit(0)
 
 
+def name_process(title: str, *, standby: bool = False) -> None:
+    """``synchronizer: <title>`` in ``ps`` and ``top``, ``(standby)`` while on standby."""
+    setproctitle.setproctitle(f"synchronizer: {title}{' (standby)' if standby else ''}")
+
+
 def prepare_child(
-    conf_args: list[str], title: str | None = None
+    conf_args: list[str], title: str | None = None, *, standby: bool = False
 ) -> tuple[cfg.ConfigOpts, threading.Event]:
     """Common start of a worker process: title, signals, config, logging, watchdog.
 
     ``title`` names the process for ``ps`` and ``top`` (``synchronizer:
-    collector nova.instance``) instead of ``multiprocessing.spawn ...``.
+    collector nova.instance``, ``... (standby)`` for a worker waiting at its
+    gate) instead of ``multiprocessing.spawn ...``.
     """
     if title:
-        setproctitle.setproctitle(f"synchronizer: {title}")
+        name_process(title, standby=standby)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     stop = threading.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -233,6 +234,12 @@ def test_a_paused_coordinator_stops_the_partitions_then_they_catch_up(
     engine.dispose()
 
 
+def title(pid: int) -> str:
+    """What ps shows of a process."""
+    out = subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
 STANDBY = re.compile(r"Started worker (\S+) \(pid (\d+)\) on standby")
 TAKEN = re.compile(r"Worker (\S+) \(pid (\d+)\) taken off standby")
 
@@ -259,13 +266,23 @@ def test_the_heir_runs_the_worker_it_kept_on_standby_which_did_nothing_before(
             if (m := STANDBY.search(line)) and m.group(1) == "nova.instance"
         )
         assert not any("nova.instance: full cycle" in line for line in d.logs[last:]), member
+        assert {title(pid) for pid in standby[member] & set(d.worker_pids())} == {
+            "synchronizer: collector nova.instance (standby)"
+        }
     fleet[owner].kill()
     wait(lambda: owners(engine)["nova"][0] not in (owner, None), 30, "a new nova owner")
     heir = owners(engine)["nova"][0]
     d = fleet[heir]
     d.wait_log("nova.instance: full cycle", timeout=30)
-    taken = [m.groups() for line in d.logs if (m := TAKEN.search(line))]
-    assert any(w == "nova.instance" and int(pid) in standby[heir] for w, pid in taken), taken
+    taken = [
+        int(pid)
+        for line in d.logs
+        if (m := TAKEN.search(line))
+        for w, pid in [m.groups()]
+        if w == "nova.instance"
+    ]
+    assert set(taken) & standby[heir], taken
+    assert title(taken[-1]) == "synchronizer: collector nova.instance"
     wait(lambda: settled(engine, cloud), 30, "the heir's commits")
     # The member that did not inherit keeps its standby; the heir starts a new one
     # only if it gives nova up again.
