@@ -9,11 +9,15 @@ its next link (see :func:`~synchronizer_fakecloud.web.next_link`) are each
 API's own::
 
     class CinderService(ApiService):
-        name, prefixes, documents = "cinder", ("/volume",), ("", "/v3")
+        name = "cinder"
+        prefixes = ("/volume",)
+        documents = ("", "/v3")  # no token needed below /volume
 
-        def _list(self, req, ...):
-            page, parts = self.page(req, "volumes", limit, keep, encode, newest_first=True,
-                                    noun="Volume")    # an unknown marker: 404
+        def _list(self, req, version, detail):
+            ...
+            page, parts = self.page(
+                req, "volumes", limit, keep, encode, newest_first=True, noun="Volume"
+            )  # an unknown marker is a 404 "Volume <marker> could not be found."
 """
 
 from __future__ import annotations
