@@ -31,19 +31,20 @@ from typing import Any
 import orjson
 
 from synchronizer_fakecloud import clock, microversion
+from synchronizer_fakecloud.service import ApiService
 from synchronizer_fakecloud.state import CloudState, Doc, Record
 from synchronizer_fakecloud.web import (
     ApiError,
     Request,
     Response,
+    bool_param,
     encoded,
     json_list_body,
     json_response,
-    next_href,
-    parse_bool,
-    parse_limit,
+    limit_param,
+    next_link,
+    not_found,
     request_id,
-    take,
 )
 
 MAX_LIMIT = 1000
@@ -217,30 +218,23 @@ def _version_doc(base: str) -> dict[str, Any]:
     }
 
 
-class CinderService:
+class CinderService(ApiService):
     """The block-storage API of the fake cloud. Threading: stateless."""
 
     name = "cinder"
     prefixes = ("/volume",)
-
-    def __init__(self, state: CloudState) -> None:
-        self.state = state
-
-    def public(self, req: Request) -> bool:
-        """Version documents need no token."""
-        return req.path.removeprefix("/volume").rstrip("/") in ("", "/v3")
+    documents = ("", "/v3")
 
     def listing(self, req: Request) -> str | None:
         """``volumes/detail`` or ``volumes`` for listing GETs."""
-        match = _PATH.match(req.path.removeprefix("/volume"))
+        match = _PATH.match(self.subpath(req))
         if req.method != "GET" or match is None or match["rest"] not in (None, "/detail"):
             return None
         return "volumes" + (match["rest"] or "")
 
     def handle(self, req: Request) -> Response:
         """Route one request."""
-        base = req.base_url + "/volume"
-        path = req.path.removeprefix("/volume")
+        base, path = self.root(req), self.subpath(req)
         if path.rstrip("/") == "":
             return json_response(300, {"versions": [_version_doc(base)]})
         if path.rstrip("/") == "/v3":
@@ -272,7 +266,7 @@ class CinderService:
 
     def _renderer(self, req: Request, version: tuple[int, int]) -> tuple[Any, Callable]:
         shape = bisect.bisect_right(_GATE_VERSIONS, version)
-        hidden, base = _HIDDEN[shape], req.base_url + "/volume"
+        hidden, base = _HIDDEN[shape], self.root(req)
 
         def render(rec: Record) -> dict[str, Any]:
             out = {k: v for k, v in rec.doc.items() if k not in hidden}
@@ -286,30 +280,20 @@ class CinderService:
         return (shape, base), render
 
     def _list(self, req: Request, version: tuple[int, int], detail: bool) -> Response:
-        try:
-            all_tenants = parse_bool(req.param("all_tenants"))
-            limit = parse_limit(req.param("limit"), MAX_LIMIT) or MAX_LIMIT
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
-        project = None if all_tenants else (req.token.project_id if req.token else None)
-        marker = req.param("marker")
+        project = None if bool_param(req, "all_tenants") else req.project_id
+        limit = limit_param(req, MAX_LIMIT)
         key, render = self._renderer(req, version)
-        with self.state.lock:
-            table = self.state.table("volumes")
-            if marker is not None and marker not in table:
-                raise ApiError(404, f"Volume {marker} could not be found.")
-            page = take(
-                table.scan(marker, newest_first=True),
-                limit,
-                lambda rec: project is None or rec.doc["os-vol-tenant-attr:tenant_id"] == project,
-            )
-            if detail:
-                parts = [encoded(rec, key, render) for rec in page]
-            else:
-                parts = [orjson.dumps({"id": rec.key, "name": rec.doc["name"]}) for rec in page]
-        extra = {}
-        if page and len(page) == limit:
-            extra["volumes_links"] = [{"href": next_href(req, page[-1].key), "rel": "next"}]
+        page, parts = self.page(
+            req,
+            "volumes",
+            limit,
+            lambda rec: project is None or rec.doc["os-vol-tenant-attr:tenant_id"] == project,
+            (lambda rec: encoded(rec, key, render)) if detail else _brief,
+            newest_first=True,
+            noun="Volume",
+        )
+        href = next_link(req, page, limit)
+        extra = {"volumes_links": [{"href": href, "rel": "next"}]} if href else {}
         return Response(200, json_list_body("volumes", parts, extra))
 
     def _show(self, req: Request, version: tuple[int, int], volume_id: str) -> Response:
@@ -317,5 +301,9 @@ class CinderService:
         with self.state.lock:
             rec = self.state.get("volumes", volume_id)
             if rec is None:
-                raise ApiError(404, f"Volume {volume_id} could not be found.")
+                raise not_found("Volume", volume_id)
             return json_response(200, {"volume": render(rec)})
+
+
+def _brief(rec: Record) -> bytes:
+    return orjson.dumps({"id": rec.key, "name": rec.doc["name"]})

@@ -17,19 +17,19 @@ from collections.abc import Callable
 from typing import Any
 
 from synchronizer_fakecloud import clock
+from synchronizer_fakecloud.service import ApiService
 from synchronizer_fakecloud.state import CloudState, Doc, Record
 from synchronizer_fakecloud.web import (
     ApiError,
     Request,
     Response,
+    bool_param,
     encoded,
     json_list_body,
     json_response,
-    next_href,
-    parse_bool,
-    parse_limit,
+    limit_param,
+    next_link,
     request_id,
-    take,
 )
 
 _OUTCOMES = {"COMPLETE": "completed successfully", "FAILED": "failed", "IN_PROGRESS": "started"}
@@ -112,18 +112,11 @@ def error(status: int, message: str) -> Response:
     )
 
 
-class HeatService:
+class HeatService(ApiService):
     """The orchestration API of the fake cloud. Threading: stateless."""
 
     name = "heat"
     prefixes = ("/heat",)
-
-    def __init__(self, state: CloudState) -> None:
-        self.state = state
-
-    def public(self, req: Request) -> bool:
-        """The versions document needs no token."""
-        return req.path.removeprefix("/heat").rstrip("/") == ""
 
     def listing(self, req: Request) -> str | None:
         """``stacks`` for listing GETs."""
@@ -136,7 +129,7 @@ class HeatService:
 
     def handle(self, req: Request) -> Response:
         """Route one request."""
-        if req.path.removeprefix("/heat").rstrip("/") == "":
+        if self.public(req):
             return json_response(
                 300,
                 {
@@ -144,7 +137,7 @@ class HeatService:
                         {
                             "status": "CURRENT",
                             "id": "v1.0",
-                            "links": [{"href": req.base_url + "/heat/v1/", "rel": "self"}],
+                            "links": [{"href": self.root(req) + "/v1/", "rel": "self"}],
                         }
                     ]
                 },
@@ -161,25 +154,15 @@ class HeatService:
         return resp
 
     def _list(self, req: Request) -> Response:
-        try:
-            everyone = parse_bool(req.param("global_tenant"))
-            nested = parse_bool(req.param("show_nested"))
-            limit = parse_limit(req.param("limit"), None)
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
-        project = None if everyone else (req.token.project_id if req.token else None)
-        keep = _filter(project, nested)
-        render = _renderer(req.base_url + "/heat", everyone)
-        with self.state.lock:
-            table = self.state.table("stacks")
-            marker = req.param("marker")
-            if marker not in table:
-                marker = None
-            page = take(table.scan(marker, newest_first=True), limit, keep)
-            parts = [encoded(rec, ("stack", req.base_url, everyone), render) for rec in page]
-        extra = {}
-        if limit and len(page) == limit:
-            extra["links"] = [{"rel": "next", "href": next_href(req, page[-1].key)}]
+        everyone = bool_param(req, "global_tenant")
+        keep = _filter(None if everyone else req.project_id, bool_param(req, "show_nested"))
+        limit = limit_param(req, None)
+        render, key = _renderer(self.root(req), everyone), ("stack", req.base_url, everyone)
+        page, parts = self.page(
+            req, "stacks", limit, keep, lambda rec: encoded(rec, key, render), newest_first=True
+        )
+        href = next_link(req, page, limit)
+        extra = {"links": [{"rel": "next", "href": href}]} if href else {}
         return Response(200, json_list_body("stacks", parts, extra))
 
 

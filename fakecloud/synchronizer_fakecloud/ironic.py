@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from synchronizer_fakecloud import clock, microversion
+from synchronizer_fakecloud.service import ApiService
 from synchronizer_fakecloud.state import CloudState, Doc, Record
 from synchronizer_fakecloud.web import (
     ApiError,
@@ -33,11 +34,11 @@ from synchronizer_fakecloud.web import (
     encoded,
     json_list_body,
     json_response,
-    next_href,
+    limit_param,
+    next_link,
+    not_found,
     parse_bool,
-    parse_limit,
     request_id,
-    take,
 )
 
 MAX_LIMIT = 1000
@@ -228,18 +229,12 @@ def _renderer(base: str, version: tuple[int, int]) -> Callable[[Record], dict[st
     return render
 
 
-class IronicService:
+class IronicService(ApiService):
     """The bare metal API of the fake cloud. Threading: stateless."""
 
     name = "ironic"
     prefixes = ("/baremetal",)
-
-    def __init__(self, state: CloudState) -> None:
-        self.state = state
-
-    def public(self, req: Request) -> bool:
-        """The root and ``/v1`` documents need no token, as in Ironic."""
-        return req.path.removeprefix("/baremetal").rstrip("/") in ("", "/v1")
+    documents = ("", "/v1")  # as in Ironic
 
     def listing(self, req: Request) -> str | None:
         """``nodes/detail`` or ``nodes`` for listing GETs."""
@@ -262,8 +257,7 @@ class IronicService:
         return resp
 
     def _route(self, req: Request) -> Response:
-        base = req.base_url + "/baremetal"
-        path = req.path.removeprefix("/baremetal").rstrip("/")
+        base, path = self.root(req), self.subpath(req).rstrip("/")
         if path in ("", "/v1"):
             return json_response(200, _root(base) if path == "" else _v1(base))
         version = microversion.negotiate(req, "baremetal", MIN_VERSION, MAX_VERSION, _LEGACY)
@@ -280,33 +274,28 @@ class IronicService:
         return resp
 
     def _list(self, req: Request, version: tuple[int, int], detail: bool) -> Response:
+        limit = limit_param(req, MAX_LIMIT)
         try:
-            limit = parse_limit(req.param("limit"), MAX_LIMIT) or MAX_LIMIT
             keep = _visible(req, _filters(req))
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        marker, base = req.param("marker"), req.base_url + "/baremetal"
+        base = self.root(req)
         render = _renderer(base, version) if detail else _brief(base)
         key = (bisect.bisect_right(_GATE_VERSIONS, version), base, detail)
-        with self.state.lock:
-            table = self.state.table("nodes")
-            if marker is not None and marker not in table:
-                raise ApiError(404, f"Node {marker} could not be found.")
-            page = take(table.scan(marker), limit, keep)
-            parts = [encoded(rec, key, render) for rec in page]
-        extra = {}
-        if page and len(page) == limit:
-            extra["next"] = next_href(req, page[-1].key)
-        return Response(200, json_list_body("nodes", parts, extra))
+        page, parts = self.page(
+            req, "nodes", limit, keep, lambda rec: encoded(rec, key, render), noun="Node"
+        )
+        href = next_link(req, page, limit)
+        return Response(200, json_list_body("nodes", parts, {"next": href} if href else {}))
 
     def _show(self, req: Request, version: tuple[int, int], ident: str) -> Response:
-        render = _renderer(req.base_url + "/baremetal", version)
+        render = _renderer(self.root(req), version)
         with self.state.lock:
             rec = self.state.get("nodes", ident) or next(
                 (r for r in self.state.table("nodes").records() if r.doc["name"] == ident), None
             )
             if rec is None or not _visible(req, lambda r: True)(rec):
-                raise ApiError(404, f"Node {ident} could not be found.")
+                raise not_found("Node", ident)
             return json_response(200, render(rec))
 
 

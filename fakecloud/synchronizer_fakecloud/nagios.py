@@ -25,6 +25,8 @@ import base64
 import binascii
 import secrets
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from synchronizer_fakecloud.state import CloudState, Doc, Record
@@ -88,30 +90,120 @@ _TIME_KEYS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Statuses:
+    """The status bits of services or of hosts, and the keys a change of status sets.
+
+    ``codes`` maps names to bits, ``states`` bits to ``last_hard_state``,
+    ``last_time`` bits to the time key they move (else ``default``);
+    ``output`` is the plugin output of a bit for a name; ``times`` are the
+    keys printed in milliseconds.
+    """
+
+    what: str
+    codes: dict[str, int]
+    states: dict[int, int]
+    last_time: dict[int, str]
+    default: str
+    output: Callable[[int, str], str]
+    times: tuple[str, ...]
+
+    def code(self, value: Any) -> int:
+        """A status name (``CRITICAL``) or bit (16) as the status bit."""
+        if isinstance(value, int) and value in self.states:
+            return value
+        try:
+            return self.codes[str(value).upper()]
+        except KeyError:
+            raise ValueError(
+                f"unknown Nagios {self.what} {value!r}, expected one of {sorted(self.codes)}"
+            ) from None
+
+    def keys(self, code: int, name: str, now: float, fields: Doc) -> Doc:
+        """The keys a change to ``code`` sets; pops ``output`` from ``fields``."""
+        return {
+            "status": code,
+            "last_hard_state": self.states[code],
+            "last_state_change": now,
+            "last_hard_state_change": now,
+            self.last_time.get(code, self.default): now,
+            "plugin_output": fields.pop("output", None) or self.output(code, name),
+        }
+
+
+_SERVICES = _Statuses(
+    "status",
+    STATUS_CODES,
+    _STATES,
+    _LAST_TIME,
+    "last_time_ok",
+    lambda code, description: _OUTPUT[code] % description,
+    _TIME_KEYS,
+)
+
+HOST_STATUS_CODES = {"PENDING": 1, "UP": 2, "DOWN": 4, "UNREACHABLE": 8}
+_HOST_NAMES = {code: name for name, code in HOST_STATUS_CODES.items()}
+_HOSTS = _Statuses(
+    "host status",
+    HOST_STATUS_CODES,
+    {2: 0, 4: 1, 8: 2, 1: 0},
+    {2: "last_time_up", 4: "last_time_down", 8: "last_time_unreachable"},
+    "last_time_up",
+    lambda code, name: f"{_HOST_NAMES[code]} - {name}",
+    (
+        "last_state_change",
+        "last_hard_state_change",
+        "last_time_up",
+        "last_time_down",
+        "last_time_unreachable",
+        "last_notification",
+        "next_notification",
+    ),
+)
+
+
 def status_code(value: Any) -> int:
     """A status name (``CRITICAL``) or bit (16) as Nagios' status bit."""
-    if isinstance(value, int) and value in _STATES:
-        return value
-    try:
-        return STATUS_CODES[str(value).upper()]
-    except KeyError:
-        raise ValueError(
-            f"unknown Nagios status {value!r}, expected one of {sorted(STATUS_CODES)}"
-        ) from None
+    return _SERVICES.code(value)
 
 
-def _status_keys(code: int, description: str, now: float, fields: Doc) -> Doc:
-    return {
-        "status": code,
-        "last_hard_state": _STATES[code],
-        "last_state_change": now,
-        "last_hard_state_change": now,
-        _LAST_TIME.get(code, "last_time_ok"): now,
-        "plugin_output": fields.pop("output", None) or _OUTPUT[code] % description,
-    }
+def host_status_code(value: Any) -> int:
+    """A host status name (``DOWN``) or bit (4) as Nagios' host status bit."""
+    return _HOSTS.code(value)
 
 
-class NagiosServiceKind:
+class _NagiosKind:
+    """What the two Nagios kinds share: updates and no tombstones.
+
+    ``label`` is the key whose value the default plugin output names.
+    """
+
+    name: str
+    tombstones = False
+    statuses: _Statuses
+    label: str
+
+    def apply(self, state: CloudState, rec: Record, fields: Doc, now: float) -> tuple[Doc, dict]:
+        """The record after an update; a status change moves state times."""
+        doc = dict(rec.doc)
+        if "status" in fields:
+            code = self.statuses.code(fields.pop("status"))
+            if code != doc["status"]:
+                doc.update(self.statuses.keys(code, doc[self.label], now, fields))
+        if "output" in fields:
+            doc["plugin_output"] = fields.pop("output")
+        doc.update(fields)
+        return doc, rec.meta
+
+    def bury(self, state: CloudState, rec: Record, now: float) -> Doc:
+        """Nagios records keep no tombstone."""
+        raise NotImplementedError
+
+    def cascade(self, state: CloudState, rec: Record) -> None:
+        """Nothing depends on a Nagios record in the fake cloud."""
+
+
+class NagiosServiceKind(_NagiosKind):
     """The ``nagios_services`` kind; key ``"<host_name>;<description>"``.
 
     Friendly fields: ``host_name`` (or ``host``), ``description`` (or
@@ -120,7 +212,8 @@ class NagiosServiceKind:
     """
 
     name = "nagios_services"
-    tombstones = False
+    statuses = _SERVICES
+    label = "description"
 
     def build(self, state: CloudState, fields: Doc, now: float) -> tuple[str, Doc, dict]:
         """A new service, OK unless told otherwise."""
@@ -135,70 +228,13 @@ class NagiosServiceKind:
             "last_time_warning": 0,
             "last_time_unknown": 0,
             "last_time_critical": 0,
-            **_status_keys(code, description, now, fields),
+            **_SERVICES.keys(code, description, now, fields),
         }
         doc.update(fields)
         return f"{host};{description}", doc, {}
 
-    def apply(self, state: CloudState, rec: Record, fields: Doc, now: float) -> tuple[Doc, dict]:
-        """The service after an update; a status change moves state times."""
-        doc = dict(rec.doc)
-        if "status" in fields:
-            code = status_code(fields.pop("status"))
-            if code != doc["status"]:
-                doc.update(_status_keys(code, doc["description"], now, fields))
-        if "output" in fields:
-            doc["plugin_output"] = fields.pop("output")
-        doc.update(fields)
-        return doc, rec.meta
 
-    def bury(self, state: CloudState, rec: Record, now: float) -> Doc:
-        """Nagios services keep no tombstone."""
-        raise NotImplementedError
-
-    def cascade(self, state: CloudState, rec: Record) -> None:
-        """Nothing depends on a Nagios service."""
-
-
-HOST_STATUS_CODES = {"PENDING": 1, "UP": 2, "DOWN": 4, "UNREACHABLE": 8}
-_HOST_STATES = {2: 0, 4: 1, 8: 2, 1: 0}
-_HOST_NAMES = {code: name for name, code in HOST_STATUS_CODES.items()}
-_HOST_LAST_TIME = {2: "last_time_up", 4: "last_time_down", 8: "last_time_unreachable"}
-_HOST_TIME_KEYS = (
-    "last_state_change",
-    "last_hard_state_change",
-    "last_time_up",
-    "last_time_down",
-    "last_time_unreachable",
-    "last_notification",
-    "next_notification",
-)
-
-
-def host_status_code(value: Any) -> int:
-    """A host status name (``DOWN``) or bit (4) as Nagios' host status bit."""
-    if isinstance(value, int) and value in _HOST_STATES:
-        return value
-    try:
-        return HOST_STATUS_CODES[str(value).upper()]
-    except KeyError:
-        raise ValueError(
-            f"unknown Nagios host status {value!r}, expected one of {sorted(HOST_STATUS_CODES)}"
-        ) from None
-
-
-def _host_status_keys(code: int, name: str, now: float, fields: Doc) -> Doc:
-    return {
-        "status": code,
-        "last_hard_state": _HOST_STATES[code],
-        "last_state_change": now,
-        "last_hard_state_change": now,
-        _HOST_LAST_TIME.get(code, "last_time_up"): now,
-        "plugin_output": fields.pop("output", None) or f"{_HOST_NAMES[code]} - {name}",
-    }
-
-
-class NagiosHostKind:
+class NagiosHostKind(_NagiosKind):
     """The ``nagios_hosts`` kind; key the host's name.
 
     Friendly fields: ``name`` (or ``host_name``), ``status`` (name or bit),
@@ -207,7 +243,8 @@ class NagiosHostKind:
     """
 
     name = "nagios_hosts"
-    tombstones = False
+    statuses = _HOSTS
+    label = "name"
 
     def build(self, state: CloudState, fields: Doc, now: float) -> tuple[str, Doc, dict]:
         """A new host, UP unless told otherwise."""
@@ -221,39 +258,20 @@ class NagiosHostKind:
             "last_time_up": 0,
             "last_time_down": 0,
             "last_time_unreachable": 0,
-            **_host_status_keys(code, name, now, fields),
+            **_HOSTS.keys(code, name, now, fields),
         }
         doc.update(fields)
         return name, doc, {}
-
-    def apply(self, state: CloudState, rec: Record, fields: Doc, now: float) -> tuple[Doc, dict]:
-        """The host after an update; a status change moves state times."""
-        doc = dict(rec.doc)
-        if "status" in fields:
-            code = host_status_code(fields.pop("status"))
-            if code != doc["status"]:
-                doc.update(_host_status_keys(code, doc["name"], now, fields))
-        if "output" in fields:
-            doc["plugin_output"] = fields.pop("output")
-        doc.update(fields)
-        return doc, rec.meta
-
-    def bury(self, state: CloudState, rec: Record, now: float) -> Doc:
-        """Nagios hosts keep no tombstone."""
-        raise NotImplementedError
-
-    def cascade(self, state: CloudState, rec: Record) -> None:
-        """Nothing depends on a Nagios host in the fake cloud."""
 
 
 def _ms(seconds: float) -> int:
     return int(seconds) * 1000
 
 
-def _details(rec: Record, now: float, time_keys: tuple[str, ...] = _TIME_KEYS) -> dict[str, Any]:
+def _details(rec: Record, now: float, statuses: _Statuses = _SERVICES) -> dict[str, Any]:
     """The record as ``details=true`` prints it, timers at request time."""
     out = dict(rec.doc)
-    for key in time_keys:
+    for key in statuses.times:
         out[key] = _ms(out[key])
     # A stable per-service phase, so services are not all checked at once.
     last_check = now - zlib.crc32(rec.key.encode()) % _CHECK_INTERVAL
@@ -393,9 +411,7 @@ class NagiosService:
         hosts: dict[str, Any] = {}
         with self.state.lock:
             for rec in self.state.table("nagios_hosts").records():
-                hosts[rec.key] = (
-                    _details(rec, now, _HOST_TIME_KEYS) if details else rec.doc["status"]
-                )
+                hosts[rec.key] = _details(rec, now, _HOSTS) if details else rec.doc["status"]
         return {"selectors": {}, "hostlist": hosts}
 
     def _host(self, req: Request, now: float) -> tuple[dict[str, Any], int, str]:
@@ -406,4 +422,4 @@ class NagiosService:
             rec = self.state.get("nagios_hosts", name)
             if rec is None:
                 return {}, 6, f"The host '{name}' could not be found."
-            return {"host": _details(rec, now, _HOST_TIME_KEYS)}, 0, ""
+            return {"host": _details(rec, now, _HOSTS)}, 0, ""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from synchronizer_fakecloud import clock
+from synchronizer_fakecloud.service import ApiService
 from synchronizer_fakecloud.state import CloudState, Doc, Record
 from synchronizer_fakecloud.web import (
     ApiError,
@@ -26,9 +27,10 @@ from synchronizer_fakecloud.web import (
     json_list_body,
     json_response,
     next_href,
+    next_link,
+    not_found,
     parse_limit,
     request_id,
-    take,
 )
 
 _NS = uuid.UUID("a1f0c3d4-5b6e-4f70-8192-a3b4c5d6e7f8")
@@ -220,14 +222,12 @@ def error(status: int, message: str, kind: str = "HTTPNotFound") -> Response:
     return json_response(status, {"NeutronError": {"type": kind, "message": message, "detail": ""}})
 
 
-class NeutronService:
+class NeutronService(ApiService):
     """The networking API of the fake cloud. Threading: stateless."""
 
     name = "neutron"
     prefixes = ("/network",)
-
-    def __init__(self, state: CloudState) -> None:
-        self.state = state
+    documents = ("", "/v2.0")
 
     @staticmethod
     def _collection(req: Request) -> tuple[str, str | None] | None:
@@ -236,10 +236,6 @@ class NeutronService:
             return parts[0], parts[1] if len(parts) == 2 and parts[1] else None
         return None
 
-    def public(self, req: Request) -> bool:
-        """Version documents need no token."""
-        return req.path.removeprefix("/network").rstrip("/") in ("", "/v2.0")
-
     def listing(self, req: Request) -> str | None:
         """``networks`` or ``ports`` for listing GETs."""
         found = self._collection(req) if req.path.startswith("/network/v2.0/") else None
@@ -247,9 +243,9 @@ class NeutronService:
 
     def handle(self, req: Request) -> Response:
         """Route one request."""
-        path = req.path.removeprefix("/network").rstrip("/")
-        if path in ("", "/v2.0"):
-            return json_response(200, _discovery(req.base_url + "/network", path))
+        path = self.subpath(req).rstrip("/")
+        if path in self.documents:
+            return json_response(200, _discovery(self.root(req), path))
         found = self._collection(req) if path.startswith("/v2.0/") else None
         if found is None:
             return error(404, "The resource could not be found.")
@@ -271,26 +267,25 @@ class NeutronService:
                 "Bad limit request: Limit must be an integer 0 or "
                 f"greater and not '{req.param('limit')}'.",
             ) from None
-        marker = req.param("marker")
         keep, render = _filters(req), _fields(req.query.get("fields"))
         key = ("fields", tuple(req.query.get("fields") or ()))
-        with self.state.lock:
-            table = self.state.table(kind)
-            if marker is not None and marker not in table:
-                raise ApiError(404, f"{_SINGULAR[kind].title()} {marker} could not be found.")
-            page = take(table.scan(marker), limit, keep)
-            parts = [encoded(rec, key, render) for rec in page]
-        extra = {}
-        if limit:
-            extra[kind + "_links"] = _links(req, page, limit)
+        page, parts = self.page(
+            req, kind, limit, keep, lambda rec: encoded(rec, key, render), noun=_noun(kind)
+        )
+        extra = {kind + "_links": _links(req, page, limit)} if limit else {}
         return Response(200, json_list_body(kind, parts, extra))
 
     def _show(self, req: Request, kind: str, ident: str) -> Response:
         with self.state.lock:
             rec = self.state.get(kind, ident)
             if rec is None:
-                raise ApiError(404, f"{_SINGULAR[kind].title()} {ident} could not be found.")
+                raise not_found(_noun(kind), ident)
             return json_response(200, {_SINGULAR[kind]: _fields(None)(rec)})
+
+
+def _noun(kind: str) -> str:
+    """``Network`` or ``Port``, as Neutron's messages name them."""
+    return _SINGULAR[kind].title()
 
 
 def _discovery(base: str, path: str) -> dict[str, Any]:
@@ -307,14 +302,14 @@ def _discovery(base: str, path: str) -> dict[str, Any]:
 
 def _error_type(kind: str, status: int) -> str:
     if status == 404:
-        return f"{_SINGULAR[kind].title()}NotFound"
+        return f"{_noun(kind)}NotFound"
     return "HTTPBadRequest"
 
 
 def _links(req: Request, page: list[Record], limit: int) -> list[dict[str, str]]:
     links = []
-    if len(page) >= limit:
-        links.append({"rel": "next", "href": next_href(req, page[-1].key, ["page_reverse"])})
+    if href := next_link(req, page, limit, ["page_reverse"]):
+        links.append({"rel": "next", "href": href})
     first = page[0].key if page else (req.param("marker") or "")
     prev = next_href(req, first, ["page_reverse"]) + "&page_reverse=True"
     links.append({"rel": "previous", "href": prev})

@@ -56,7 +56,7 @@ class NovaCall:
     @property
     def project_id(self) -> str | None:
         """The project of the caller's token."""
-        return self.req.token.project_id if self.req.token else None
+        return self.req.project_id
 
 
 Handler = Callable[..., Response]

@@ -22,10 +22,10 @@ from synchronizer_fakecloud.state import Record
 from synchronizer_fakecloud.web import (
     ApiError,
     Response,
+    bool_param,
     json_list_body,
     json_response,
-    next_href,
-    parse_bool,
+    next_link,
     parse_limit,
     take,
 )
@@ -54,10 +54,7 @@ def _time_param(call: NovaCall, name: str) -> float | None:
 
 def _filter(call: NovaCall) -> Callable[[Record], bool]:
     req = call.req
-    try:
-        all_tenants = parse_bool(req.param("all_tenants"))
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+    all_tenants = bool_param(req, "all_tenants")
     project = req.param("project_id") or req.param("tenant_id")
     if not all_tenants:
         project = call.project_id
@@ -99,9 +96,8 @@ def _page(call: NovaCall) -> tuple[list[Record], int]:
 
 
 def _listing(call: NovaCall, parts: list[bytes], page: list[Record], limit: int) -> Response:
-    extra = {}
-    if page and len(page) == limit:
-        extra["servers_links"] = [{"href": next_href(call.req, page[-1].key), "rel": "next"}]
+    href = next_link(call.req, page, limit)
+    extra = {"servers_links": [{"href": href, "rel": "next"}]} if href else {}
     return Response(200, json_list_body("servers", parts, extra))
 
 

@@ -63,6 +63,11 @@ class Request:
         values = self.query.get(name)
         return values[0] if values else None
 
+    @property
+    def project_id(self) -> str | None:
+        """The project of the validated token, or None."""
+        return self.token.project_id if self.token else None
+
     def header(self, name: str) -> str | None:
         """A request header by case-insensitive name, or None."""
         return self.headers.get(name.lower())
@@ -148,6 +153,14 @@ def parse_bool(value: str | None, default: bool = False) -> bool:
     raise ValueError(f"Unrecognized value '{value}', acceptable values are: {_TRUE}")
 
 
+def bool_param(req: Request, name: str) -> bool:
+    """A boolean query parameter (false when absent); 400 when unclear."""
+    try:
+        return parse_bool(req.param(name))
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
 def parse_limit(value: str | None, max_limit: int | None) -> int | None:
     """A page size: the requested one capped by ``max_limit``.
 
@@ -163,6 +176,19 @@ def parse_limit(value: str | None, max_limit: int | None) -> int | None:
     if limit == 0:
         return max_limit
     return limit if max_limit is None else min(limit, max_limit)
+
+
+def limit_param(req: Request, max_limit: int | None) -> int | None:
+    """The ``limit`` query parameter read by :func:`parse_limit`; 400 when invalid."""
+    try:
+        return parse_limit(req.param("limit"), max_limit)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def not_found(noun: str, ident: str) -> ApiError:
+    """The 404 of an unknown record: ``Volume <ident> could not be found.``"""
+    return ApiError(404, f"{noun} {ident} could not be found.")
 
 
 def take(
@@ -184,3 +210,12 @@ def next_href(req: Request, marker: str, drop: Iterable[str] = ()) -> str:
     params = [(k, v) for k, v in params if k not in set(drop)]
     params.append(("marker", marker))
     return f"{req.base_url}{req.path}?{urlencode(params)}"
+
+
+def next_link(
+    req: Request, page: list[Record], limit: int | None, drop: Iterable[str] = ()
+) -> str | None:
+    """The "next" link after a full page (``limit`` records), else None."""
+    if page and len(page) == limit:
+        return next_href(req, page[-1].key, drop)
+    return None
