@@ -83,8 +83,9 @@ from typing import Any
 import orjson
 
 from synchronizer.dispatch.codec import Stored
+from synchronizer.dispatch.rows import change_of, doc_of, signed, unsigned
 from synchronizer.errors import StateLocked
-from synchronizer.model import Action, Change, Entity
+from synchronizer.model import Action, Change
 
 LOG = logging.getLogger(__name__)
 
@@ -95,7 +96,6 @@ TRIM_EVERY = 30.0  # seconds between history trims (a trim reads what it drops)
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints (off the dispatcher's thread)
 CACHE_KIB = 8192  # the writer's page cache (see SQLiteStore.__init__)
 READER_CACHE_KIB = 512  # the reader's: it scans (views, history), it does not look up
-_U64 = 1 << 64
 _ACTIONS = {str(a): a for a in Action}
 _ABSENT = object()  # no pending write for the key
 _GONE = object()  # a pending delete
@@ -147,33 +147,6 @@ _INSERT = (
 )
 _DELETE = "DELETE FROM entities WHERE rowid = ?"
 _SCAN = "SELECT key, doc, fingerprint FROM entities WHERE type = ? ORDER BY rowid"
-
-
-def _signed(fp: int) -> int:
-    return fp - _U64 if fp >= 1 << 63 else fp
-
-
-def _unsigned(fp: int) -> int:
-    return fp + _U64 if fp < 0 else fp
-
-
-def _doc(change: Change, docs: dict[int, tuple[Change, str]]) -> str:
-    """The change's JSON: as flushed into its row, if it was that very change."""
-    flushed = docs.get(id(change))
-    if flushed is not None and flushed[0] is change:
-        return flushed[1]
-    return change.to_json().decode()
-
-
-def _change(doc: str | bytes, fp: int) -> Change:
-    data = orjson.loads(doc)
-    return Change(
-        Action(data["action"]),
-        Entity.from_dict(data),
-        _unsigned(fp),
-        bool(data["final_state_unknown"]),
-        int(data["seq"]),
-    )
 
 
 class SQLiteStore:
@@ -293,7 +266,7 @@ class SQLiteStore:
         docs = self._docs
         now = time.time()
         if told:
-            rows = [(c.seq, c.entity.type, now, _doc(c, docs)) for c in told]
+            rows = [(c.seq, c.entity.type, now, doc_of(c, docs)) for c in told]
             self._begin()
             self.db.executemany("INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)", rows)
         if seq is not None and seq > self._seq:
@@ -481,9 +454,9 @@ class _SQLiteTable:
         db = self._store.db
 
         def load() -> Change:
-            return _change(*db.execute(_DOC, (rowid,)).fetchone())
+            return change_of(*db.execute(_DOC, (rowid,)).fetchone())
 
-        return Stored(_unsigned(fp), seq, _ACTIONS[action], observed, bool(fsu), load)
+        return Stored(unsigned(fp), seq, _ACTIONS[action], observed, bool(fsu), load)
 
     def __getitem__(self, key: str) -> Change:
         entry = self.get(key)
@@ -540,7 +513,7 @@ class _SQLiteTable:
             values = (
                 entry.seq,
                 str(entry.action),
-                _signed(entry.fingerprint),
+                signed(entry.fingerprint),
                 entry.entity.timestamp,
                 int(entry.final_state_unknown),
                 doc,
@@ -565,7 +538,7 @@ class _SQLiteTable:
     def items(self) -> Iterator[tuple[str, Change]]:
         self._store._flush()
         for key, doc, fp in self._store.db.execute(_SCAN, (self._type,)).fetchall():
-            yield key, _change(doc, fp)
+            yield key, change_of(doc, fp)
 
     def __len__(self) -> int:
         self._store._flush()
@@ -604,7 +577,7 @@ def read_baseline(
         rows = db.execute(sql, [*types, plugin, cloud])  # placeholders only
         baseline: dict[str, dict[str, int]] = {}
         for type_, key, fp in rows:
-            baseline.setdefault(type_, {})[key] = _unsigned(fp)
+            baseline.setdefault(type_, {})[key] = unsigned(fp)
         return baseline
     except sqlite3.Error as exc:
         LOG.warning("Cannot read the baseline from the state at %s (%s); starting empty", path, exc)

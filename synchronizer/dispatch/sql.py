@@ -54,15 +54,15 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from synchronizer.dispatch.rows import change_of, doc_of, signed
 from synchronizer.errors import Fenced
-from synchronizer.model import Action, Change, Entity
+from synchronizer.model import Action, Change
 
 LOG = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA", "SQLStore", "create_engine", "metadata", "owners", "read_views"]
 
 SCHEMA = 1
-_U64 = 1 << 64
 
 metadata = sa.MetaData()
 # Unix times: DOUBLE; sa.Float is MySQL's 4-byte FLOAT, which rounds them to minutes.
@@ -197,33 +197,6 @@ def read_views(
     return streams, docs
 
 
-def _signed(fp: int) -> int:
-    return fp - _U64 if fp >= 1 << 63 else fp
-
-
-def _unsigned(fp: int) -> int:
-    return fp + _U64 if fp < 0 else fp
-
-
-def _doc(change: Change, docs: dict[int, tuple[Change, str]]) -> str:
-    """The change's JSON: as written into its row, if it was that very change."""
-    written = docs.get(id(change))
-    if written is not None and written[0] is change:
-        return written[1]
-    return change.to_json().decode()
-
-
-def _change(doc: str, fp: int) -> Change:
-    data = orjson.loads(doc)
-    return Change(
-        Action(data["action"]),
-        Entity.from_dict(data),
-        _unsigned(fp),
-        bool(data["final_state_unknown"]),
-        int(data["seq"]),
-    )
-
-
 class _Table(dict):  # type: ignore[type-arg]
     """One type's entries in memory, noting which keys changed since the last commit."""
 
@@ -332,7 +305,7 @@ class SQLStore:
         )
         with self.engine.connect() as conn:
             for type_, key, doc, fp in conn.execute(query):
-                dict.__setitem__(self.table(type_), key, _change(doc, fp))
+                dict.__setitem__(self.table(type_), key, change_of(doc, fp))
                 self._stored.add((type_, key))
 
     # -- EntryStore ------------------------------------------------------------
@@ -369,7 +342,7 @@ class SQLStore:
                             "seq": c.seq,
                             "type": c.entity.type,
                             "committed": now,
-                            "doc": _doc(c, docs),
+                            "doc": doc_of(c, docs),
                         }
                         for c in told
                     ],
@@ -432,7 +405,7 @@ class SQLStore:
             "key": key,
             "seq": change.seq,
             "action": str(change.action),
-            "fingerprint": _signed(change.fingerprint),
+            "fingerprint": signed(change.fingerprint),
             "observed": change.entity.timestamp,
             "doc": doc,
             "cloud": change.entity.cloud,
