@@ -23,21 +23,18 @@ A partition's epoch is its stream's id in the database: it stays the same
 across owners, so a watcher's position per partition survives a failover.
 
 Threading: oslo.messaging's executor calls the methods on several threads;
-the snapshots are guarded by a lock, each read takes its own connection.
+the snapshots (:class:`~synchronizer.outputs.rpc.Snapshots`) are guarded by
+a lock, each read takes its own connection.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-import uuid
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from synchronizer import backend
 from synchronizer.dispatch import sql
+from synchronizer.outputs.rpc import Snapshots, read_history
 from synchronizer.outputs.rpc_api import NAMESPACE, VERSION, target
 
 if TYPE_CHECKING:
@@ -46,9 +43,6 @@ if TYPE_CHECKING:
     from oslo_config import cfg
 
 __all__ = ["FleetViewEndpoint", "build_server"]
-
-SNAPSHOT_TTL = 60.0
-HISTORY_READ = 10_000
 
 
 class FleetViewEndpoint:
@@ -68,10 +62,8 @@ class FleetViewEndpoint:
         self.target = backend.messaging().Target(namespace=NAMESPACE, version=VERSION)
         self.engine = engine
         self.types = dict(types)
-        self.chunk_size = chunk_size
         self.server = server
-        self._snapshots: dict[str, tuple[float, list[Any]]] = {}
-        self._lock = threading.Lock()
+        self.snapshots = Snapshots(chunk_size, server)
 
     def streams(self, ctxt: Any) -> dict[str, dict[str, Any]]:
         found, _ = sql.read_views(self.engine, ())
@@ -86,7 +78,7 @@ class FleetViewEndpoint:
         found, docs = sql.read_views(self.engine, types, partition)
         partition = partition or self._partition_of(types)
         epoch, seq = found.get(partition, ("", 0)) if partition else ("", 0)
-        return self._begin(docs, seq, epoch)
+        return self.snapshots.begin(docs, seq, epoch)
 
     def history_begin(
         self, ctxt: Any, types: list[str] | None, epoch: str, after: int
@@ -97,51 +89,22 @@ class FleetViewEndpoint:
             return {"gone": True, "why": "epoch", "epoch": ""}
         end = found[partition][1]
         store = sql.SQLStore(self.engine, partition, self.server)
-        wanted = set(types) if types else None
-        changes: list[Any] = []
-        position = after
-        while position < end:
-            part = store.history(position, HISTORY_READ)
-            if part is None:
-                return {"gone": True, "why": "history", "epoch": epoch}
-            if not part:
-                break
-            changes.extend(c for c in part if c.seq <= end and (not wanted or c.type in wanted))
-            position = part[-1].seq
-        return {"gone": False, **self._begin(changes, end, epoch)}
+        changes = read_history(store.history, after, end, types)
+        if changes is None:
+            return {"gone": True, "why": "history", "epoch": epoch}
+        return {"gone": False, **self.snapshots.begin(changes, end, epoch)}
 
     def snapshot_chunk(self, ctxt: Any, id: str, index: int) -> list[dict[str, Any]]:
-        with self._lock:
-            _, items = self._snapshots[id]
-        part = items[index * self.chunk_size : (index + 1) * self.chunk_size]
-        return [orjson.loads(i) if isinstance(i, str) else i.to_dict() for i in part]
+        return self.snapshots.chunk(id, index)
 
     def snapshot_end(self, ctxt: Any, id: str) -> None:
-        with self._lock:
-            self._snapshots.pop(id, None)
+        self.snapshots.end(id)
 
     def _partition_of(self, types: Collection[str] | None) -> str | None:
         if not types:
             return None
         owners = {p for p, held in self.types.items() if held & set(types)}
         return owners.pop() if len(owners) == 1 else None
-
-    def _begin(self, items: list[Any], seq: int, epoch: str) -> dict[str, Any]:
-        sid = uuid.uuid4().hex
-        with self._lock:
-            cutoff = time.monotonic() - SNAPSHOT_TTL
-            for old in [s for s, (at, _) in self._snapshots.items() if at < cutoff]:
-                del self._snapshots[old]
-            self._snapshots[sid] = (time.monotonic(), items)
-        chunks = (len(items) + self.chunk_size - 1) // self.chunk_size
-        return {
-            "id": sid,
-            "count": len(items),
-            "chunks": chunks,
-            "seq": seq,
-            "epoch": epoch,
-            "server": self.server,
-        }
 
 
 def build_server(

@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -54,6 +55,72 @@ def _as_dict(item: Any) -> dict[str, Any]:
     return orjson.loads(item) if isinstance(item, str) else item.to_dict()
 
 
+class Snapshots:
+    """The copies ``*_begin`` took, handed out in chunks until ended or a minute old.
+
+    Shared by the single daemon's endpoint and the fleet's.  Threading: the
+    executor's threads call it at once; a lock guards the copies.
+    """
+
+    def __init__(self, chunk_size: int, server: str) -> None:
+        self.chunk_size = chunk_size
+        self.server = server
+        self._copies: dict[str, tuple[float, list[Any]]] = {}
+        self._lock = threading.Lock()
+
+    def begin(self, items: list[Any], seq: int, epoch: str) -> dict[str, Any]:
+        """Keep ``items`` (changes or their JSON); what a caller needs to fetch them."""
+        sid = uuid.uuid4().hex
+        with self._lock:
+            cutoff = time.monotonic() - SNAPSHOT_TTL
+            for old in [s for s, (at, _) in self._copies.items() if at < cutoff]:
+                del self._copies[old]
+            self._copies[sid] = (time.monotonic(), items)
+        chunks = (len(items) + self.chunk_size - 1) // self.chunk_size
+        return {
+            "id": sid,
+            "count": len(items),
+            "chunks": chunks,
+            "seq": seq,
+            "epoch": epoch,
+            "server": self.server,
+        }
+
+    def chunk(self, id: str, index: int) -> list[dict[str, Any]]:
+        with self._lock:
+            _, items = self._copies[id]
+        part = items[index * self.chunk_size : (index + 1) * self.chunk_size]
+        return [_as_dict(item) for item in part]
+
+    def end(self, id: str) -> None:
+        with self._lock:
+            self._copies.pop(id, None)
+
+
+def read_history(
+    read: Callable[[int, int], list[Any] | None],
+    after: int,
+    end: int,
+    types: list[str] | None,
+) -> list[Any] | None:
+    """The changes after ``after`` up to ``end`` (of ``types``), or None: older than the history.
+
+    ``read(position, limit)`` is a store's ``history``.
+    """
+    wanted = set(types) if types else None
+    changes: list[Any] = []
+    position = after
+    while position < end:
+        part = read(position, HISTORY_READ)
+        if part is None:
+            return None
+        if not part:
+            break
+        changes.extend(c for c in part if c.seq <= end and (not wanted or c.type in wanted))
+        position = part[-1].seq
+    return changes
+
+
 class ViewEndpoint:
     """RPC endpoint answering ``get_all`` and resumes in chunks from the store."""
 
@@ -61,14 +128,12 @@ class ViewEndpoint:
         # oslo.messaging dispatches by the endpoint's own target namespace/version.
         self.target = backend.messaging().Target(namespace=NAMESPACE, version=VERSION)
         self.dispatcher = dispatcher
-        self.chunk_size = chunk_size
         self.server = server or socket.gethostname()
-        self._snapshots: dict[str, tuple[float, list[Any]]] = {}
-        self._lock = threading.Lock()
+        self.snapshots = Snapshots(chunk_size, self.server)
 
     def snapshot_begin(self, ctxt: Any, types: list[str] | None) -> dict[str, Any]:
         seq, items = self.dispatcher.view_docs(set(types) if types else None)
-        return self._begin(items, seq)
+        return self.snapshots.begin(items, seq, self.dispatcher.epoch)
 
     def history_begin(
         self, ctxt: Any, types: list[str] | None, epoch: str, after: int
@@ -76,49 +141,17 @@ class ViewEndpoint:
         """The changes after ``after`` (of these types), or ``{"gone": True}``."""
         if epoch != self.dispatcher.epoch:
             return {"gone": True, "why": "epoch", "epoch": self.dispatcher.epoch}
-        wanted = set(types) if types else None
         end = self.dispatcher.last_seq()
-        changes: list[Any] = []
-        position = after
-        while position < end:
-            part = self.dispatcher.history(position, HISTORY_READ)
-            if part is None:
-                return {"gone": True, "why": "history", "epoch": self.dispatcher.epoch}
-            if not part:
-                break
-            changes.extend(c for c in part if c.seq <= end and (not wanted or c.type in wanted))
-            position = part[-1].seq
-        return {"gone": False, **self._begin(changes, end)}
-
-    def _begin(self, items: list[Any], seq: int) -> dict[str, Any]:
-        sid = uuid.uuid4().hex
-        with self._lock:
-            self._expire()
-            self._snapshots[sid] = (time.monotonic(), items)
-        chunks = (len(items) + self.chunk_size - 1) // self.chunk_size
-        return {
-            "id": sid,
-            "count": len(items),
-            "chunks": chunks,
-            "seq": seq,
-            "epoch": self.dispatcher.epoch,
-            "server": self.server,
-        }
+        changes = read_history(self.dispatcher.history, after, end, types)
+        if changes is None:
+            return {"gone": True, "why": "history", "epoch": self.dispatcher.epoch}
+        return {"gone": False, **self.snapshots.begin(changes, end, self.dispatcher.epoch)}
 
     def snapshot_chunk(self, ctxt: Any, id: str, index: int) -> list[dict[str, Any]]:
-        with self._lock:
-            _, items = self._snapshots[id]
-        part = items[index * self.chunk_size : (index + 1) * self.chunk_size]
-        return [_as_dict(item) for item in part]
+        return self.snapshots.chunk(id, index)
 
     def snapshot_end(self, ctxt: Any, id: str) -> None:
-        with self._lock:
-            self._snapshots.pop(id, None)
-
-    def _expire(self) -> None:
-        cutoff = time.monotonic() - SNAPSHOT_TTL
-        for sid in [s for s, (at, _) in self._snapshots.items() if at < cutoff]:
-            del self._snapshots[sid]
+        self.snapshots.end(id)
 
 
 def build_server(
