@@ -56,7 +56,7 @@ class WorkerSpec:
     target: Callable[..., None]
     args: tuple[Any, ...]
     digest: str
-    #: The target takes ``gate=`` (a :class:`Gate`) and may be kept on standby.
+    #: The target takes ``gate=`` (a :class:`GateEnd`, None once open) and may be kept on standby.
     gated: bool = False
 
 
