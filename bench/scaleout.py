@@ -6,8 +6,9 @@ servers, Cinder volumes, Neutron ports) of ``n`` entities each are polled
 by one member holding the three partitions, then by three members holding
 one each (a fresh database and tooz group each).  The cycle time is the
 full listings' as the collectors log it (``full cycle listed N entities
-... in X s``), with 1% of each service changed once a round; a layout's
-cycle time is its slowest service's median.  Ratio: three members / one.
+... in X s``), with 1% of each service changed once a round, once the
+first ``WARMUP`` rounds after the first listings are over (steady
+state); a layout's cycle time is its slowest service's median.  Ratio: three members / one.
 Beside it: each layout's first listings, and the CPU each group of
 processes used (the members' main processes, their collectors, the cloud)
 against the machine's, which tells what bounds the cycle.
@@ -30,6 +31,7 @@ B12_TARGET = 0.5
 # a member committing its first 300,000 entities on a loaded 2-core machine
 # missed its 2 s renewal deadline and gave all its partitions up, again and again.
 B12_TIMEOUT = 10
+WARMUP = 3  # rounds of cycles after the first listings, not measured (see _layout)
 SERVICES = {"nova.instance": "servers", "cinder.volume": "volumes", "neutron.port": "ports"}
 
 
@@ -86,7 +88,12 @@ def _layout(workdir, cloud, redis, postgres, members, n, runs) -> dict[str, Any]
         t0 = time.monotonic()
         for m in members:
             fleet.start(m)
-        settled = _wait(lambda: _listed(fleet, n, t0, 1), 1800, "every first listing")
+        listed = _wait(lambda: _listed(fleet, n, t0, 1), 1800, "every first listing")
+        # The first cycles after a first listing overlap the main processes'
+        # commit of it and the sinks' catching up (seen: 13.7 s, 11.4 s,
+        # then 5.5 s steady for the same Nova listing): not measured.
+        _rounds(fleet, cloud, n, listed, WARMUP)
+        settled = time.monotonic()
         window = _CpuWindow(_pids(fleet, cloud))
         _rounds(fleet, cloud, n, settled, runs)
         cpu = window.close(runs)
@@ -101,7 +108,8 @@ def _layout(workdir, cloud, redis, postgres, members, n, runs) -> dict[str, Any]
         "per_service_s": per_service,
         "first_listing_s": max(first.values()),
         "first_listing_per_service_s": first,
-        "start_to_listed_s": round(settled - t0, 2),
+        "start_to_listed_s": round(listed - t0, 2),
+        "warm_up_rounds": WARMUP,
         "cpu": cpu,
         "partitions_held": owners,
         "terms": terms,
