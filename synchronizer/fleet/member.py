@@ -41,6 +41,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,7 @@ from synchronizer.workers import collector, notification
 from synchronizer.workers.supervisor import Supervisor, WorkerSpec
 
 LOG = logging.getLogger(__name__)
+LOG_AGAIN = 60.0  # seconds between the ERROR lines of a partition that cannot open
 
 __all__ = ["Member"]
 
@@ -114,6 +116,7 @@ class Member:
         self.partitions = {p.name: p for p in group(self._classes)}
         self._runs: dict[str, _Run] = {}
         self._worker_partition: dict[str, str] = {}
+        self._said: dict[str, float] = {}  # partition → when its failing open was last logged
         self._lock = threading.Lock()
         self._inbox: queue.Queue[tuple[str, wire.Message] | None] = queue.Queue(64)
         self._supervisor = Supervisor(
@@ -240,10 +243,30 @@ class Member:
         try:
             run = self._open(partition)
         except (sqlalchemy.exc.SQLAlchemyError, Fenced) as exc:
-            LOG.error("Partition %s: cannot open its state (%s); retrying later", name, exc)
+            # Retried every ownership cycle: said once a minute, not four times a period.
+            now = time.monotonic()
+            level = logging.ERROR if now - self._said.get(name, -LOG_AGAIN) >= LOG_AGAIN else 0
+            if level:
+                self._said[name] = now
+            LOG.log(
+                level or logging.DEBUG,
+                "Partition %s: cannot open its state (%s); retrying",
+                name,
+                exc,
+            )
             return False
-        for feed in run.feeds:
-            feed.start()
+        self._said.pop(name, None)
+        started: list[Feed] = []
+        try:
+            for feed in run.feeds:
+                feed.start()  # reads the sink's saved position
+                started.append(feed)
+        except (sqlalchemy.exc.SQLAlchemyError, Fenced) as exc:
+            # Claimed, but the database went away before the sinks could start:
+            # undo (a partition held and not run would stay dead) and retry later.
+            LOG.error("Partition %s: cannot start its sinks (%s); retrying later", name, exc)
+            self._close(run, started, "its sinks could not start")
+            return False
         with self._lock:
             self._runs[name] = run
             for spec in run.specs:
@@ -284,8 +307,13 @@ class Member:
         if run is None:
             return
         self._ensure_workers()
+        self._close(run, run.feeds, why)
+
+    def _close(self, run: _Run, feeds: list[Feed], why: str) -> None:
+        """Close a partition's dispatcher, its started ``feeds`` and its sinks."""
+        name = run.partition.name
         run.dispatcher.close()  # later batches of its workers are refused
-        for feed in run.feeds:
+        for feed in feeds:
             try:
                 feed.stop(timeout=2.0)
             except (Fenced, sqlalchemy.exc.SQLAlchemyError) as exc:

@@ -230,7 +230,13 @@ class Ownership:
         with self._lock:
             self._locks[name] = lock
         LOG.info("Partition %s: this member (%s) is its owner now", name, self.member_id)
-        if not self._on_gain(name):
+        try:
+            started = self._on_gain(name)
+        except Exception:
+            # Held and not run, the partition would stay dead: give it back.
+            LOG.exception("Partition %s: starting it failed", name)
+            started = False
+        if not started:
             self._lose(name, "it could not start")
 
     def _lose(self, name: str, why: str) -> None:

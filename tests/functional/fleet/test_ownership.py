@@ -78,3 +78,32 @@ def test_a_hung_coordinator_stops_every_partition_within_the_lease(redis):
             redis.resume()
     finally:
         member.stop()
+
+
+class FailsOnce(Recorder):
+    """on_gain raises the first time (a database gone between the claim and the feeds)."""
+
+    def __init__(self) -> None:
+        super().__init__(lose_seconds=0.0)
+        self.calls = 0
+
+    def gain(self, name: str) -> bool:
+        with self.lock:
+            self.calls += 1
+            if self.calls == 1:
+                raise OSError("connection refused")
+        return super().gain(name)
+
+
+def test_a_partition_whose_start_raised_is_given_back_and_taken_again(redis):
+    """on_gain raising leaves no lock held with nothing running: released, retried, running."""
+    rec = FailsOnce()
+    member = Ownership(redis.url, "a", ["p1"], rec.gain, rec.lose, timeout=TIMEOUT)
+    member.start()
+    try:
+        wait(lambda: rec.held == {"p1"}, 20, "the partition to run after the failed start")
+        assert rec.calls == 2
+        assert member.held() == ["p1"]
+        assert [why for _, why in rec.lost] == ["it could not start"]
+    finally:
+        member.stop()
