@@ -244,16 +244,10 @@ class Member:
             run = self._open(partition)
         except (sqlalchemy.exc.SQLAlchemyError, Fenced) as exc:
             # Retried every ownership cycle: said once a minute, not four times a period.
-            now = time.monotonic()
-            level = logging.ERROR if now - self._said.get(name, -LOG_AGAIN) >= LOG_AGAIN else 0
-            if level:
-                self._said[name] = now
-            LOG.log(
-                level or logging.DEBUG,
-                "Partition %s: cannot open its state (%s); retrying",
-                name,
-                exc,
-            )
+            now, level = time.monotonic(), logging.DEBUG
+            if now - self._said.get(name, -LOG_AGAIN) >= LOG_AGAIN:
+                self._said[name], level = now, logging.ERROR
+            LOG.log(level, "Partition %s: cannot open its state (%s); retrying", name, exc)
             return False
         self._said.pop(name, None)
         started: list[Feed] = []
