@@ -94,6 +94,10 @@ __all__ = ["SCHEMA", "SQLiteStore", "read_baseline"]
 SCHEMA = 1
 TRIM_EVERY = 30.0  # seconds between history trims (a trim reads what it drops)
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints (off the dispatcher's thread)
+# Bytes of WAL past which a checkpoint waits for a pause between commits and
+# restarts the WAL (journal_size_limit then cuts the file back to it).
+WAL_LIMIT = 64 * 1024 * 1024
+RESTART_WAIT_MS = 100  # the longest a restart holds the writer while a reader lags
 CACHE_KIB = 8192  # the writer's page cache (see SQLiteStore.__init__)
 READER_CACHE_KIB = 512  # the reader's: it scans (views, history), it does not look up
 _ACTIONS = {str(a): a for a in Action}
@@ -168,8 +172,10 @@ class SQLiteStore:
         *,
         history_max_changes: int = 500_000,
         history_max_age: float = 3600.0,
+        wal_limit: int = WAL_LIMIT,
     ) -> None:
         self.path = os.path.abspath(path)
+        self.wal_limit = wal_limit
         self.history_max_changes = history_max_changes
         self.history_max_age = history_max_age
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -186,7 +192,7 @@ class SQLiteStore:
             # thread of their own, not inside the dispatcher's commits.
             self.db.execute("PRAGMA wal_autocheckpoint = 0")
             # A WAL grown by a first listing is cut back when it restarts.
-            self.db.execute("PRAGMA journal_size_limit = 67108864")
+            self.db.execute(f"PRAGMA journal_size_limit = {wal_limit}")
             self.epoch, self._seq = _meta(self.db)
             self._reader = _connect(self.path)
             self._reader.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
@@ -206,18 +212,38 @@ class SQLiteStore:
         self._trimmed_at = time.time()
         self._closed = False
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # the WAL passed its limit: checkpoint now
+        self._wal = self.path + "-wal"
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="state-checkpoint", daemon=True
         )
         self._checkpointer.start()
 
     def _checkpoint_loop(self) -> None:
+        """Copy the WAL back into the file every second; restart a WAL grown past its limit.
+
+        A passive checkpoint never waits for the dispatcher, so under commits
+        that never pause (a first listing) it never catches up and the WAL
+        is never restarted: it grew to several times the database.  Past
+        ``wal_limit``, once the passive round has copied the bulk, a
+        ``RESTART`` checkpoint takes the writer's lock between two commits,
+        copies the few frames left and lets the next commit write the WAL
+        from its start.  It waits at most ``RESTART_WAIT_MS`` for a reader
+        on an older snapshot (a long SQL query): then it gives up until the
+        next round, and the dispatcher goes on.  A commit that finds the WAL
+        past its limit wakes the loop at once rather than at the next second.
+        """
         db = _connect(self.path)
         db.execute("PRAGMA cache_size = -256")  # it copies pages; it needs no cache
+        db.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
         try:
-            while not self._stopping.wait(CHECKPOINT_EVERY):
+            while not self._stopping.is_set():
+                self._wake.wait(CHECKPOINT_EVERY)
+                self._wake.clear()
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    if _size(self._wal) > self.wal_limit:
+                        db.execute("PRAGMA wal_checkpoint(RESTART)")
                 except sqlite3.Error as exc:  # busy or I/O: the next round retries
                     LOG.debug("State checkpoint skipped: %s", exc)
         finally:
@@ -275,6 +301,8 @@ class SQLiteStore:
         docs.clear()
         if self.db.in_transaction:
             self.db.execute("COMMIT")
+            if _size(self._wal) > self.wal_limit:
+                self._wake.set()
         if now - self._trimmed_at >= TRIM_EVERY:
             self.trim()
 
@@ -283,6 +311,7 @@ class SQLiteStore:
             return
         self._closed = True
         self._stopping.set()
+        self._wake.set()
         self._checkpointer.join(10)
         with contextlib.suppress(sqlite3.Error):
             self._flush()
@@ -587,6 +616,13 @@ def read_baseline(
 
 
 # -- opening, checking, moving aside ---------------------------------------------
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _connect(path: str) -> sqlite3.Connection:
