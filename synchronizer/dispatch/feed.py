@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 SAVE_EVERY = 0.5  # seconds between position saves while sending (and at stop)
+LOG_AGAIN = 60.0  # seconds between the ERROR lines of a history that cannot be read
 
 
 class Feed:
@@ -76,6 +77,8 @@ class Feed:
         self.coalesced = 0
         self._saved = 0
         self._saved_at = 0.0
+        self._failing_since: float | None = None  # since when the history cannot be read
+        self._said = 0.0  # when that was last logged at ERROR
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"feed-{name}", daemon=True)
 
@@ -119,10 +122,24 @@ class Feed:
         while not self._stopping.is_set():
             try:
                 changes = self.dispatcher.history(self.position, self.batch)
-            except Exception:
-                LOG.exception("Sink %s could not read the history; retrying", self.name)
+            except Exception:  # whatever the store raises is retried, and said once
+                level, down = self._history_failed()
+                LOG.log(
+                    level,
+                    "Sink %s could not read the history (for %.0f s); retrying every second",
+                    self.name,
+                    down,
+                    exc_info=True,
+                )
                 self._stopping.wait(1.0)
                 continue
+            if self._failing_since is not None:
+                LOG.info(
+                    "Sink %s reads the history again (after %.0f s)",
+                    self.name,
+                    time.monotonic() - self._failing_since,
+                )
+                self._failing_since = None
             if changes is None:
                 self._skip()
                 continue
@@ -138,6 +155,22 @@ class Feed:
             with self.dispatcher.committed:
                 if self.dispatcher.last_seq() <= self.position and not self._stopping.is_set():
                     self.dispatcher.committed.wait(self._idle_wait())
+
+    def _history_failed(self) -> tuple[int, float]:
+        """How loud to say the history cannot be read, and for how long it could not.
+
+        ERROR (with the traceback) the first time, then once a minute;
+        DEBUG in between.  The store being down is ridden out by retrying
+        every second, and a traceback a second would bury the rest of the log.
+        """
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = self._said = now
+            return logging.ERROR, 0.0
+        if now - self._said >= LOG_AGAIN:
+            self._said = now
+            return logging.ERROR, now - self._failing_since
+        return logging.DEBUG, now - self._failing_since
 
     def _send(self, changes: list[Any]) -> bool:
         for change in changes:

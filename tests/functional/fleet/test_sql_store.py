@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from synchronizer import fingerprint, timeutil
 from synchronizer.dispatch import sql
 from synchronizer.dispatch.dispatcher import Dispatcher
+from synchronizer.dispatch.feed import Feed
 from synchronizer.errors import Fenced
 from synchronizer.model import Action, Change, Entity, Source
 from tests.helpers import fleetparts
@@ -169,3 +171,49 @@ def test_an_earlier_schemas_float_times_become_double_on_mysql():
     finally:
         engine.dispose()
         fleetparts.drop_database(url)
+
+
+def test_a_sink_says_the_database_is_down_once_and_resumes_when_it_is_back(caplog):
+    """The store down under a running sink: one ERROR with its traceback, not one a second.
+
+    The feed retries every second; each failure was logged with a
+    traceback, hundreds of them in an outage of minutes.  Once the
+    database is back it says so, and sends what was committed meanwhile.
+    """
+    server = fleetparts.Postgres().start()
+    engine = sql.create_engine(server.url)
+    d = Dispatcher(store=owner_of(engine, "nova", "m1"))
+    got: list[Change] = []
+    feed = Feed(d, got.append, "message")
+    caplog.set_level(logging.DEBUG, logger="synchronizer.dispatch.feed")
+    try:
+        feed.start()
+        d.dispatch([ch("u1")])
+        _until(lambda: len(got) == 1, "the first change sent")
+        server.halt()
+        _until(lambda: _said(caplog, logging.DEBUG) >= 3, "three retries said at DEBUG", 30)
+        assert _said(caplog, logging.ERROR) == 1
+        (first,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert first.exc_info is not None  # the traceback, once
+        server.resume()
+        _until(lambda: "reads the history again" in caplog.text, "the recovery said", 30)
+        d.dispatch([ch("u2")])
+        _until(lambda: [c.key for c in got] == ["u1", "u2"], "the change after the outage")
+    finally:
+        feed.stop()
+        d.close()
+        engine.dispose()
+        server.stop()
+
+
+def _said(caplog, level: int) -> int:
+    return sum(
+        1 for r in caplog.records if r.levelno == level and "read the history" in r.getMessage()
+    )
+
+
+def _until(predicate, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.05)
