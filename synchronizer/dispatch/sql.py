@@ -115,6 +115,7 @@ positions = sa.Table(
 )
 
 
+CREATE_ATTEMPTS = 5  # tries at creating the tables (members starting together race)
 _VALUES = ("seq", "action", "fingerprint", "observed", "doc", "cloud")
 
 
@@ -139,7 +140,27 @@ def create_tables_of(engine: sa.engine.Engine) -> None:
 
     Since the first release: the ``cloud`` column; on MySQL, times stored
     as DOUBLE where they were FLOAT.
+
+    Members starting together on a new database all find the tables
+    missing, and all but one fail to create them ("already exists", or on
+    PostgreSQL a duplicate type).  What failed is done again, a few times,
+    after a short wait: the others' tables (and columns) are there by then
+    and are left as they are.
     """
+    from oslo_db import exception as db_exc
+
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            _create_tables(engine)
+            return
+        except (sa.exc.SQLAlchemyError, db_exc.DBError) as exc:
+            if attempt == CREATE_ATTEMPTS:
+                raise
+            LOG.debug("Creating the tables failed (%s); again, as another member may be", exc)
+            time.sleep(0.1 * attempt)
+
+
+def _create_tables(engine: sa.engine.Engine) -> None:
     metadata.create_all(engine, checkfirst=True)
     inspector = sa.inspect(engine)
     columns = {c["name"] for c in inspector.get_columns(entities.name)}

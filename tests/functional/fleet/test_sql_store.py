@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -217,3 +218,37 @@ def _until(predicate, what: str, timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+def test_members_starting_together_create_the_tables_without_an_error(dialect):
+    """Several members' first claims on a new database: one creates, none fails.
+
+    Each checked for the tables and created the missing ones; two doing so
+    at once made one fail ("relation sync_partitions already exists"),
+    an ERROR and a failed start at every new fleet's first start.
+    """
+    url = fleetparts.create_database(dialect)
+    engines = [sql.create_engine(url, create_tables=False) for _ in range(6)]
+    start = threading.Barrier(len(engines))
+    failed: list[BaseException] = []
+
+    def create(engine) -> None:
+        start.wait()
+        try:
+            sql.create_tables_of(engine)
+        except Exception as exc:  # noqa: BLE001 - what the test reports
+            failed.append(exc)
+
+    threads = [threading.Thread(target=create, args=(e,)) for e in engines]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert failed == []
+        assert sql.owners(engines[0]) == {}  # the tables are there, and empty
+    finally:
+        for e in engines:
+            e.dispose()
+        fleetparts.drop_database(url)
