@@ -118,9 +118,18 @@ def test_a_broker_down_when_the_daemon_starts_delays_the_creates_and_loses_none(
         d.wait_log("Ready", timeout=60)
         assert d.wait_until(lambda: len(setup.lines()) >= 500, 30)  # jsonl did not wait
         time.sleep(3)
-        broker.start()
-        creates: list = []
-        raw = client.subscribe(setup.consumer_conf(), None, creates.append, pool=f"other-{unique}")
+        # The sink publishes as soon as the broker answers: held meanwhile, so
+        # that the raw subscriber's queue exists before the first create goes
+        # (one made after it would never see what was sent before).
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        try:
+            broker.start()
+            creates: list = []
+            raw = client.subscribe(
+                setup.consumer_conf(), None, creates.append, pool=f"other-{unique}"
+            )
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
         # An RPC call made before the view server's queue exists is lost on the
         # broker (the consumer would get DaemonUnreachable): wait for it.
         d.wait_log("RPC view serving", timeout=90)
