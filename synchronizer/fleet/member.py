@@ -20,6 +20,13 @@ each partition it gains:
    worker in a listener pool of the partition's own, so partitions owned
    by different members never take each other's notifications).
 
+A partition handed over (assigned to a member that joined, or this member
+stopping) is drained first: its workers stop, what they send while
+stopping (a notification worker's last batch) and what waits in the
+dispatch queue is dispatched under the term that still holds, and only
+then is the lock released; notifications taken from the bus are not
+dropped by a rebalance or a rolling restart.
+
 A batch the store refuses (:class:`~synchronizer.errors.Fenced`: another
 member has a newer term) or cannot write (the database is down) reaches
 no subscriber and no sink; the member drops that partition at once
@@ -35,6 +42,7 @@ thread; ``_runs`` is guarded by ``_lock``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -65,6 +73,7 @@ from synchronizer.workers.supervisor import Supervisor, WorkerSpec
 
 LOG = logging.getLogger(__name__)
 LOG_AGAIN = 60.0  # seconds between the ERROR lines of a partition that cannot open
+DRAIN_WAIT = 3.0  # the longest a hand-over waits for its workers' last messages
 
 __all__ = ["Member"]
 
@@ -79,6 +88,8 @@ class _Run:
     feeds: list[Feed]
     sinks: list[Any]
     specs: list[WorkerSpec]
+    stopping: bool = False  # being given up: nothing more is dispatched to it ...
+    draining: bool = False  # ... but what its stopped workers sent last (a hand-over)
 
 
 class Member:
@@ -118,7 +129,10 @@ class Member:
         self._worker_partition: dict[str, str] = {}
         self._said: dict[str, float] = {}  # partition → when its failing open was last logged
         self._lock = threading.Lock()
-        self._inbox: queue.Queue[tuple[str, wire.Message] | None] = queue.Queue(64)
+        # Worker messages, a hand-over's marker (an Event), or None to stop.
+        self._inbox: queue.Queue[tuple[str, wire.Message] | threading.Event | None] = queue.Queue(
+            64
+        )
         self._supervisor = Supervisor(
             self._on_message,
             restart_delay=conf.worker_restart_delay,
@@ -293,15 +307,37 @@ class Member:
         ]
         return _Run(partition, term, dispatcher, feeds, built, self._specs(partition))
 
-    def _lose(self, name: str, why: str) -> None:
+    def _lose(self, name: str, why: str, planned: bool = False) -> None:
+        """Stop a partition; ``planned`` (a hand-over): dispatch what its workers had first.
+
+        Not ``planned`` when its lease or term is gone (what it dispatched
+        would be refused), nor from the dispatch thread (it would wait on
+        itself).
+        """
         with self._lock:
-            run = self._runs.pop(name, None)
-            for spec in run.specs if run else ():
+            run = self._runs.get(name)
+            if run is None or run.stopping:
+                return  # not held, or being stopped already (by the other thread)
+            run.stopping, run.draining = True, planned
+        self._ensure_workers(drain=planned)
+        if planned:
+            self._drain(name)
+        with self._lock:
+            self._runs.pop(name, None)
+            for spec in run.specs:
                 self._worker_partition.pop(spec.name, None)
-        if run is None:
-            return
-        self._ensure_workers()
         self._close(run, run.feeds, why)
+
+    def _drain(self, name: str) -> None:
+        """Wait until the stopped workers' last messages, and all queued before, are dispatched."""
+        deadline = time.monotonic() + DRAIN_WAIT
+        if not self._supervisor.wait_drained(DRAIN_WAIT):
+            LOG.warning("Partition %s: its workers did not all stop in time", name)
+        done = threading.Event()
+        with contextlib.suppress(queue.Full):  # then the wait below says so
+            self._inbox.put(done, timeout=max(0.1, deadline - time.monotonic()))
+        if not done.wait(max(0.1, deadline - time.monotonic())):
+            LOG.warning("Partition %s: what its workers sent last may not all be dispatched", name)
 
     def _close(self, run: _Run, feeds: list[Feed], why: str) -> None:
         """Close a partition's dispatcher, its started ``feeds`` and its sinks."""
@@ -318,19 +354,20 @@ class Member:
             sink.close()
         LOG.warning("Partition %s: stopped (term %d): %s", name, run.term, why)
 
-    def _ensure_workers(self) -> None:
+    def _ensure_workers(self, drain: bool = False) -> None:
         with self._lock:
-            specs = [spec for run in self._runs.values() for spec in run.specs]
+            running = {name for name, run in self._runs.items() if not run.stopping}
+            specs = [spec for name in running for spec in self._runs[name].specs]
             collectors = [s.name for s in specs if s.target is collector.collector_main]
             standby = [
                 spec
                 for name, partition in self.partitions.items()
-                if name not in self._runs and self._standby
+                if name not in running and self._standby
                 for spec in self._specs(partition)
             ]
         periods = {n: float(self.conf[self._group(n)].period) for n in collectors}
         self.status.expect(collectors, periods)
-        self._supervisor.ensure(specs, standby)
+        self._supervisor.ensure(specs, standby, drain=drain)
 
     # -- plugins → partitions → worker specs -----------------------------------
 
@@ -386,11 +423,14 @@ class Member:
             item = self._inbox.get()
             if item is None:
                 return
+            if isinstance(item, threading.Event):
+                item.set()  # a hand-over's marker: everything queued before it is dispatched
+                continue
             name, message = item
             with self._lock:
                 partition = self._worker_partition.get(name)
                 run = self._runs.get(partition) if partition else None
-            if run is None:
+            if run is None or (run.stopping and not run.draining):
                 continue  # a worker of a partition this member just gave up
             try:
                 self._handle(run, name, message)

@@ -14,8 +14,10 @@ and then, for each partition:
 * assigned to it and not held: it tries the partition's tooz lock without
   blocking; once acquired it *gains* the partition (``on_gain``);
 * held but assigned elsewhere (a member joined): it *loses* it first
-  (``on_lose``: workers stopped, last batch committed) and then releases
-  the lock, so the new owner acquires it only after the old one stopped;
+  (``on_lose`` with ``planned``: workers stopped, what they had taken
+  dispatched, the last batch committed) and then releases the lock, so
+  the new owner acquires it only after the old one stopped; the same
+  when the member stops;
 * held but the lock is no longer its own (its lease ran out while it was
   paused or cut off), or it could not renew for longer than the lease
   minus one period: it loses it without waiting for anybody.
@@ -74,12 +76,18 @@ class Ownership:
         member_id: str,
         partitions: list[str],
         on_gain: Callable[[str], bool],
-        on_lose: Callable[[str, str], None],
+        on_lose: Callable[[str, str, bool], None],
         *,
         group: str = "synchronizer",
         timeout: int = 10,
     ) -> None:
-        """``on_gain(name)`` returns False when the partition could not start."""
+        """``on_gain(name)`` returns False when the partition could not start.
+
+        ``on_lose(name, why, planned)``: ``planned`` when the partition is
+        handed over (assigned elsewhere, the member stops) while its lock
+        and term still hold, so that what its workers had taken can still
+        be committed; not when it is lost (lease, refused write, failed start).
+        """
         self.url = lease_url(backend_url, timeout)
         self.member_id = member_id
         self.partitions = list(partitions)
@@ -156,7 +164,7 @@ class Ownership:
 
         self._stop.set()
         self._thread.join(timeout)
-        self._lose_all("the member stops")
+        self._lose_some(list(self._locks), "the member stops", planned=True)
         if self._coord is not None:
             try:
                 self._coord.leave_group(self.group).get()
@@ -218,7 +226,7 @@ class Ownership:
             if released:
                 self._lose(name, "its store refused or failed a write")
             elif not mine:
-                self._lose(name, "it is assigned to another member")
+                self._lose(name, "it is assigned to another member", planned=True)
             elif not _still_owner(lock):
                 self._lose(name, "its lock expired (this member was paused or cut off)")
             return
@@ -239,13 +247,13 @@ class Ownership:
         if not started:
             self._lose(name, "it could not start")
 
-    def _lose(self, name: str, why: str) -> None:
-        self._lose_some([name], why)
+    def _lose(self, name: str, why: str, *, planned: bool = False) -> None:
+        self._lose_some([name], why, planned=planned)
 
     def _lose_all(self, why: str) -> None:
         self._lose_some(list(self._locks), why)
 
-    def _lose_some(self, names: list[str], why: str) -> None:
+    def _lose_some(self, names: list[str], why: str, *, planned: bool = False) -> None:
         """Stop each of these partitions (``on_lose``), then release their locks.
 
         In that order: a coordinator that hangs blocks a release, and the
@@ -260,7 +268,7 @@ class Ownership:
                     continue
                 taken.append((name, lock))
                 LOG.warning("Partition %s: this member gives it up: %s", name, why)
-                self._on_lose(name, why)
+                self._on_lose(name, why, planned)
         finally:
             for name, lock in taken:
                 self._release(name, lock)

@@ -18,6 +18,13 @@ fresh interpreter takes.  A fleet member keeps the workers of the
 partitions it does not own so, for a failover.  A worker that ran is
 never put back on standby: it is replaced by a fresh one.
 
+A worker stopped by ``ensure(..., drain=True)`` is read to the end of its
+pipe before it is let go: what it sent while stopping (a notification
+worker's last batch, flushed once its listener stopped) still reaches
+``on_message`` under its name, and :meth:`Supervisor.wait_drained` tells
+when all of it has.  A fleet member that hands a partition over drains
+its workers so; otherwise a stopped worker's pipe is closed unread.
+
 Threading: ``ensure()`` and ``stop()`` may be called from any thread; the
 reader thread owns the pipes (it alone reads and closes them).
 """
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 HEALTHY_AFTER = 60.0
+DRAIN_WAIT = 5.0  # the longest a draining worker is waited for, then killed
 STOPPED_GRACE = 5.0  # a worker stopped by a signal waits this long for the daemon's stop
 
 
@@ -116,6 +124,17 @@ class _Worker:
         return self.gate is not None and not self.gate.opened
 
 
+@dataclasses.dataclass
+class _Drain:
+    """A stopped worker whose pipe is read to its end, then closed (with its gate)."""
+
+    name: str
+    process: Any
+    conn: Connection
+    gate: Gate | None
+    deadline: float
+
+
 def _pid(worker: _Worker) -> int | None:
     return worker.process.pid if worker.process is not None else None
 
@@ -140,7 +159,9 @@ class Supervisor:
         self.stopped_grace = stopped_grace
         self._workers: dict[str, _Worker] = {}
         self._retired: list[Connection] = []  # pipes of reaped workers, for the reader to close
+        self._draining: list[_Drain] = []
         self._lock = threading.RLock()
+        self._drained = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._read_loop, name="supervisor", daemon=True)
 
@@ -149,12 +170,16 @@ class Supervisor:
     def start(self) -> None:
         self._thread.start()
 
-    def ensure(self, specs: list[WorkerSpec], standby: list[WorkerSpec] = ()) -> None:
+    def ensure(
+        self, specs: list[WorkerSpec], standby: list[WorkerSpec] = (), *, drain: bool = False
+    ) -> None:
         """Make the workers match: ``specs`` running, ``standby`` started and waiting.
 
         Start, stop and restart changed ones; a worker on standby that
         ``specs`` now wants is let through its gate at once; one that ran
-        and is now wanted on standby is replaced by a fresh one.
+        and is now wanted on standby is replaced by a fresh one.  With
+        ``drain``, the workers stopped are read until their pipes end (see
+        :meth:`wait_drained`) rather than closed unread.
         """
         wanted = {s.name: s for s in specs}
         waiting = {s.name: s for s in standby if s.gated and s.name not in wanted}
@@ -171,7 +196,10 @@ class Supervisor:
                 else:
                     continue
                 LOG.info("Stopping worker %s (%s)", name, why)
-                self._terminate(worker)
+                if drain and worker.conn is not None and not worker.on_standby:
+                    self._drain(worker)
+                else:
+                    self._terminate(worker)
                 del self._workers[name]
             for name, spec in {**waiting, **wanted}.items():
                 worker = self._workers.get(name)
@@ -186,11 +214,17 @@ class Supervisor:
                     worker.gate.open()  # type: ignore[union-attr]
                     LOG.info("Worker %s (pid %s) taken off standby", name, _pid(worker))
 
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until every draining worker's pipe was read to its end; False on timeout."""
+        with self._drained:
+            return self._drained.wait_for(lambda: not self._draining, timeout)
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         with self._lock:
             workers = list(self._workers.values())
             self._workers.clear()
+            drains, self._draining = self._draining, []
         for worker in workers:
             if worker.process is not None and worker.process.is_alive():
                 worker.process.terminate()
@@ -199,10 +233,19 @@ class Supervisor:
             self._reap(worker, max(0.0, deadline - time.monotonic()))
             if worker.gate is not None:
                 worker.gate.close()
+        for drain in drains:  # stopped already: what they still send is not waited for
+            drain.process.join(max(0.0, deadline - time.monotonic()))
+            if drain.process.is_alive():
+                drain.process.kill()
+                drain.process.join(1.0)
         if self._thread.is_alive():  # not when the daemon failed before starting it
             self._thread.join(timeout)
         with self._lock:
             self._close_retired()
+            for drain in drains:
+                drain.conn.close()
+                if drain.gate is not None:
+                    drain.gate.close()
 
     # -- internals --------------------------------------------------------
 
@@ -233,6 +276,46 @@ class Supervisor:
         if worker.gate is not None:
             worker.gate.close()
 
+    def _drain(self, worker: _Worker) -> None:
+        """SIGTERM ``worker`` and leave its pipe to the reader until it ends."""
+        if worker.process.is_alive():
+            worker.process.terminate()
+        deadline = time.monotonic() + DRAIN_WAIT
+        self._draining.append(
+            _Drain(worker.spec.name, worker.process, worker.conn, worker.gate, deadline)
+        )
+        worker.process, worker.conn, worker.gate = None, None, None
+
+    def _read_drain(self, drain: _Drain) -> None:
+        try:
+            message = drain.conn.recv()
+        except (EOFError, OSError):
+            message = None
+        except Exception:  # a message that does not unpickle; the pipe's framing holds
+            LOG.exception("Unreadable message from worker %s; dropped", drain.name)
+            return
+        if message is None:
+            self._end_drain(drain, "its last messages read")
+            return
+        try:
+            self._on_message(drain.name, message)
+        except Exception:
+            LOG.exception("Message from worker %s could not be handled", drain.name)
+
+    def _end_drain(self, drain: _Drain, how: str) -> None:
+        drain.process.join(1.0)
+        if drain.process.is_alive():
+            drain.process.kill()
+            drain.process.join(1.0)
+        drain.conn.close()  # on the reader's thread, which alone reads it
+        if drain.gate is not None:
+            drain.gate.close()  # the process is gone: it cannot take the gate's end for "go"
+        LOG.info("Worker %s (pid %s) stopped: %s", drain.name, drain.process.pid, how)
+        with self._drained:
+            if drain in self._draining:
+                self._draining.remove(drain)
+            self._drained.notify_all()
+
     def _reap(self, worker: _Worker, timeout: float) -> None:
         if worker.process is None:
             return
@@ -257,11 +340,20 @@ class Supervisor:
             with self._lock:
                 self._close_retired()  # the reader owns the pipes: none is in use now
                 conns = {w.conn: w for w in self._workers.values() if w.conn is not None}
-            if not conns:
+                drains = {d.conn: d for d in self._draining}
+            now = time.monotonic()
+            for drain in [d for d in drains.values() if d.deadline <= now]:
+                del drains[drain.conn]
+                LOG.warning("Worker %s did not stop in time; killing it", drain.name)
+                self._end_drain(drain, f"killed after {DRAIN_WAIT:.0f} s")
+            if not conns and not drains:
                 self._stopping.wait(0.2)
             else:
-                for conn in wait(list(conns), timeout=0.2):
-                    self._read(conns[conn], conn)
+                for conn in wait([*conns, *drains], timeout=0.2):
+                    if conn in drains:
+                        self._read_drain(drains[conn])
+                    else:
+                        self._read(conns[conn], conn)
             self._restart_due()
 
     def _read(self, worker: _Worker, conn: Connection) -> None:

@@ -26,6 +26,7 @@ class Recorder:
         self.lose_seconds = lose_seconds
         self.held: set[str] = set()
         self.lost: list[tuple[str, str]] = []
+        self.planned: list[str] = []  # the partitions handed over, rather than lost
         self.lock = threading.Lock()
 
     def gain(self, name: str) -> bool:
@@ -33,9 +34,11 @@ class Recorder:
             self.held.add(name)
         return True
 
-    def lose(self, name: str, why: str) -> None:
+    def lose(self, name: str, why: str, planned: bool) -> None:
         with self.lock:
             self.lost.append((name, why))
+            if planned:
+                self.planned.append(name)
         time.sleep(self.lose_seconds)
         with self.lock:
             self.held.discard(name)
@@ -57,6 +60,7 @@ def test_a_slow_hand_over_does_not_cost_the_member_its_other_partitions(redis):
         assert [why for _, why in slow.lost if why == LEASE_LOST] == []
         assert slow.held == kept
         assert first.held() == sorted(kept)
+        assert slow.planned == sorted(fast.held)  # handed over, its term still valid
         assert fast.lost == []
     finally:
         second.stop()
@@ -74,6 +78,7 @@ def test_a_hung_coordinator_stops_every_partition_within_the_lease(redis):
         try:
             wait(lambda: not rec.held, TIMEOUT + 2, "both partitions given up")
             assert sorted(why for _, why in rec.lost) == [LEASE_LOST, LEASE_LOST]
+            assert rec.planned == []
         finally:
             redis.resume()
     finally:

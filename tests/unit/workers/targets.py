@@ -71,3 +71,21 @@ def ready_then_gated(tag: str, conn: Connection, gate=None) -> None:
     _hello(tag, conn)
     while not stop.wait(0.1) and os.getppid() != 1:
         pass
+
+
+def flush_on_sigterm(tag: str, n: int, conn: Connection) -> None:
+    """Say hello; once terminated, send ``(tag, 0)`` ... ``(tag, n - 1)`` and exit.
+
+    As a notification worker does: its listener stopped, it flushes what it
+    had taken from the bus, then exits.
+    """
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    _hello(tag, conn)
+    while not stop.wait(0.1) and os.getppid() != 1:
+        pass
+    time.sleep(0.2)  # a listener's stop and wait take a while
+    for i in range(n):
+        conn.send((tag, i, "x" * 1000))  # past a pipe's buffer: the reader must go on reading

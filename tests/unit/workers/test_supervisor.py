@@ -318,3 +318,31 @@ def test_a_worker_taken_off_standby_that_dies_restarts_running(run):
     got = heard.take(2)
     assert [m[0] for _, _, m in got] == ["ready", "hello"]
     assert got[0][2][2] != pid
+
+
+def test_a_worker_stopped_with_drain_has_its_last_messages_read(run):
+    """drain=True: what a worker sends while it stops reaches on_message, then it is gone."""
+    heard = Heard()
+    sup = run(heard)
+    sup.ensure([spec("a", targets.flush_on_sigterm, 300), spec("b", targets.hello_then_wait)])
+    pids = heard.hellos(2)
+    sup.ensure([spec("b", targets.hello_then_wait)], drain=True)
+    assert sup.wait_drained(10)
+    last = [msg[:2] for _, name, msg in heard.take(300) if name == "a"]
+    assert last == [("a", i) for i in range(300)]
+    assert (alive(pids["a"]), alive(pids["b"])) == (False, True)
+    assert heard.quiet(0.3)
+    assert heard.restarts == []
+
+
+def test_a_drained_worker_that_does_not_stop_is_killed(run, monkeypatch):
+    """A worker that ignores SIGTERM is killed after DRAIN_WAIT; the wait ends then."""
+    monkeypatch.setattr(supervisor, "DRAIN_WAIT", 0.5)
+    heard = Heard()
+    sup = run(heard)
+    sup.ensure([spec("stubborn", targets.hello_then_ignore_sigterm)])
+    pids = heard.hellos(1)
+    sup.ensure([], drain=True)
+    assert not sup.wait_drained(0.1)
+    assert sup.wait_drained(5)
+    assert not alive(pids["stubborn"])
