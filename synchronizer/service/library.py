@@ -184,7 +184,9 @@ class Synchronizer:
         if not self._started:
             return
         deadline = time.monotonic() + 1.6 * timeout
-        self._supervisor.stop(0.8 * timeout)
+        # What the workers send while they stop (a notification worker's last
+        # batch, taken from the bus already) is read and dispatched below.
+        self._supervisor.stop(0.8 * timeout, drain=True)
         if self.metrics is not None:
             self.metrics.stop()
             self.metrics = None

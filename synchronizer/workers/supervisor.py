@@ -219,7 +219,18 @@ class Supervisor:
         with self._drained:
             return self._drained.wait_for(lambda: not self._draining, timeout)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, drain: bool = False) -> None:
+        """Stop every worker within about ``timeout`` (killing those that do not stop).
+
+        With ``drain``, the workers are first stopped as ``ensure(...,
+        drain=True)`` stops them, and what they send while stopping is read
+        and handed on (for up to ``timeout``): a daemon that stops loses
+        nothing its notification worker had taken from the bus.
+        """
+        if drain and self._thread.is_alive():
+            started = time.monotonic()
+            self._drain_all(timeout)
+            timeout = max(0.5, timeout - (time.monotonic() - started))
         self._stopping.set()
         with self._lock:
             workers = list(self._workers.values())
@@ -233,11 +244,7 @@ class Supervisor:
             self._reap(worker, max(0.0, deadline - time.monotonic()))
             if worker.gate is not None:
                 worker.gate.close()
-        for drain in drains:  # stopped already: what they still send is not waited for
-            drain.process.join(max(0.0, deadline - time.monotonic()))
-            if drain.process.is_alive():
-                drain.process.kill()
-                drain.process.join(1.0)
+        _finish(drains, deadline)  # stopped already: what they still send is not waited for
         if self._thread.is_alive():  # not when the daemon failed before starting it
             self._thread.join(timeout)
         with self._lock:
@@ -248,6 +255,16 @@ class Supervisor:
                     drain.gate.close()
 
     # -- internals --------------------------------------------------------
+
+    def _drain_all(self, timeout: float) -> None:
+        with self._lock:
+            for name, worker in list(self._workers.items()):
+                if worker.conn is not None and not worker.on_standby:
+                    LOG.info("Stopping worker %s (the daemon stops)", name)
+                    self._drain(worker)
+                    del self._workers[name]
+        if not self.wait_drained(timeout):
+            LOG.warning("Not every worker stopped in %.1f s; the rest are killed", timeout)
 
     def _spawn(self, worker: _Worker) -> None:
         parent, child = self._ctx.Pipe(duplex=False)
@@ -433,3 +450,12 @@ class Supervisor:
                 if worker.restart_at is not None and worker.restart_at <= now:
                     self._spawn(worker)
                     self._on_restart(worker.spec.name)
+
+
+def _finish(drains: list[_Drain], deadline: float) -> None:
+    """Let the processes of ``drains`` exit until ``deadline``, then kill those left."""
+    for drain in drains:
+        drain.process.join(max(0.0, deadline - time.monotonic()))
+        if drain.process.is_alive():
+            drain.process.kill()
+            drain.process.join(1.0)

@@ -16,60 +16,23 @@ member's queue was dropped, the partition being no longer its own: 15 to
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
 
 import pytest
 
-from synchronizer import backend, opts
+from synchronizer import opts
 from synchronizer.dispatch import sql
 from synchronizer.outputs import client
 from synchronizer_fakecloud import testbed
 from tests.functional.fleet.test_failover import PERIOD, TIMEOUT, _cont, wait
 from tests.functional.fleet.test_stream import Watcher
 from tests.helpers.daemon import Daemon
-from tests.soak.nova_events import instance_event
+from tests.helpers.novabus import InstancePublisher
 
 pytestmark = pytest.mark.broker
 
 RATE = 100.0  # notifications a second
 AFTER = 2.0  # seconds of notifications after the new owner runs the partition
-
-
-class Publisher(threading.Thread):
-    """Publishes ``instance.create.end`` for new instances until told to stop."""
-
-    def __init__(self, transport_url: str, exchange: str, topic: str, template: dict) -> None:
-        super().__init__(name="publisher", daemon=True)
-        from oslo_config import cfg
-
-        oslo_messaging = backend.messaging()
-        conf = cfg.ConfigOpts()
-        opts.register_opts(conf)
-        conf([], project="publisher")
-        conf.set_override("control_exchange", exchange)
-        self.transport = oslo_messaging.get_notification_transport(conf, url=transport_url)
-        self.notifier = oslo_messaging.Notifier(
-            self.transport, publisher_id="nova-compute:host", driver="messagingv2", topics=[topic]
-        )
-        self.template = template
-        self.sent: list[str] = []
-        self.at: dict[str, str] = {}  # when each was published (for a failure's message)
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.wait(1.0 / RATE):
-            doc = dict(self.template, id=str(uuid.uuid4()))
-            event, payload = instance_event("create", doc)
-            self.notifier.info({}, event, payload)
-            self.sent.append(doc["id"])
-            self.at[doc["id"]] = time.strftime("%H:%M:%S") + f"{time.time() % 1:.3f}"[1:]
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(10)
-        self.transport.cleanup()
 
 
 def test_a_rebalance_under_notifications_drops_none(
@@ -105,7 +68,7 @@ def test_a_rebalance_under_notifications_drops_none(
     daemons = {"m1": Daemon(confs["m1"]).start()}
     watcher = Watcher()
     handle = None
-    publisher = Publisher(transport_url, exchange, topic, template)
+    publisher = InstancePublisher(transport_url, exchange, topic, template, RATE)
     try:
         # The pool's queue exists once the first listener declared it: what was
         # published before went nowhere (RabbitMQ drops what no queue is bound for).
@@ -137,7 +100,7 @@ def test_a_rebalance_under_notifications_drops_none(
         lost = missing()
         assert not lost, (
             f"{len(lost)} of {len(sent)} notified instances never reached the watcher "
-            f"(published at {', '.join(sorted(publisher.at[k] for k in lost)[:5])} ...)"
+            f"(published at {publisher.when(lost)})"
         )
         assert not watcher.conflicts
     finally:

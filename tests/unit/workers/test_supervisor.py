@@ -346,3 +346,16 @@ def test_a_drained_worker_that_does_not_stop_is_killed(run, monkeypatch):
     assert not sup.wait_drained(0.1)
     assert sup.wait_drained(5)
     assert not alive(pids["stubborn"])
+
+
+def test_stop_with_drain_hands_on_what_the_workers_send_while_stopping(run):
+    """stop(drain=True): a stopping daemon still gets its workers' last messages."""
+    heard = Heard()
+    sup = run(heard)
+    sup.ensure([spec("a", targets.flush_on_sigterm, 300)])
+    pids = heard.hellos(1)
+    sup.stop(timeout=5.0, drain=True)
+    last = [msg[:2] for _, name, msg in heard.take(300, timeout=1.0) if name == "a"]
+    assert last == [("a", i) for i in range(300)]
+    assert not alive(pids["a"])
+    assert heard.restarts == []
