@@ -47,16 +47,19 @@ def sd_status(text: str) -> None:
     Read from the environment on every call: READY is sent with
     oslo.service's ``systemd.notify()``, which (unlike ``notify_once()``)
     leaves ``NOTIFY_SOCKET`` set, so STATUS keeps updating after READY.
+    Never waits: a status the socket has no room for (its reader is behind)
+    is dropped, the next one comes a few seconds later.
     """
     path = os.environ.get("NOTIFY_SOCKET")
     if not path:
         return
     address = "\0" + path[1:] if path.startswith("@") else path
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
         try:
             sock.connect(address)
             sock.sendall(f"STATUS={text}".encode())
-        except OSError:
+        except OSError:  # BlockingIOError among them: the reader's queue is full
             LOG.debug("systemd status notification failed", exc_info=True)
 
 

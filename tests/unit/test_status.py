@@ -127,3 +127,29 @@ def test_a_listing_longer_than_its_period_is_not_stale_while_the_next_one_runs()
     plugins = status.health()["plugins"]
     assert plugins["slow"]["healthy"]
     assert not plugins["fast"]["healthy"]
+
+
+def test_a_status_nobody_reads_does_not_block_the_daemon(tmp_path, monkeypatch):
+    """STATUS= to a notify socket whose queue is full is dropped, not waited on.
+
+    A datagram socket holds ten unread messages here (net.unix.max_dgram_qlen);
+    the eleventh send blocked the status thread until someone read.
+    """
+    import socket
+    import threading
+
+    from synchronizer.service.daemon import sd_status
+
+    path = tmp_path / "notify"
+    reader = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    reader.bind(str(path))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    sender = threading.Thread(target=lambda: [sd_status(f"n{i}") for i in range(50)], daemon=True)
+    try:
+        sender.start()
+        sender.join(10)
+        assert not sender.is_alive(), "sd_status blocked on a full notify socket"
+        reader.settimeout(1.0)
+        assert reader.recv(100) == b"STATUS=n0"  # what the queue held is intact
+    finally:
+        reader.close()

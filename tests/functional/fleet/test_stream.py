@@ -7,6 +7,7 @@ process on the real client, as a consumer would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -167,7 +168,17 @@ def holders(daemons: dict[str, Daemon]) -> dict[str, list[tuple[str, int]]]:
 
 
 def status_line(d: Daemon, contains: str, timeout: float = 15.0) -> str:
-    """The first systemd STATUS= the member sends that contains ``contains``."""
+    """The first systemd STATUS= the member sends from now on that contains ``contains``.
+
+    The socket's queue holds the oldest unread ones (ten at most; the
+    member drops what does not fit): those say what was, and go first.
+    """
+    sock = d.notify  # type: ignore[attr-defined]
+    sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sock.recv(4096)
+    sock.settimeout(0.5)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
