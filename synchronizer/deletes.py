@@ -119,14 +119,21 @@ def unlisted(
     ``kept`` are keys the listing named but could not convert, and
     ``hold(gone, tracked)`` returns the keys of ``gone`` to hold back (see
     :class:`MassDeleteHold`): both stay in ``seen`` (the caller's new
-    baseline, which this fills in) with their fingerprints in ``old``, and
-    are not deleted.
+    baseline, which this fills in) with their fingerprints in ``old`` (a
+    kept key ``old`` lacks gets 0, a state not known), and are not deleted.
     """
+    added: list[Key] = []
     for type_, key in kept:
         fp = old.get(type_, {}).get(key)
-        if fp is not None:
-            seen.setdefault(type_, {}).setdefault(key, fp)
-    gone = list(missing(old, seen, created))
+        if fp is None:
+            # Not in ``old`` (a worker that started empty): tracked from now on
+            # with an unknown state (0), so that its later absence is a delete
+            # and its first good record a change.
+            fp = 0
+            if key not in seen.get(type_, {}):
+                added.append((type_, key))
+        seen.setdefault(type_, {}).setdefault(key, fp)
+    gone = list(missing(old, seen, [*created, *added] if added else created))
     if hold is not None:  # asked of every complete listing: it also settles what it held
         held = hold(gone, sum(len(keys) for keys in old.values()))
         if held:

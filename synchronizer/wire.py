@@ -129,7 +129,9 @@ class CycleEnd:
     deletes this listing held back as a mass delete (see
     :class:`synchronizer.deletes.MassDeleteHold`); ``unconvertible``:
     records it named but could not convert (their entities keep their last
-    good state).
+    good state); ``kept``: with a complete resync, the keys of those records,
+    which the resync listed although it sent nothing for them (so they
+    are not taken for gone).
     """
 
     complete: bool
@@ -144,6 +146,7 @@ class CycleEnd:
     error: str | None = None
     held: int = 0
     unconvertible: int = 0
+    kept: tuple[tuple[str, str], ...] = ()
 
     def by_action(self) -> dict[Action, int]:
         """The changes the cycle sent, per action."""

@@ -197,12 +197,19 @@ class Dispatcher:
         if resync is not None:
             resync.note(change.entity)
 
-    def end_resync(self, plugin: str, complete: bool) -> list[Change]:
-        """Finish a resync; when complete, delete what it no longer lists."""
+    def end_resync(
+        self, plugin: str, complete: bool, kept: Iterable[tuple[str, str]] = ()
+    ) -> list[Change]:
+        """Finish a resync; when complete, delete what it no longer lists.
+
+        ``kept``: ``(type, key)`` of records the listing named but could
+        not convert; they were listed, so they are not gone.
+        """
         with self._lock:
             resync = self._resyncs.pop(plugin, None)
             if resync is None or not complete:
                 return []
+            resync.seen.update(kept)
             # The listing has ended (its END message came): the gone are known gone now.
             told = self._admit(resync.sweep(self.ledger.current(), timeutil.now()))
             self._fan_out(told)

@@ -465,7 +465,7 @@ class Member:
                 dispatcher.begin_resync(name, message.types, message.started)
             case wire.CycleEnd():
                 if message.resync or not message.complete:
-                    dispatcher.end_resync(name, message.complete)
+                    dispatcher.end_resync(name, message.complete, message.kept)
                 self.status.cycle_done(name, message, dispatcher.entity_count())
             case wire.PluginStatus():
                 self.status.plugin_state(message.plugin, message.state, message.reason)

@@ -315,7 +315,7 @@ class Synchronizer:
                 self.dispatcher.begin_resync(name, message.types, message.started)
             case wire.CycleEnd():
                 if message.resync or not message.complete:
-                    self.dispatcher.end_resync(name, message.complete)
+                    self.dispatcher.end_resync(name, message.complete, message.kept)
                 self.status.cycle_done(name, message, self.dispatcher.entity_count())
             case wire.PluginStatus():
                 self.status.plugin_state(message.plugin, message.state, message.reason)

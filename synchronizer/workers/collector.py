@@ -174,6 +174,8 @@ class PollLoop:
             end,
             held=len(self.hold.held),
             unconvertible=self.doubts.skipped(self.plugin.skipped, settled=full and complete),
+            # Listed, though not sent: a resync must not take them for gone.
+            kept=tuple(self._kept()) if end.resync else (),
         )
         self.send(end)
         self._log_cycle(end)

@@ -12,6 +12,7 @@ with the consumer's view equal to the cloud.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -310,6 +311,32 @@ def test_a_bad_record_keeps_its_last_good_state(cloud, tmp_path):
             30,
             "the fixed record's update",
         )
+
+
+def test_a_bad_record_in_a_restarted_workers_resync_is_not_taken_for_gone(cloud, tmp_path):
+    """A worker with no saved view resyncs; a record it cannot convert then is not deleted.
+
+    Found by the fleet soak: a new term's collector starts empty, so its
+    first complete listing is a resync, and the dispatcher deletes what the
+    resync did not list. The bad record was listed but never sent (the
+    worker had no last good state to keep), so its entity went as a false
+    delete.  ``state = memory``: the restarted worker is not seeded.
+    """
+    cloud.populate(servers=10, hosts=1)
+    key = cloud.keys("servers")[3]
+    conf = write_config(tmp_path / "s.conf", cloud, {"nova.instance": {}}, state="memory")
+    with Daemon(conf) as d:
+        d.wait_records(10, timeout=60)
+        cloud.bad_record("nova", key, "OS-EXT-STS:vm_state", None)
+        d.wait_log(f"nova.instance {key} cannot be converted", timeout=30)
+        (worker,) = d.worker_pids()
+        cycles = full_cycles(d, "nova.instance")
+        os.kill(worker, signal.SIGKILL)
+        # The restarted worker's first listing (its resync) and the one after.
+        wait_for(lambda: full_cycles(d, "nova.instance") >= cycles + 2, 60, "two more cycles")
+        assert d.count_logs("Worker nova.instance died") == 1
+        assert deletes(d) == []
+        assert key in view(list(d.records), "nova.instance")
 
 
 # -- a hung plugin is noticed ----------------------------------------------------

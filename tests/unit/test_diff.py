@@ -100,13 +100,24 @@ def test_a_key_listed_twice_makes_the_listing_infer_no_delete():
 
 
 def test_a_record_that_could_not_be_converted_keeps_its_entity():
-    """A kept key (listed, not converted) is neither deleted nor dropped from the baseline."""
+    """A kept key (listed, not converted) is neither deleted nor dropped from the baseline.
+
+    One the baseline did not have (a worker that started empty) is tracked
+    from then on with an unknown state (0): its later absence is a delete,
+    and its first good record a change.
+    """
     old = base(E("a"), E("b", "ACTIVE"), E("c"))
     result = diff.diff_snapshot(
         old, [E("a")], complete=True, now=NOW, kept=lambda: [("t", "b"), ("t", "new")]
     )
     assert [(c.key, c.action) for c in result.changes] == [("c", Action.DELETE)]
-    assert dict(result.baseline) == base(E("a"), E("b", "ACTIVE"))
+    assert dict(result.baseline) == {**base(E("a"), E("b", "ACTIVE")), ("t", "new"): 0}
+    fixed = diff.diff_snapshot(
+        result.baseline, [E("a"), E("b", "ACTIVE"), E("new")], complete=True, now=NOW
+    )
+    assert [(c.key, c.action) for c in fixed.changes] == [("new", Action.UPDATE)]
+    gone = diff.diff_snapshot(result.baseline, [E("a"), E("b", "ACTIVE")], complete=True, now=NOW)
+    assert [(c.key, c.action) for c in gone.changes] == [("new", Action.DELETE)]
 
 
 def test_held_deletes_stay_in_the_baseline():

@@ -199,13 +199,25 @@ def test_a_record_that_does_not_convert_keeps_its_entity_and_blocks_no_delete(lo
     assert "test.thing a cannot be converted (state is a int)" in lines[0]
 
 
-def test_a_record_that_never_converted_stays_absent(loop):
-    """A key first seen unconvertible creates nothing and is in no baseline."""
+def test_a_record_that_never_converted_creates_nothing_and_is_tracked(loop):
+    """A key first seen unconvertible creates nothing; its state is unknown (0) from then on.
+
+    The first listing is a resync: its end names the key as listed (``kept``),
+    so the dispatcher does not take an entity it knew by that key for gone.
+    """
     pl, path, sent = loop
     write(path, {"a": "up", "new": None})
     assert pl.cycle()
+    (end,) = ends(sent)
+    assert end.resync
+    assert end.kept == (("test.thing", "new"),)
     assert changes(sent) == [(Action.CREATE, "a")]
-    assert ("test.thing", "new") not in pl.baseline
+    assert dict(pl.baseline)[("test.thing", "new")] == 0
+    sent.clear()
+    assert pl.cycle()
+    (end,) = ends(sent)
+    assert not end.resync
+    assert end.kept == ()
 
 
 def test_a_listing_repeating_a_key_is_inconsistent_and_deletes_nothing(tmp_path):
