@@ -303,22 +303,6 @@ class Supervisor:
         )
         worker.process, worker.conn, worker.gate = None, None, None
 
-    def _read_drain(self, drain: _Drain) -> None:
-        try:
-            message = drain.conn.recv()
-        except (EOFError, OSError):
-            message = None
-        except Exception:  # a message that does not unpickle; the pipe's framing holds
-            LOG.exception("Unreadable message from worker %s; dropped", drain.name)
-            return
-        if message is None:
-            self._end_drain(drain, "its last messages read")
-            return
-        try:
-            self._on_message(drain.name, message)
-        except Exception:
-            LOG.exception("Message from worker %s could not be handled", drain.name)
-
     def _end_drain(self, drain: _Drain, how: str) -> None:
         drain.process.join(1.0)
         if drain.process.is_alive():
@@ -376,7 +360,15 @@ class Supervisor:
     def _read(self, worker: _Worker, conn: Connection) -> None:
         # ``conn``, not ``worker.conn``: stop() or a reload may have reaped the
         # worker since the loop looked (its pipe stays open until the loop closes it).
-        name = worker.spec.name
+        self._read_from(worker.spec.name, conn, lambda: self._on_exit(worker))
+
+    def _read_drain(self, drain: _Drain) -> None:
+        self._read_from(
+            drain.name, drain.conn, lambda: self._end_drain(drain, "its last messages read")
+        )
+
+    def _read_from(self, name: str, conn: Connection, at_end: Callable[[], None]) -> None:
+        """Hand one message from worker ``name``'s pipe on; ``at_end()`` when the pipe ended."""
         try:
             message = conn.recv()
         except (EOFError, OSError):
@@ -385,9 +377,9 @@ class Supervisor:
             LOG.exception("Unreadable message from worker %s; dropped", name)
             return
         if message is None:
-            # Outside the except block: the exit is reported by its exit code,
+            # Outside the except block: an exit is reported by its exit code,
             # not as the pipe's EOFError.
-            self._on_exit(worker)
+            at_end()
             return
         try:
             self._on_message(name, message)
