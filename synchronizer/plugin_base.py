@@ -142,6 +142,14 @@ class Plugin(abc.ABC):  # noqa: B024 - the kinds below hold the abstract methods
         self.source = Source(self.source_kind, self.group)
         self.observed_at = timeutil.now()
 
+    def observe(self, asked: str) -> None:
+        """The records converted next were asked of the service at ``asked`` (a page's request).
+
+        Paged listings call it before each page's records
+        (:func:`synchronizer_plugins.paging.listing`'s ``on_page``).
+        """
+        self.observed_at = asked
+
     @classmethod
     def get_options(cls) -> list[cfg.Opt]:
         """The plugin's own options (registered in its group)."""
@@ -191,10 +199,12 @@ class Plugin(abc.ABC):  # noqa: B024 - the kinds below hold the abstract methods
     ) -> Entity:
         """Build an entity stamped with this plugin as source.
 
-        Without ``timestamp`` the entity is stamped with ``observed_at`` (the
-        start of the current poll cycle, set by the worker), so a state seen
-        by a listing never looks newer than a notification sent while the
-        listing ran.
+        Without ``timestamp`` the entity is stamped with ``observed_at``:
+        the start of the current poll cycle (set by the worker), moved by a
+        paged listing to the time each page was asked for (:meth:`observe`).
+        Either is a lower bound of when the service read the state, so a
+        listed state never looks newer than it is, and a notification of an
+        event before its page never overrides it.
         """
         if parent is not None and not isinstance(parent, Ref):
             parent = Ref(*parent)

@@ -290,6 +290,7 @@ class OpenStackCollector(CollectorPlugin):
             ),
             collection,
             lambda link: IncompleteListing(f"{collection}: the service links back to {link}"),
+            self.observe,
         )
 
 

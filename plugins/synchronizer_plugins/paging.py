@@ -14,6 +14,16 @@ Read-ahead (:func:`read_ahead`): while the collector converts a page, a
 helper thread already waits for the next one, so the service's time to build
 a page overlaps the collector's work instead of adding to it (for 100,000
 Nova servers that hides most of the conversion).
+
+Observation times (``on_page``): each page's records are stamped with the
+time that page was asked for, not the time the listing began.  A listing
+of 100,000 servers takes seconds; a server that changed twice meanwhile
+(a late notification of the first change, the second one shown by its
+page) would otherwise look observed before that notification's event, and
+the ledger would take the late notification's older state for the newer.
+The request's time is a lower bound of when the service read the record:
+a notification of an event before it never overrides the page; one of an
+event after it does.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from typing import Any, TypeVar
 
 from oslo_config import cfg
 
+from synchronizer import timeutil
 from synchronizer.errors import IncompleteListing
 
 __all__ = ["listing", "next_link", "next_marker", "page_size_option", "read_ahead"]
@@ -42,6 +53,7 @@ def read_ahead(
     first: _Next,
     follow: Callable[[Any], _Next | None],
     looping: Callable[[_Next], Exception],
+    on_page: Callable[[str], None] | None = None,
 ) -> Iterator[Any]:
     """Every page of a listing, fetching the next one while the caller has this one.
 
@@ -52,23 +64,31 @@ def read_ahead(
     for it, after every page before it, as a plain loop would; a ``follow``
     seen before raises ``looping(it)`` there too.  Leaving the listing (it
     ends, fails or is abandoned) waits for a request still in flight, which
-    the session's timeout bounds.
+    the session's timeout bounds.  ``on_page(asked)`` is called before each
+    page is yielded, with the time (normalised UTC) that page was asked for.
     """
+
+    def timed(at: _Next) -> tuple[str, Any]:
+        asked = timeutil.now()
+        return asked, fetch(at)
+
     seen = {first}
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as ahead:
-        page = fetch(first)
+        asked, page = timed(first)
         while True:
             following = follow(page)
             pending = None
             if following is not None and following not in seen:
                 seen.add(following)
-                pending = ahead.submit(fetch, following)
+                pending = ahead.submit(timed, following)
+            if on_page is not None:
+                on_page(asked)
             yield page
             if following is None:
                 return
             if pending is None:
                 raise looping(following)
-            page = pending.result()
+            asked, page = pending.result()
 
 
 def listing(
@@ -77,6 +97,7 @@ def listing(
     follow: Callable[[Any], _Next | None],
     collection: str,
     looping: Callable[[_Next], Exception],
+    on_page: Callable[[str], None] | None = None,
 ) -> Iterator[Any]:
     """Every record under ``collection`` of every page, as :func:`read_ahead` reads them.
 
@@ -84,9 +105,10 @@ def listing(
     null or not a list, raises :class:`IncompleteListing` (a broken 200 must
     never read as an empty, complete listing, which would delete
     everything); an empty list is an empty page.  Any failing page raises,
-    so the caller's listing counts as incomplete.
+    so the caller's listing counts as incomplete.  ``on_page``: as for
+    :func:`read_ahead` (a collector passes its ``observe``).
     """
-    for page in read_ahead(fetch, first, follow, looping):
+    for page in read_ahead(fetch, first, follow, looping, on_page):
         records = page.get(collection) if isinstance(page, Mapping) else None
         if not isinstance(records, list):
             raise IncompleteListing(

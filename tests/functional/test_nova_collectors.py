@@ -133,6 +133,50 @@ def test_every_page_is_followed(cloud: FakeCloud, make):
     assert all(r.query["all_tenants"] == ["True"] for r in walk)
 
 
+def test_a_record_is_observed_when_its_page_is_asked_for_not_when_the_listing_began(
+    cloud: FakeCloud, make
+):
+    """A notification older than a record's page never overrides what that page showed.
+
+    The listing begins; while it reads its first pages, a server on its
+    last page changes twice (SHUTOFF, whose notification is late, then
+    ACTIVE again).  The last page shows ACTIVE.  Stamped with the time the
+    listing began, that state looked older than the late SHUTOFF
+    notification, and the ledger told SHUTOFF after ACTIVE: an older state
+    after a newer one.  Stamped with the time its page was asked for, the
+    poll's state is the newer, and the late notification is dropped.
+    """
+    from synchronizer.dispatch.dispatcher import Dispatcher
+    from synchronizer.model import Action, Change, Source
+
+    cloud.populate(servers=250, hosts=3)
+    plugin = make(InstanceCollector, page_size=100)
+    last = [e.key for e in plugin.list_all()][-1]  # on the third page
+    dispatcher = Dispatcher()
+    plugin.observed_at = timeutil.now()  # the cycle begins (as PollLoop.cycle does)
+    listing = plugin.list_all()
+    polled = [next(listing)]  # page 1 read, page 2 asked for ahead; page 3 not yet
+    cloud.update("servers", last, status="SHUTOFF")
+    time.sleep(0.01)
+    stopped = timeutil.now()  # when the cloud stopped it: the late notification's time
+    time.sleep(0.01)
+    cloud.update("servers", last, status="ACTIVE", name="restarted")
+    time.sleep(0.01)
+    polled.extend(listing)
+    (record,) = [e for e in polled if e.key == last]
+    assert record.state == "ACTIVE"
+    assert record.timestamp > stopped  # observed after the change it shows
+    dispatcher.dispatch([Change(Action.CREATE, e, fingerprint.of(e)) for e in polled])
+    late = record.replace(
+        state="SHUTOFF",
+        properties={**record.properties, "name": record.properties["name"]},
+        timestamp=stopped,
+        source=Source("push", "nova.notifications"),
+    )
+    assert dispatcher.dispatch([Change(Action.UPDATE, late, fingerprint.of(late))]) == []
+    assert dispatcher.ledger.get("nova.instance", last).entity.state == "ACTIVE"
+
+
 def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -15,6 +15,7 @@ import os
 import random
 import re
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -351,11 +352,23 @@ class Run:
         return self.daemon.proc.poll() is None
 
     def dump_logs(self) -> Path | None:
-        """Write the daemon's output to a file kept after the run (for an aborted run)."""
+        """Write the daemon's output, and a copy of its state, to files kept after the run.
+
+        The state (``soak-<seed>-state.db``: the view and the history of
+        every change told, with its seq, source and time) is what explains a
+        failed check after the run's directory is gone.
+        """
         if self.daemon is None:
             return None
         path = Path(tempfile.gettempdir()) / f"soak-{self.seed}-daemon.log"
         path.write_text("\n".join(self.daemon.logs) + "\n")
+        state = Path(self.tmp.name) / "soak.state.db"
+        if state.exists():
+            copy = path.with_name(f"soak-{self.seed}-state.db")
+            copy.unlink(missing_ok=True)
+            source = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+            with contextlib.closing(source), contextlib.closing(sqlite3.connect(copy)) as dest:
+                source.backup(dest)  # consistent while the daemon writes
         return path
 
     def _teardown(self) -> None:

@@ -201,9 +201,13 @@ class NovaCollector(openstack.OpenStackCollector):
         return body
 
     def pages(
-        self, path: str, collection: str, params: Mapping[str, Any]
+        self, path: str, collection: str, params: Mapping[str, Any], *, observe: bool = True
     ) -> Iterator[dict[str, Any]]:
         """Yield every record of a paged collection, page after page.
+
+        Each page's records are observed when the page was asked for
+        (:meth:`observe`); ``observe=False`` for a listing that gives no
+        entities of its own (flavors, read in the middle of a servers page).
 
         Follows ``<collection>_links`` ``next`` markers until a page has none,
         reading one page ahead (:func:`synchronizer_plugins.paging.read_ahead`).  Any
@@ -236,4 +240,5 @@ class NovaCollector(openstack.OpenStackCollector):
             follow,
             collection,
             lambda marker: IncompleteListing(f"GET {path}: paging loops at marker {marker}"),
+            self.observe if observe else None,
         )

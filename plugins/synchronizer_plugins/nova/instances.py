@@ -307,7 +307,7 @@ class InstanceCollector(NovaCollector):
 
     def _load_flavors(self) -> None:
         query = {"is_public": "None", "limit": self.options.page_size}
-        flavors = self.pages("/flavors/detail", "flavors", query)
+        flavors = self.pages("/flavors/detail", "flavors", query, observe=False)
         self._flavors = {str(f["id"]): f["name"] for f in flavors if "id" in f and "name" in f}
         self._flavors_fresh = True
 

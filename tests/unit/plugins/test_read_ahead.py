@@ -56,3 +56,24 @@ def test_a_link_back_raises_after_the_page_that_gave_it():
     with pytest.raises(IncompleteListing, match="loops at p1"):
         got.extend(p["id"] for p in pages)
     assert got == ["p1", "p2"]
+
+
+def test_each_page_is_announced_with_the_time_it_was_asked_for():
+    """on_page(asked) comes before each page, with the time that page's request began."""
+    began: dict[str, str] = {}
+    heard: list[tuple[str, str]] = []
+
+    def fetch(link):
+        from synchronizer import timeutil
+
+        began[link] = timeutil.now()
+        return {"id": link, "next": LINKS[link]}
+
+    pages = read_ahead(fetch, "p1", nxt, loop_error, on_page=lambda at: heard.append(at))
+    heard.extend(page["id"] for page in pages)  # on_page appends between the pages
+    # The stamp of each page is taken just before its fetch began, however long
+    # the caller kept the page before (the next one was asked for meanwhile).
+    stamps = [heard[i] for i in range(0, len(heard), 2)]
+    assert heard[1::2] == ["p1", "p2", "p3"]
+    assert all(stamp <= began[p] for stamp, p in zip(stamps, ["p1", "p2", "p3"], strict=True))
+    assert stamps == sorted(stamps)
