@@ -19,6 +19,13 @@ A collector's cycle is ``CycleBegin``, any number of ``Changes``, then
 ``PluginStatus`` (and again if a permanent error disables it); the
 notification worker sends its cumulative counters as ``NotificationStats``
 every few seconds.  Values are immutable and compare by value.
+
+One message goes the other way, on the same (duplex) pipe: the
+notification worker's ``Changes`` ask for an answer (``through``: how many
+changes the worker has handed on, up to this chunk's last), and the main
+process answers :class:`Committed` once the store has committed that
+chunk (or could not).  The worker acknowledges a notification to the bus
+only then (see :mod:`synchronizer.workers.notification`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from synchronizer.model import Action, Change, Entity
 
 __all__ = [
     "Changes",
+    "Committed",
     "CycleBegin",
     "CycleEnd",
     "EventCount",
@@ -106,13 +114,21 @@ class CycleBegin:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Changes:
-    """One chunk of changes, as orjson bytes (decoded only by the dispatcher)."""
+    """One chunk of changes, as orjson bytes (decoded only by the dispatcher).
+
+    ``through`` (0: no answer wanted): the count of changes the sending
+    worker has handed on, this chunk's included; the main process answers
+    ``Committed(through)`` to ``sender`` (the worker's pid, so that an answer
+    never reaches a worker started since) once the chunk is committed.
+    """
 
     chunk: bytes
+    through: int = 0
+    sender: int = 0
 
     @classmethod
-    def of(cls, changes: Sequence[Change]) -> Changes:
-        return cls(encode(changes))
+    def of(cls, changes: Sequence[Change], through: int = 0, sender: int = 0) -> Changes:
+        return cls(encode(changes), through, sender)
 
     def decode(self) -> list[Change]:
         """The chunk's changes; raises ValueError on a malformed chunk."""
@@ -220,6 +236,19 @@ class NotificationStats:
 
 
 Message = CycleBegin | Changes | CycleEnd | PluginStatus | NotificationStats
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Committed:
+    """The main process's answer to ``Changes(through=N)``: committed (``ok``), or not.
+
+    Not ``ok``: the chunk was not committed (the dispatcher failed on it, or
+    the partition it belongs to is no longer this member's); the worker
+    gives its notifications back to the bus.
+    """
+
+    through: int
+    ok: bool = True
 
 
 def encode(changes: Sequence[Change]) -> bytes:

@@ -431,7 +431,10 @@ class Member:
                 partition = self._worker_partition.get(name)
                 run = self._runs.get(partition) if partition else None
             if run is None or (run.stopping and not run.draining):
-                continue  # a worker of a partition this member just gave up
+                # A worker of a partition this member just gave up: what it
+                # took from the bus goes back there, for the next owner.
+                self._supervisor.refuse(name, message)
+                continue
             try:
                 self._handle(run, name, message)
             except (Fenced, sqlalchemy.exc.SQLAlchemyError) as exc:
@@ -460,7 +463,8 @@ class Member:
         dispatcher = run.dispatcher
         match message:
             case wire.Changes():
-                dispatcher.dispatch(message.decode())
+                with self._supervisor.answering(name, message):
+                    dispatcher.dispatch(message.decode())
             case wire.CycleBegin(resync=True):
                 dispatcher.begin_resync(name, message.types, message.started)
             case wire.CycleEnd():

@@ -310,7 +310,8 @@ class Synchronizer:
     def _handle(self, name: str, message: wire.Message) -> None:
         match message:
             case wire.Changes():
-                self.dispatcher.dispatch(message.decode())
+                with self._supervisor.answering(name, message):
+                    self.dispatcher.dispatch(message.decode())
             case wire.CycleBegin(resync=True):
                 self.dispatcher.begin_resync(name, message.types, message.started)
             case wire.CycleEnd():

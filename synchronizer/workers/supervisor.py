@@ -25,22 +25,31 @@ worker's last batch, flushed once its listener stopped) still reaches
 when all of it has.  A fleet member that hands a partition over drains
 its workers so; otherwise a stopped worker's pipe is closed unread.
 
-Threading: ``ensure()`` and ``stop()`` may be called from any thread; the
-reader thread owns the pipes (it alone reads and closes them).
+The pipes are duplex: :meth:`Supervisor.answer` sends a worker the main
+process's answer to a chunk that asked for one (the notification worker
+acknowledges its notifications to the bus only once their changes are
+committed).
+
+Threading: ``ensure()``, ``stop()`` and ``answer()`` may be called from any
+thread; the reader thread owns the pipes (it alone reads them; pipes are
+closed under the supervisor's lock, which ``answer()`` sends under).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import select
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
+from synchronizer import wire
 from synchronizer.workers.process import EXIT_PERMANENT
 
 if TYPE_CHECKING:
@@ -214,6 +223,56 @@ class Supervisor:
                     worker.gate.open()  # type: ignore[union-attr]
                     LOG.info("Worker %s (pid %s) taken off standby", name, _pid(worker))
 
+    def answer(self, name: str, sender: int, reply: wire.Committed) -> None:
+        """Send ``reply`` to worker ``name`` if it is still the process ``sender``.
+
+        Running or draining; a worker restarted since (another pid) gets
+        nothing.  Never blocks: a worker whose pipe has no room (stopped,
+        or not reading) gets nothing either, and gives the notifications
+        it waited for back to the bus when its wait ends.
+        """
+        with self._lock:  # pipes are closed under it: none closes under the send
+            worker = self._workers.get(name)
+            if worker is not None and worker.conn is not None and _pid(worker) == sender:
+                conn = worker.conn
+            else:
+                conn = next(
+                    (d.conn for d in self._draining if d.name == name and d.process.pid == sender),
+                    None,
+                )
+            if conn is None:
+                return
+            try:
+                if select.select([], [conn], [], 0)[1]:
+                    conn.send(reply)
+                else:
+                    LOG.debug("Worker %s is not reading its pipe; answer dropped", name)
+            except (OSError, ValueError) as exc:  # the pipe ended meanwhile
+                LOG.debug("Could not answer worker %s: %s", name, exc)
+
+    @contextlib.contextmanager
+    def answering(self, name: str, message: wire.Changes) -> Iterator[None]:
+        """Answer a chunk that asks for it: committed when the block ends, refused if it raised.
+
+        The block dispatches the chunk (its changes are committed before
+        dispatch returns); the notification worker acknowledges the chunk's
+        notifications to the bus on that answer, or gives them back.
+        """
+        if not message.through:
+            yield
+            return
+        try:
+            yield
+        except BaseException:
+            self.answer(name, message.sender, wire.Committed(message.through, ok=False))
+            raise
+        self.answer(name, message.sender, wire.Committed(message.through))
+
+    def refuse(self, name: str, message: wire.Message) -> None:
+        """Answer a chunk that asks for it as not committed (it is dropped unread)."""
+        if isinstance(message, wire.Changes) and message.through:
+            self.answer(name, message.sender, wire.Committed(message.through, ok=False))
+
     def wait_drained(self, timeout: float) -> bool:
         """Wait until every draining worker's pipe was read to its end; False on timeout."""
         with self._drained:
@@ -267,7 +326,8 @@ class Supervisor:
             LOG.warning("Not every worker stopped in %.1f s; the rest are killed", timeout)
 
     def _spawn(self, worker: _Worker) -> None:
-        parent, child = self._ctx.Pipe(duplex=False)
+        # Duplex: the main process answers the notification worker's chunks on it.
+        parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=worker.spec.target,
             args=(*worker.spec.args, child),
@@ -308,7 +368,8 @@ class Supervisor:
         if drain.process.is_alive():
             drain.process.kill()
             drain.process.join(1.0)
-        drain.conn.close()  # on the reader's thread, which alone reads it
+        with self._lock:  # on the reader's thread, which alone reads it; answer() sends
+            drain.conn.close()
         if drain.gate is not None:
             drain.gate.close()  # the process is gone: it cannot take the gate's end for "go"
         LOG.info("Worker %s (pid %s) stopped: %s", drain.name, drain.process.pid, how)

@@ -17,6 +17,7 @@ mechanism, this one that a restart loses nothing end to end).
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,8 +54,7 @@ def until(predicate, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def test_a_restart_under_notifications_loses_none(tmp_path, transport_url, unique, template):
-    """SIGTERM and start again while 100 notifications a second flow: every one is told."""
+def _config(tmp_path: Path, transport_url: str, unique: str) -> tuple[Path, Path, str, str]:
     exchange, topic = f"nova_{unique}", f"test_notifications_{unique}"
     out = tmp_path / "changes.jsonl"
     conf = tmp_path / "s.conf"
@@ -71,6 +71,24 @@ def test_a_restart_under_notifications_loses_none(tmp_path, transport_url, uniqu
         f"topics = {topic}\n"
         f"exchange = {exchange}\n"
     )
+    return conf, out, exchange, topic
+
+
+def _all_told(publisher: InstancePublisher, out: Path) -> None:
+    sent = set(publisher.sent)
+    deadline = time.monotonic() + 60
+    while sent - told(out) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lost = sent - told(out)
+    assert not lost, (
+        f"{len(lost)} of {len(sent)} notified instances never reached the sink "
+        f"(published at {publisher.when(lost)})"
+    )
+
+
+def test_a_restart_under_notifications_loses_none(tmp_path, transport_url, unique, template):
+    """SIGTERM and start again while 100 notifications a second flow: every one is told."""
+    conf, out, exchange, topic = _config(tmp_path, transport_url, unique)
     publisher = InstancePublisher(transport_url, exchange, topic, template, RATE)
     d = Daemon(conf).start()
     try:
@@ -84,15 +102,42 @@ def test_a_restart_under_notifications_loses_none(tmp_path, transport_url, uniqu
         until(lambda: d.count_logs("Listening for"), 60, "the restarted listener")
         time.sleep(2.0)
         publisher.stop()
-        sent = set(publisher.sent)
-        deadline = time.monotonic() + 60
-        while sent - told(out) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        lost = sent - told(out)
-        assert not lost, (
-            f"{len(lost)} of {len(sent)} notified instances never reached the sink "
-            f"(published at {publisher.when(lost)})"
-        )
+        _all_told(publisher, out)
+    finally:
+        if not publisher.stopping.is_set():
+            publisher.stop()
+        d.stop(timeout=15)
+        testbed.delete_queues([f"pool-{unique}", f"view_{unique}"])
+
+
+@pytest.mark.parametrize("what", ["main process", "every process"])
+def test_a_crash_under_notifications_loses_none(tmp_path, transport_url, unique, template, what):
+    """SIGKILL (the main process alone, or all of them) under 100 notifications a second.
+
+    A notification is acknowledged to the broker only once the store has
+    committed its change: what the dead daemon had taken but not committed
+    goes back to the pool's queue, and the restarted daemon gets it again.
+    Twice each, at different moments of the stream.
+    """
+    conf, out, exchange, topic = _config(tmp_path, transport_url, unique)
+    publisher = InstancePublisher(transport_url, exchange, topic, template, RATE)
+    d = Daemon(conf).start()
+    try:
+        until(lambda: d.count_logs("Listening for"), 60, "the listener")
+        publisher.start()
+        for crash in range(2):
+            enough = 50 * (crash + 1)
+            until(lambda n=enough: len(told(out)) >= n, 60, "notifications told")
+            if what == "main process":
+                d.signal(signal.SIGKILL)
+                d.proc.wait(10)
+            else:
+                d.kill()
+            d = restarted = Daemon(conf).start()
+            until(lambda r=restarted: r.count_logs("Listening for"), 60, "the restarted listener")
+        time.sleep(2.0)
+        publisher.stop()
+        _all_told(publisher, out)
     finally:
         if not publisher.stopping.is_set():
             publisher.stop()

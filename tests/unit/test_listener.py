@@ -171,7 +171,7 @@ class Pipe:
         self.release.set()
         self.fail_on = fail_on
 
-    def __call__(self, chunk: list[str]) -> None:
+    def __call__(self, chunk: list[str], start: int = 0, through: int = 0) -> None:
         self.entered.set()
         self.release.wait(10)
         if self.fail_on in chunk:

@@ -89,3 +89,14 @@ def flush_on_sigterm(tag: str, n: int, conn: Connection) -> None:
     time.sleep(0.2)  # a listener's stop and wait take a while
     for i in range(n):
         conn.send((tag, i, "x" * 1000))  # past a pipe's buffer: the reader must go on reading
+
+
+def echo_answers(tag: str, conn: Connection) -> None:
+    """Say hello, then send back, as ``("answered", tag, reply)``, each answer it gets."""
+    _hello(tag, conn)
+    while True:
+        try:
+            reply = conn.recv()
+        except EOFError:
+            return
+        conn.send(("answered", tag, reply))

@@ -359,3 +359,32 @@ def test_stop_with_drain_hands_on_what_the_workers_send_while_stopping(run):
     assert last == [("a", i) for i in range(300)]
     assert not alive(pids["a"])
     assert heard.restarts == []
+
+
+def test_an_answer_reaches_the_worker_that_asked_and_no_other(run):
+    """answer() goes to the process that sent the chunk; a restarted worker gets nothing."""
+    from synchronizer import wire
+
+    heard = Heard()
+    sup = run(heard)
+    sup.ensure([spec("a", targets.echo_answers)])
+    ((_, _, hello),) = heard.take(1)
+    pid = hello[2]
+    sup.answer("a", pid, wire.Committed(7))
+    ((_, name, echoed),) = heard.take(1)
+    assert (name, echoed) == ("a", ("answered", "a", wire.Committed(7)))
+    sup.answer("a", pid + 1, wire.Committed(8))  # not that process: nothing sent
+    sup.answer("nobody", pid, wire.Committed(9))
+    assert heard.quiet(0.5)
+    # The answering block: committed when it ends, refused when it raises.
+    chunk = wire.Changes(b"[]", through=11, sender=pid)
+    with sup.answering("a", chunk):
+        pass
+    with pytest.raises(RuntimeError), sup.answering("a", wire.Changes(b"[]", 12, pid)):
+        raise RuntimeError("the store failed")
+    sup.refuse("a", wire.Changes(b"[]", 13, pid))
+    with sup.answering("a", wire.Changes(b"[]")):  # asks for no answer: none sent
+        pass
+    got = [msg[2] for _, _, msg in heard.take(3)]
+    assert got == [wire.Committed(11), wire.Committed(12, ok=False), wire.Committed(13, ok=False)]
+    assert heard.quiet(0.5)
