@@ -68,7 +68,7 @@ def _plan(s: dict[str, Any]) -> dict[str, Callable[[], dict[str, dict[str, Any]]
         "B6": lambda: bus.b6_b7(*s["bus"]),
         "B8S": lambda: {"B8S": durability.b8_store(s["n"], s["runs"])},
         "B9": lambda: {"B9": durability.b9(s["servers"])},
-        "B10": lambda: {"B10": durability.b10(s["n"], s["runs"])},
+        "B10": lambda: {"B10": durability.b10(s["n"], s["runs"], s["servers"])},
         "B11": lambda: {"B11": fleet.b11(*s["failover"])},
         "B12": lambda: {"B12": scaleout.b12(*s["fleet"])},
     }

@@ -168,10 +168,13 @@ def _fetch_parse(plugin: Any) -> int:
 
 
 class _Delivery:
-    """The dispatcher and one subscriber: where a cycle's changes end up."""
+    """The dispatcher (on ``store``, or the in-memory one) and one subscriber.
 
-    def __init__(self) -> None:
-        self.dispatcher = Dispatcher()
+    Where a cycle's changes end up.
+    """
+
+    def __init__(self, store: Any = None) -> None:
+        self.dispatcher = Dispatcher(store=store) if store is not None else Dispatcher()
         self.received = 0
         self.sub = Subscription([PLUGIN], self._count, name="bench-b1")
         self.dispatcher.add(self.sub, snapshot=False)
@@ -195,6 +198,7 @@ class _Delivery:
 
     def close(self) -> None:
         self.sub.close()
+        self.dispatcher.close()
 
 
 def _full_cycle(loop: PollLoop, delivery: _Delivery) -> float:
@@ -251,6 +255,7 @@ def b1_b5(
         )
         if not b1["met"]:
             b1["profile"] = _profile(loop, cloud)
+        plugin.close()  # its keystoneauth session is shared by the next plugin otherwise
     delivery.close()
     return {"B1": b1, "B5": _b5(delta, full, last, servers, delta_changes)}
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from bench import cloud as cycles
 from bench import common, memory
 from bench.cloud import _CONF, _cloud
 from synchronizer import fingerprint
@@ -136,7 +137,48 @@ def _sqlite_floor(db: Any, path: str, rounds: int, seed: int = 7) -> list[float]
     return per_change
 
 
-def b10(n: int, rounds: int) -> dict[str, Any]:
+def _cycle_cost(servers: int, rounds: int) -> dict[str, Any]:
+    """What durability costs a whole poll cycle: B1's cycle on each store, same cloud.
+
+    One fake cloud, two deliveries (each its own collector baseline,
+    dispatcher and subscriber): one on the SQLite store, one on the
+    in-memory store.  Each round changes 1% of the servers, then times a
+    full cycle (fetch, parse, convert, fingerprint, diff, dispatch, hand-off
+    to the subscriber) on each, in turn and in alternating order, so both
+    see the same changes and the same machine.
+    """
+    workdir = tempfile.mkdtemp(prefix="bench-state-")
+    timed: dict[str, list[float]] = {"sqlite": [], "memory": []}
+    try:
+        with _cloud(servers) as cloud:
+            deliveries = {
+                "sqlite": cycles._Delivery(SQLiteStore(os.path.join(workdir, "state.db"))),
+                "memory": cycles._Delivery(),
+            }
+            setups = {name: cycles._setup(cloud, d) for name, d in deliveries.items()}
+            loops = {name: loop for name, (_, loop) in setups.items()}
+            time.sleep(SETTLE)  # the first listing's checkpoint, as in the dispatcher's figure
+            for r in range(rounds):
+                cloud.age(-80000.0 + r)
+                cloud.change(fraction=0.01)
+                order = ["sqlite", "memory"] if r % 2 == 0 else ["memory", "sqlite"]
+                for name in order:
+                    timed[name].append(cycles._full_cycle(loops[name], deliveries[name]))
+            for name, delivery in deliveries.items():
+                setups[name][0].close()
+                delivery.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    ratios = [m / d for d, m in zip(timed["sqlite"], timed["memory"], strict=True)]
+    return {
+        "cycle_s": {name: common.median_spread(t)[0] for name, t in timed.items()},
+        "cycle_ratio": sorted(ratios)[len(ratios) // 2],
+        "cycle_ratio_spread": [min(ratios), max(ratios)],
+        "servers": servers,
+    }
+
+
+def b10(n: int, rounds: int, servers: int | None = None) -> dict[str, Any]:
     path = os.path.join(tempfile.mkdtemp(prefix="bench-state-"), "state.db")
     try:
         cpu_memory: list[float] = []
@@ -154,6 +196,7 @@ def b10(n: int, rounds: int) -> dict[str, Any]:
     base, base_spread = common.median_spread(in_memory)
     throughput_ratio = base / disk
     cpu_disk, cpu_base = common.median_spread(cpu_sqlite)[0], common.median_spread(cpu_memory)[0]
+    whole_cycle = _cycle_cost(servers, rounds) if servers else None
     return common.figure(
         1 / disk,
         "changes/s",
@@ -172,13 +215,17 @@ def b10(n: int, rounds: int) -> dict[str, Any]:
         entities=n,
         churned_per_round=n // 100,
         rounds=rounds,
+        whole_cycle=whole_cycle,
         note="dispatch (ledger rules, seq, commit with history, fan-out) of each round's "
         "1% churn in chunks of 1,000, after the first listing's checkpoint settled; "
         "baseline: the same on the in-memory store; ratio = throughput with SQLite / "
         "in memory; cpu_ratio: the same in CPU time of the dispatching thread; "
         "sqlite_floor_us: the store's SQL statements alone for the same batches, "
         "parameters built beforehand (no Python a change), and floor_ratio the "
-        "ratio that a store with no cost of its own beyond them would reach",
+        "ratio that a store with no cost of its own beyond them would reach; "
+        "whole_cycle: B1's full poll cycle (fetch to subscriber, 1% changed) of `servers` "
+        "servers on each store, same cloud, same run, and cycle_ratio the throughput "
+        "ratio of whole cycles (median of per-round ratios)",
     )
 
 

@@ -23,3 +23,8 @@ def test_full_plan_runs_every_figure(transport_url):
     for fig, rec in results.items():
         assert rec["met"] is None, fig
         assert NOT_COMPARABLE in rec["note"], fig
+    # B10 times whole poll cycles on both stores too (what durability costs a cycle).
+    cycle = results["B10"]["whole_cycle"]
+    assert set(cycle["cycle_s"]) == {"sqlite", "memory"}
+    assert all(t > 0 for t in cycle["cycle_s"].values()), cycle
+    assert cycle["cycle_ratio"] > 0, cycle
