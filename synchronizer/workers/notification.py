@@ -60,6 +60,8 @@ from __future__ import annotations
 
 import collections
 import functools
+import heapq
+import itertools
 import logging
 import os
 import threading
@@ -119,31 +121,39 @@ class Commits:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._answered = 0  # every chunk through this position is settled
         self._inflight: dict[int, int] = {}  # a chunk's through → its start
         self._refused: collections.deque[tuple[int, int]] = collections.deque(maxlen=REFUSED_KEPT)
+        # Waits, by the position they wait for: an answer wakes only those it
+        # settles (not every executor thread at every answer).
+        self._waiting: list[tuple[int, int, threading.Event]] = []
+        self._tickets = itertools.count()
         self._closed = False
 
     def sent(self, start: int, through: int) -> None:
         """A chunk ``(start, through]`` went to the main process."""
-        with self._cond:
+        with self._lock:
             self._inflight[through] = start
 
     def answer(self, reply: wire.Committed) -> None:
-        with self._cond:
+        with self._lock:
             for through in [t for t in self._inflight if t <= reply.through]:
                 start = self._inflight.pop(through)
                 if through < reply.through or not reply.ok:
                     self._refused.append((start, through))
             self._answered = max(self._answered, reply.through)
-            self._cond.notify_all()
+            waiting = self._waiting
+            while waiting and waiting[0][0] <= self._answered:
+                heapq.heappop(waiting)[2].set()
 
     def close(self) -> None:
         """No answer will come any more (the pipe ended): every wait ends, refused."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            waiting, self._waiting = self._waiting, []
+        for _, _, settled in waiting:
+            settled.set()
 
     def close_after(self, seconds: float) -> None:
         """:meth:`close` in ``seconds`` (the worker stops: answers due now still come)."""
@@ -153,12 +163,17 @@ class Commits:
 
     def wait(self, start: int, through: int, timeout: float = ANSWER_WAIT) -> bool:
         """Whether the changes ``(start, through]`` were committed (False: not, or unknown)."""
-        with self._cond:
-            settled = self._cond.wait_for(
-                lambda: self._answered >= through or self._closed, timeout
-            )
-            if not settled or self._answered < through:
-                return False
+        with self._lock:
+            if self._answered < through and not self._closed:
+                settled = threading.Event()
+                heapq.heappush(self._waiting, (through, next(self._tickets), settled))
+            else:
+                settled = None
+        if settled is not None:
+            settled.wait(timeout)
+        with self._lock:
+            if self._answered < through:
+                return False  # closed, or timed out (its entry goes with a later answer)
             return not any(s < through and start < t for s, t in self._refused)
 
 
