@@ -75,6 +75,9 @@ def _config(tmp_path: Path, transport_url: str, unique: str) -> tuple[Path, Path
 
 
 def _all_told(publisher: InstancePublisher, out: Path) -> None:
+    """Publish 2 s more, stop, and wait until every instance published is in the sink."""
+    time.sleep(2.0)
+    publisher.stop()
     sent = set(publisher.sent)
     deadline = time.monotonic() + 60
     while sent - told(out) and time.monotonic() < deadline:
@@ -84,6 +87,13 @@ def _all_told(publisher: InstancePublisher, out: Path) -> None:
         f"{len(lost)} of {len(sent)} notified instances never reached the sink "
         f"(published at {publisher.when(lost)})"
     )
+
+
+def _tear_down(publisher: InstancePublisher, daemon: Daemon, unique: str) -> None:
+    if not publisher.stopping.is_set():
+        publisher.stop()
+    daemon.stop(timeout=15)
+    testbed.delete_queues([f"pool-{unique}", f"view_{unique}"])
 
 
 def test_a_restart_under_notifications_loses_none(tmp_path, transport_url, unique, template):
@@ -100,14 +110,9 @@ def test_a_restart_under_notifications_loses_none(tmp_path, transport_url, uniqu
         assert d.stop(timeout=15) == 0
         d = Daemon(conf).start()
         until(lambda: d.count_logs("Listening for"), 60, "the restarted listener")
-        time.sleep(2.0)
-        publisher.stop()
         _all_told(publisher, out)
     finally:
-        if not publisher.stopping.is_set():
-            publisher.stop()
-        d.stop(timeout=15)
-        testbed.delete_queues([f"pool-{unique}", f"view_{unique}"])
+        _tear_down(publisher, d, unique)
 
 
 @pytest.mark.parametrize("what", ["main process", "every process"])
@@ -135,11 +140,6 @@ def test_a_crash_under_notifications_loses_none(tmp_path, transport_url, unique,
                 d.kill()
             d = restarted = Daemon(conf).start()
             until(lambda r=restarted: r.count_logs("Listening for"), 60, "the restarted listener")
-        time.sleep(2.0)
-        publisher.stop()
         _all_told(publisher, out)
     finally:
-        if not publisher.stopping.is_set():
-            publisher.stop()
-        d.stop(timeout=15)
-        testbed.delete_queues([f"pool-{unique}", f"view_{unique}"])
+        _tear_down(publisher, d, unique)
