@@ -258,15 +258,13 @@ class Supervisor:
         dispatch returns); the notification worker acknowledges the chunk's
         notifications to the bus on that answer, or gives them back.
         """
-        if not message.through:
-            yield
-            return
         try:
             yield
         except BaseException:
-            self.answer(name, message.sender, wire.Committed(message.through, ok=False))
+            self.refuse(name, message)
             raise
-        self.answer(name, message.sender, wire.Committed(message.through))
+        if message.through:
+            self.answer(name, message.sender, wire.Committed(message.through))
 
     def refuse(self, name: str, message: wire.Message) -> None:
         """Answer a chunk that asks for it as not committed (it is dropped unread)."""
