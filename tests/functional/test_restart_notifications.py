@@ -89,6 +89,17 @@ def _all_told(publisher: InstancePublisher, out: Path) -> None:
     )
 
 
+def _listening(conf: Path, what: str) -> Daemon:
+    """The daemon started, once its listener listens (its pool's queue exists from then on)."""
+    daemon = Daemon(conf).start()
+    try:
+        until(lambda: daemon.count_logs("Listening for"), 60, what)
+    except BaseException:
+        daemon.stop(timeout=15)
+        raise
+    return daemon
+
+
 def _tear_down(publisher: InstancePublisher, daemon: Daemon, unique: str) -> None:
     if not publisher.stopping.is_set():
         publisher.stop()
@@ -100,16 +111,13 @@ def test_a_restart_under_notifications_loses_none(tmp_path, transport_url, uniqu
     """SIGTERM and start again while 100 notifications a second flow: every one is told."""
     conf, out, exchange, topic = _config(tmp_path, transport_url, unique)
     publisher = InstancePublisher(transport_url, exchange, topic, template, RATE)
-    d = Daemon(conf).start()
+    # What is published before the listener declared its pool's queue goes nowhere.
+    d = _listening(conf, "the listener")
     try:
-        # The pool's queue exists once the listener declared it: what is
-        # published before goes nowhere.
-        until(lambda: d.count_logs("Listening for"), 60, "the listener")
         publisher.start()
         until(lambda: len(told(out)) >= 50, 30, "the first notifications told")
         assert d.stop(timeout=15) == 0
-        d = Daemon(conf).start()
-        until(lambda: d.count_logs("Listening for"), 60, "the restarted listener")
+        d = _listening(conf, "the restarted listener")
         _all_told(publisher, out)
     finally:
         _tear_down(publisher, d, unique)
@@ -126,9 +134,8 @@ def test_a_crash_under_notifications_loses_none(tmp_path, transport_url, unique,
     """
     conf, out, exchange, topic = _config(tmp_path, transport_url, unique)
     publisher = InstancePublisher(transport_url, exchange, topic, template, RATE)
-    d = Daemon(conf).start()
+    d = _listening(conf, "the listener")
     try:
-        until(lambda: d.count_logs("Listening for"), 60, "the listener")
         publisher.start()
         for crash in range(2):
             enough = 50 * (crash + 1)
@@ -138,8 +145,7 @@ def test_a_crash_under_notifications_loses_none(tmp_path, transport_url, unique,
                 d.proc.wait(10)
             else:
                 d.kill()
-            d = restarted = Daemon(conf).start()
-            until(lambda r=restarted: r.count_logs("Listening for"), 60, "the restarted listener")
+            d = _listening(conf, "the restarted listener")
         _all_told(publisher, out)
     finally:
         _tear_down(publisher, d, unique)
