@@ -8,7 +8,9 @@ both the dispatcher's filter and the daemon's current view (``get_all``).
   its observation time still advances the entity's clock;
 * a state older than the newest already seen for the key is dropped;
 * a delete of something never told (or already deleted) is dropped; a
-  delivered delete carries the last known state;
+  delivered delete carries the last known state; a reported delete of a
+  key never told still leaves a tombstone (below), since notifications
+  are converted concurrently and a delete can overtake its own create;
 * after a delete the service reported (a notification, a delta listing's
   deleted record), a *polled* create/update of the same key is a stale read
   (OpenStack never reuses ids) and is dropped until the tombstone expires;
@@ -197,6 +199,8 @@ class Ledger:
     ) -> Change | None:
         entity = change.entity
         if entry is None or prev is None:
+            if not change.inferred:
+                self._remember_unseen_delete(entries, change)
             return None
         if prev.action is Action.DELETE:
             if not change.inferred:  # the service confirms it: the tombstone now blocks
@@ -211,6 +215,21 @@ class Ledger:
         entries[entity.key] = self._encode(told, content=False)
         self._bury((entity.type, entity.key), inferred=change.inferred)
         return told
+
+    def _remember_unseen_delete(self, entries: EntryTable, change: Change) -> None:
+        """Keep a tombstone for a reported delete of a key never told, telling nobody.
+
+        Notifications are converted concurrently (executor threads, several
+        workers), so an entity's delete can overtake its create: without the
+        tombstone, the older create would come next and make a phantom that
+        nothing removes for a type no collector lists.
+        """
+        entity = change.entity
+        entries[entity.key] = self._encode(
+            Change(Action.DELETE, entity, 0, change.final_state_unknown), content=False
+        )
+        self._count += 1
+        self._bury((entity.type, entity.key))
 
     def _admit_upsert(
         self,

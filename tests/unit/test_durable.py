@@ -299,3 +299,23 @@ def test_the_wal_stays_bounded_under_continuous_commits(tmp_path):
     assert reader.execute("SELECT count(*) FROM entities").fetchone()[0] < n  # its snapshot
     reader.close()
     d.close()
+
+
+def test_a_delete_that_overtook_its_create_still_holds_it_back_after_a_reopen(tmp_path):
+    """The tombstone of a key never told is kept in the file like any other, and tells nobody."""
+    path = tmp_path / "s.db"
+    push = Source("push", "n")
+    stamps = [timeutil.normalize(time.time() + i) for i in range(2)]
+    create = ch("vm", ts=stamps[0])
+    create = create.replace(entity=create.entity.replace(source=push))
+    delete = Change(Action.DELETE, Entity("t", "vm", timestamp=stamps[1], source=push))
+    d = reopen(path)
+    assert d.dispatch([delete, create]) == []
+    d.close()
+    again = reopen(path)
+    assert (again.last_seq(), again.get_all(), again.tombstone_count()) == (0, [], 1)
+    assert again.dispatch([create]) == []
+    assert again.store.history(0) == []
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM live_entities").fetchone() == (0,)
+    again.close()

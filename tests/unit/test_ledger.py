@@ -93,7 +93,7 @@ def test_delete_carries_last_known_state():
 def test_delete_of_unknown_or_deleted_is_dropped():
     """Deleting what was never told, or told deleted, tells nothing."""
     ledger = Ledger()
-    assert ledger.admit(ch(Action.DELETE)) is None
+    assert ledger.admit(ch(Action.DELETE, key="never-told")) is None
     ledger.admit(ch(Action.CREATE))
     assert ledger.admit(ch(Action.DELETE, ts="2026-01-01T00:00:05Z")) is not None
     assert ledger.admit(ch(Action.DELETE, ts="2026-01-01T00:00:06Z")) is None
@@ -367,3 +367,42 @@ def test_an_expired_tombstone_no_longer_stops_a_polled_create():
     assert again is not None
     assert again.action is Action.CREATE
     assert ledger.tombstone_count() == 0
+
+
+def test_a_delete_that_overtakes_its_create_leaves_a_tombstone_the_create_cannot_pass():
+    """Notifications converted out of order (several executor threads, several workers).
+
+    The delete of a key not told yet tells nothing, but it is remembered:
+    the create it overtook, older than it, is dropped instead of making a
+    phantom that no later notification would ever remove, and so is a
+    poll still listing the key.  A newer push comes in as usual.
+    """
+    ledger = Ledger()
+    assert ledger.admit(ch(Action.DELETE, ts="2026-01-01T00:00:05Z", source=PUSH)) is None
+    assert ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:01Z", source=PUSH)) is None
+    assert len(ledger) == 0
+    assert ledger.current() == []
+    assert ledger.tombstone_count() == 1
+    assert ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:06Z", source=POLL)) is None
+    again = ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:07Z", source=PUSH))
+    assert again is not None
+    assert again.action is Action.CREATE
+    assert len(ledger) == 1
+
+
+def test_a_tombstone_of_a_key_never_told_expires_like_any_other():
+    """The overtaking delete's tombstone is bounded by the TTL: afterwards the key is unknown."""
+    ledger = Ledger(tombstone_ttl=0.0)
+    ledger.admit(ch(Action.DELETE, ts="2026-01-01T00:00:05Z", source=PUSH))
+    assert ledger.prune() == 1
+    assert ledger.get("t", "k") is None
+    assert ledger.tombstone_count() == 0
+    assert len(ledger) == 0
+
+
+def test_an_inferred_delete_of_a_key_never_told_leaves_nothing():
+    """Absence from a listing says nothing of a key never told: no tombstone for it."""
+    ledger = Ledger()
+    assert ledger.admit(inferred_delete()) is None
+    assert ledger.tombstone_count() == 0
+    assert ledger.admit(ch(Action.CREATE, ts="2026-01-01T00:00:01Z")) is not None
