@@ -13,12 +13,15 @@ is counted and dropped and the others go on.  A bad message is
 acknowledged at once: nothing is requeued for what it holds, only for
 what the main process could not commit (below).
 
-With ``notification_batch_size = 1`` (the default) the listener is the
-plain one, one message a call (:class:`Endpoint`): nothing waits for a
-batch to fill.  A larger size selects oslo.messaging's *batch* listener
-(:class:`BatchEndpoint`), which waits up to ``notification_batch_timeout``
-for a batch to fill: fewer, larger hand-offs for a very bursty bus, at the
-cost of that wait on every quiet-time notification.
+By default (``notification_batch_size`` > 1) the listener is
+oslo.messaging's *batch* listener (:class:`BatchEndpoint`): a call takes
+the messages the bus has (up to the size, waiting at most
+``notification_batch_timeout`` for more) and waits once for the commit of
+all their changes.  With ``notification_batch_size = 1`` it is the plain
+listener, one message a call (:class:`Endpoint`): nothing waits for a
+batch, but every message holds an executor thread for its own round trip
+to the main process, which on 2 cores saturates the worker at about
+1,000 notifications a second.
 
 Either way the changes cross to the dispatcher through one
 :class:`Handoff`: the endpoint that finds it idle sends, the others only

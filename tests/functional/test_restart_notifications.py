@@ -54,7 +54,9 @@ def until(predicate, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def _config(tmp_path: Path, transport_url: str, unique: str) -> tuple[Path, Path, str, str]:
+def _config(
+    tmp_path: Path, transport_url: str, unique: str, batch_size: int | None = None
+) -> tuple[Path, Path, str, str]:
     exchange, topic = f"nova_{unique}", f"test_notifications_{unique}"
     out = tmp_path / "changes.jsonl"
     conf = tmp_path / "s.conf"
@@ -67,7 +69,8 @@ def _config(tmp_path: Path, transport_url: str, unique: str) -> tuple[Path, Path
         f"jsonl_path = {out}\n"
         f"state_path = {tmp_path / 'state.db'}\n"
         f"rpc_topic = view_{unique}\n"
-        "[nova.notifications]\n"
+        + ("" if batch_size is None else f"notification_batch_size = {batch_size}\n")
+        + "[nova.notifications]\n"
         f"topics = {topic}\n"
         f"exchange = {exchange}\n"
     )
@@ -123,16 +126,23 @@ def test_a_restart_under_notifications_loses_none(tmp_path, transport_url, uniqu
         _tear_down(publisher, d, unique)
 
 
-@pytest.mark.parametrize("what", ["main process", "every process"])
-def test_a_crash_under_notifications_loses_none(tmp_path, transport_url, unique, template, what):
+@pytest.mark.parametrize(
+    ("what", "batch_size"),
+    [("main process", None), ("every process", None), ("main process", 1)],
+    ids=["main process", "every process", "main process, plain listener"],
+)
+def test_a_crash_under_notifications_loses_none(
+    tmp_path, transport_url, unique, template, what, batch_size
+):
     """SIGKILL (the main process alone, or all of them) under 100 notifications a second.
 
     A notification is acknowledged to the broker only once the store has
     committed its change: what the dead daemon had taken but not committed
     goes back to the pool's queue, and the restarted daemon gets it again.
-    Twice each, at different moments of the stream.
+    Twice each, at different moments of the stream; with the default batch
+    listener, and with the plain one (one message a call).
     """
-    conf, out, exchange, topic = _config(tmp_path, transport_url, unique)
+    conf, out, exchange, topic = _config(tmp_path, transport_url, unique, batch_size)
     publisher = InstancePublisher(transport_url, exchange, topic, template, RATE)
     d = _listening(conf, "the listener")
     try:

@@ -110,9 +110,13 @@ class _Answering:
 
 
 def test_the_listener_acknowledges_what_was_committed_and_gives_back_the_rest(monkeypatch):
-    """A refused chunk's message is requeued and handled again; every message is acked once."""
+    """A refused chunk's message is requeued and handled again; every message is acked once.
+
+    The plain listener, one message a call (the batch listener's refusal is
+    the functional crash test's).
+    """
     acks = Acks(monkeypatch)
-    conf = make_conf()
+    conf = make_conf(notification_batch_size=1)
     plugins = [plugin_loader.instantiate(conf, PLUGIN)]
     commits = notification.Commits()
     main = _Answering(commits, refuse={2})

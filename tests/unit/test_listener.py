@@ -105,7 +105,7 @@ def worker():
 @pytest.fixture
 def plain(monkeypatch):
     acks = Acks(monkeypatch)
-    w = Worker(make_conf(), Flaky)
+    w = Worker(make_conf(notification_batch_size=1), Flaky)
     yield w, acks
     w.stop()
 
@@ -119,21 +119,16 @@ class Flaky(Converter):
         return super().convert(raw, topic=topic, size=size)
 
 
-def test_the_default_listener_is_the_plain_one():
-    """With the default batch size each message is handled alone, as it comes."""
+def test_the_default_listener_is_the_batch_one_and_a_size_of_one_the_plain_one():
+    """By default a call takes a batch (one commit wait for all); size 1: one message a call."""
     conf = make_conf()
-    assert conf.notification_batch_size == 1
-    server = notification.build_listener(
-        conf, [plugin_loader.instantiate(conf, PLUGIN)], Converter([], 4096), Emitted()
+    plugins = [plugin_loader.instantiate(conf, PLUGIN)]
+    server = notification.build_listener(conf, plugins, Converter([], 4096), Emitted())
+    assert isinstance(server, oslo_messaging.notify.listener.BatchNotificationServer)
+    plain = notification.build_listener(
+        make_conf(notification_batch_size=1), plugins, Converter([], 4096), Emitted()
     )
-    assert not isinstance(server, oslo_messaging.notify.listener.BatchNotificationServer)
-    batch = notification.build_listener(
-        make_conf(notification_batch_size=8),
-        [plugin_loader.instantiate(conf, PLUGIN)],
-        Converter([], 4096),
-        Emitted(),
-    )
-    assert isinstance(batch, oslo_messaging.notify.listener.BatchNotificationServer)
+    assert not isinstance(plain, oslo_messaging.notify.listener.BatchNotificationServer)
 
 
 def test_plain_listener_delivers_the_good_and_acknowledges_every_message(plain):
@@ -214,11 +209,11 @@ def test_changes_put_during_a_send_go_out_together_in_order():
 def test_stopping_the_listener_sends_everything_acknowledged(monkeypatch):
     """After stop() and wait(), every consumed message's changes have crossed.
 
-    With several executor threads, messages converted while another thread
+    With several executor threads of the plain listener, messages converted while another thread
     sends are acknowledged before their changes cross.
     """
     acks = Acks(monkeypatch)
-    conf = make_conf(notification_executor_threads=4)
+    conf = make_conf(notification_executor_threads=4, notification_batch_size=1)
     plugins = [plugin_loader.instantiate(conf, PLUGIN)]
     converter = Converter(plugins, conf.notification_max_bytes)
     pipe = Pipe()
