@@ -26,6 +26,7 @@ from synchronizer.outputs import client
 from tests.e2e.conftest import RealCloud
 from tests.e2e.stream import Received, Stream, brief, of
 from tests.functional.conftest import QUEUE_PATTERNS, _delete_queues
+from tests.helpers.broker import cut_connections, process_tree
 from tests.helpers.daemon import Daemon
 
 TYPES = ("nova.instance", "nova.host", "nova.zone")
@@ -277,12 +278,14 @@ def test_hosts_and_zones_match_the_real_apis(stack: Stack, realcloud: RealCloud)
         assert got_zones[z.zoneName].properties["hosts"] == sorted(z.hosts or {})
 
 
-def test_notifications_arrive_again_after_the_broker_cuts_every_connection(stack: Stack):
+def test_notifications_arrive_again_after_the_broker_cuts_the_daemons_connections(stack: Stack):
     cloud, stream = stack.cloud, stack.stream
     [server] = stack.ensure_servers(1)
-    rabbitmqctl("close_all_connections", "e2e test")
-    # Nova's own services and the daemon's listener reconnect by themselves;
-    # wait until a consumer is back on the daemon's pool queue.
+    # The daemon's connections only: the broker is shared, its other clients keep theirs.
+    daemon = process_tree(stack.daemon.proc.pid)
+    assert cut_connections(daemon, "e2e test", node=rabbit_node()) >= 1
+    # The daemon's listener reconnects by itself; wait until a consumer is back
+    # on its pool queue.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and consumers(f"pool-{stack.unique}") < 1:
         time.sleep(0.5)
@@ -371,14 +374,32 @@ def test_polling_alone_catches_up_without_notifications(stack: Stack):
     assert world[("nova.instance", booted)].entity.state == "ACTIVE"
 
 
-def rabbitmqctl(*args: str) -> str:
-    for node in ((), ("-n", "rabbit@localhost")):
+def rabbit_node() -> str | None:
+    """The node name rabbitmqctl reaches the broker by (None: its default)."""
+    for node in (None, "rabbit@localhost"):
         result = subprocess.run(
-            ["rabbitmqctl", *node, *args], capture_output=True, text=True, check=False, timeout=60
+            ["rabbitmqctl", *(["-n", node] if node else []), "-q", "status"],
+            capture_output=True,
+            check=False,
+            timeout=60,
         )
         if result.returncode == 0:
-            return result.stdout
-    raise AssertionError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr}")
+            return node
+    raise AssertionError("rabbitmqctl reaches no broker node")
+
+
+def rabbitmqctl(*args: str) -> str:
+    node = rabbit_node()
+    result = subprocess.run(
+        ["rabbitmqctl", *(["-n", node] if node else []), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
 
 
 def consumers(queue: str) -> int:

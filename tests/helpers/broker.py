@@ -9,11 +9,13 @@ kept, but the daemon's and clients' queues are not durable).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 BIN = "/usr/lib/rabbitmq/bin"
@@ -84,3 +86,85 @@ class PrivateBroker:
         deadline = time.monotonic() + 30
         while self._answers() and time.monotonic() < deadline:
             time.sleep(0.2)
+
+
+# -- cutting the connections of some processes on a shared broker -------------
+
+
+def process_tree(root: int) -> set[int]:
+    """``root`` and every process below it (read from ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, ()))
+    return tree
+
+
+def socket_inodes(pids: Iterable[int]) -> set[str]:
+    """The inodes of the sockets ``pids`` hold open."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    return inodes
+
+
+def connected_ports(pids: Iterable[int], port: int) -> set[int]:
+    """Local ports of the established TCP connections of ``pids`` to ``port``."""
+    inodes = socket_inodes(pids)
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                remote = int(fields[2].rsplit(":", 1)[1], 16)
+                if fields[3] == "01" and remote == port and fields[9] in inodes:  # 01: ESTABLISHED
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def cut_connections(
+    pids: Iterable[int], reason: str, *, port: int = 5672, node: str | None = None
+) -> int:
+    """Close, broker side, the AMQP connections of ``pids`` only; how many were closed.
+
+    A fault for the test's own processes on the shared broker: every other
+    client of it keeps its connections.
+    """
+    ours = connected_ports(pids, port)
+    ctl = ["rabbitmqctl", *(["-n", node] if node else [])]
+    listed = subprocess.run(
+        [*ctl, "-q", "list_connections", "pid", "peer_port", "--no-table-headers"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    targets = []
+    for line in listed.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1].isdigit() and int(fields[1]) in ours:
+            targets.append(fields[0])
+    if not targets:
+        return 0
+    # One call for all (each rabbitmqctl is an Erlang VM: one per connection,
+    # at once, would take the test's processes' CPU for seconds).
+    closes = ", ".join(
+        f'rabbit_networking:close_connection(rabbit_misc:string_to_pid("{t}"), "{reason}")'
+        for t in targets
+    )
+    subprocess.run([*ctl, "eval", f"[{closes}]."], capture_output=True, timeout=60, check=True)
+    return len(targets)

@@ -9,7 +9,8 @@ entities of every kind while Nova notifications about them are delayed,
 duplicated, reordered or lost, and faults are injected: API 5xx on random
 pages, slow APIs (client timeouts), broken bodies, Keystone down, revoked
 tokens, a collector worker killed with SIGKILL, every broker connection
-closed, and consumers that raise or stall.  After a quiet snapshot interval
+of the soak's processes closed (only theirs: the broker is shared), and
+consumers that raise or stall.  After a quiet snapshot interval
 the rebuilt world is compared with the fake cloud's truth, and the stream,
 the metrics, the memory and the daemon's output are checked (see
 :mod:`tests.soak.checks`).  The seed is printed first: ``--seed S`` replays

@@ -16,7 +16,7 @@ kind                   episode
 ``keystone_down``      tokens revoked and Keystone refusing (or 503) for 6 s
 ``token_revoke``       tokens revoked, Keystone up: clients re-authenticate
 ``worker_kill``        SIGKILL of a collector worker, then wait for its restart
-``broker_cut``         ``rabbitmqctl close_all_connections``
+``broker_cut``         the soak's own connections closed by the broker
 ``bad_notification``   a Nova notification the plugin must drop
 ``page_displaced``     a page's first record replaced by the page before's last
                        (listed twice, one lost), answered 200
@@ -317,8 +317,8 @@ class Chaos:
 
     def _broker_cut(self) -> Episode:
         t0 = time.time()
-        self.broker.close_all_connections()
-        return Episode("broker_cut", "rabbitmq", t0, True, f"node {self.broker.node or 'default'}")
+        cut = self.broker.cut_connections(os.getpid())
+        return Episode("broker_cut", "rabbitmq", t0, cut > 0, f"{cut} connections of the soak's")
 
     def _bad_notification(self) -> Episode:
         for what in sorted(BAD_PAYLOADS):

@@ -4,15 +4,15 @@
   into ``{(name, labels...): value}``;
 * :func:`rss_kib` reads ``VmRSS`` of a process from ``/proc``;
 * :func:`listening` lists the TCP sockets a set of processes listens on;
-* :class:`Broker` cuts every connection (``rabbitmqctl close_all_connections``,
-  finding a node name that answers) and reads a queue's depth over AMQP.
+* :class:`Broker` cuts the soak's own connections (``rabbitmqctl
+  close_connection`` for each, finding a node name that answers) and reads
+  a queue's depth over AMQP.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import socket
 import subprocess
 import urllib.error
@@ -24,6 +24,7 @@ import kombu
 from prometheus_client.parser import text_string_to_metric_families
 
 from synchronizer_fakecloud import testbed
+from tests.helpers import broker
 
 Sample = tuple[str, frozenset[tuple[str, str]]]
 
@@ -77,19 +78,6 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def _socket_inodes(pids: Iterable[int]) -> set[str]:
-    inodes = set()
-    for pid in pids:
-        fd_dir = Path(f"/proc/{pid}/fd")
-        with contextlib.suppress(OSError):
-            for fd in fd_dir.iterdir():
-                with contextlib.suppress(OSError):
-                    target = os.readlink(fd)
-                    if target.startswith("socket:["):
-                        inodes.add(target[8:-1])
-    return inodes
-
-
 def _address(hex_addr: str) -> str:
     raw = bytes.fromhex(hex_addr)
     if len(raw) == 4:
@@ -100,7 +88,7 @@ def _address(hex_addr: str) -> str:
 
 def listening(pids: Iterable[int]) -> list[tuple[str, int]]:
     """``(address, port)`` of every TCP socket in LISTEN state owned by ``pids``."""
-    inodes = _socket_inodes(pids)
+    inodes = broker.socket_inodes(pids)
     found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError):
@@ -144,11 +132,14 @@ class Broker:
             self.ctl_error = (result.stderr or result.stdout).strip().splitlines()[-1:]
         return False
 
-    def close_all_connections(self) -> None:
-        """Close every client connection of the broker (clients must reconnect)."""
-        result = self._ctl(self.node, "close_all_connections", "soak: connections cut")
-        if result.returncode != 0:
-            raise RuntimeError(f"rabbitmqctl close_all_connections failed: {result.stderr}")
+    def cut_connections(self, root: int) -> int:
+        """Close the connections of ``root``'s process tree (the soak's own); how many.
+
+        Every other client of the shared broker keeps its connections.
+        """
+        return broker.cut_connections(
+            broker.process_tree(root), "soak: connections cut", node=self.node
+        )
 
     def depth(self, queue: str) -> int:
         """Messages ready in a queue (0 if it does not exist)."""
