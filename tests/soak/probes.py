@@ -4,9 +4,9 @@
   into ``{(name, labels...): value}``;
 * :func:`rss_kib` reads ``VmRSS`` of a process from ``/proc``;
 * :func:`listening` lists the TCP sockets a set of processes listens on;
-* :class:`Broker` cuts the soak's own connections (``rabbitmqctl
-  close_connection`` for each, finding a node name that answers) and reads
-  a queue's depth over AMQP.
+* :class:`Broker` cuts the soak's own connections (one ``rabbitmqctl
+  eval`` closing them all, on a node name that answers) and reads a
+  queue's depth over AMQP.
 """
 
 from __future__ import annotations
