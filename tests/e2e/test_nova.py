@@ -11,6 +11,7 @@ boot, like an operator's day.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import signal
 import subprocess
@@ -374,8 +375,9 @@ def test_polling_alone_catches_up_without_notifications(stack: Stack):
     assert world[("nova.instance", booted)].entity.state == "ACTIVE"
 
 
+@functools.cache
 def rabbit_node() -> str | None:
-    """The node name rabbitmqctl reaches the broker by (None: its default)."""
+    """The node name rabbitmqctl reaches the broker by (None: its default), found once."""
     for node in (None, "rabbit@localhost"):
         result = subprocess.run(
             ["rabbitmqctl", *(["-n", node] if node else []), "-q", "status"],
