@@ -21,11 +21,11 @@ kind                     episode
 =======================  ==========================================================
 
 After an episode that moves ownership (:data:`MOVES`) the chaos waits
-until the fleet has settled again (every partition held by its database
-owner, balanced) and keeps the window, so the ownership checks know when
-partitions may be in motion.  A failover is timed from the signal until
-every partition of the victim has another owner with a higher term in the
-database.
+until the fleet has settled again (every partition held by the member the
+full fleet assigns it to, its database owner) and keeps the window, so
+the ownership checks know when partitions may be in motion.  A failover
+is timed from the signal until every partition of the victim has another
+owner with a higher term in the database.
 
 Threading: one thread runs episodes, as for the base class.
 """
