@@ -22,6 +22,20 @@ raised, so nothing of a refused batch is visible to any reader.  The row
 lock orders a claim against an in-flight commit: a commit either
 finished before the new term (and the new owner reads it), or is refused.
 
+The lease bounds those transactions (``lease``: the fleet's
+``heartbeat_timeout``).  An owner frozen inside one (paused, its VM
+stopped, its host cut off with the connection half open) still holds the
+row, and to the database it is only a client idle in its transaction: the
+database ends such a transaction once it has been idle for the lease
+(PostgreSQL's ``idle_in_transaction_session_timeout``, MariaDB's
+``idle_transaction_timeout``), and a claim or commit waits for the row at
+most a third of the lease (``lock_timeout``, ``innodb_lock_wait_timeout``),
+so that the ownership loop that claims goes on heart-beating and tries
+again.  A transaction therefore does no work of its own between its
+statements: the rows are built before it begins.  MySQL has no idle
+transaction timeout: there a frozen owner holds the row until its
+connection ends (``wait_timeout``), and the claim is retried each period.
+
 The owner is the only writer of its partition, so its entries are read
 once at open and kept in memory (``keeps_changes``: the entries are the
 told changes); ``commit`` writes what changed since the last commit.
@@ -45,6 +59,7 @@ dispatcher's lock); the other reads and ``save_position`` are thread-safe
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Collection, Sequence
@@ -52,6 +67,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from oslo_db import exception as db_exc
 from sqlalchemy.dialects import mysql
 
 from synchronizer.dispatch.rows import change_of, doc_of, signed
@@ -115,7 +131,17 @@ positions = sa.Table(
 )
 
 
+#: What a database that fails raises through an oslo.db engine: SQLAlchemy's
+#: errors, and oslo.db's translations of some of them (a lost connection is
+#: ``DBConnectionError``, a deadlock ``DBDeadlock``), which are not SQLAlchemy's.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError, db_exc.DBError)
 CREATE_ATTEMPTS = 5  # tries at creating the tables (members starting together race)
+#: PostgreSQL: the bounds of one write transaction (local to it).
+_PG_BOUNDS = sa.text(
+    "SELECT set_config('lock_timeout', :wait, true), "
+    "set_config('idle_in_transaction_session_timeout', :idle, true)"
+)
+_MYSQL_BOUND = "synchronizer_bounded"  # a connection's info key: its session bounds are set
 _VALUES = ("seq", "action", "fingerprint", "observed", "doc", "cloud")
 
 
@@ -147,13 +173,11 @@ def create_tables_of(engine: sa.engine.Engine) -> None:
     after a short wait: the others' tables (and columns) are there by then
     and are left as they are.
     """
-    from oslo_db import exception as db_exc
-
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
             _create_tables(engine)
             return
-        except (sa.exc.SQLAlchemyError, db_exc.DBError) as exc:
+        except DATABASE_ERRORS as exc:
             if attempt == CREATE_ATTEMPTS:
                 raise
             LOG.debug("Creating the tables failed (%s); again, as another member may be", exc)
@@ -218,6 +242,9 @@ def read_views(
     return streams, docs
 
 
+_Rows = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
+
+
 class _Table(dict):  # type: ignore[type-arg]
     """One type's entries in memory, noting which keys changed since the last commit."""
 
@@ -252,8 +279,10 @@ class SQLStore:
         *,
         history_max_changes: int = 500_000,
         history_max_age: float = 3600.0,
+        lease: float | None = None,
     ) -> None:
         self.engine = engine
+        self.lease = lease
         self.partition = partition
         self.owner = owner
         self.history_max_changes = history_max_changes
@@ -275,6 +304,7 @@ class SQLStore:
         From here on, any write by a store of an older term is refused.
         """
         with self.engine.begin() as conn:
+            self._bound(conn)
             row = self._lock_row(conn)
             if row is None:
                 self.epoch, self._seq, self.term = uuid.uuid4().hex[:16], 0, 1
@@ -299,6 +329,24 @@ class SQLStore:
         self._load()
         LOG.info("Partition %s: claimed term %d at seq %d", self.partition, self.term, self._seq)
         return self.term
+
+    def _bound(self, conn: sa.engine.Connection) -> None:
+        """Bound this write transaction by the lease (see the module docstring)."""
+        if self.lease is None:
+            return
+        wait = max(1.0, self.lease / 3)
+        if conn.dialect.name == "postgresql":
+            bounds = {"wait": f"{int(wait * 1000)}ms", "idle": f"{int(self.lease * 1000)}ms"}
+            conn.execute(_PG_BOUNDS, bounds)
+        elif conn.dialect.name == "mysql" and not conn.info.get(_MYSQL_BOUND):
+            # Session settings, once per connection (they outlive a transaction).
+            conn.execute(sa.text(f"SET SESSION innodb_lock_wait_timeout = {math.ceil(wait)}"))
+            try:
+                idle = math.ceil(self.lease)
+                conn.execute(sa.text(f"SET SESSION idle_transaction_timeout = {idle}"))
+            except DATABASE_ERRORS:
+                LOG.debug("No idle_transaction_timeout (MySQL, not MariaDB)")
+            conn.info[_MYSQL_BOUND] = True
 
     def _lock_row(self, conn: sa.engine.Connection) -> Any:
         query = sa.select(partitions).where(partitions.c.name == self.partition).with_for_update()
@@ -325,9 +373,10 @@ class SQLStore:
             .order_by(entities.c.id)
         )
         with self.engine.connect() as conn:
-            for type_, key, doc, fp in conn.execute(query):
-                dict.__setitem__(self.table(type_), key, change_of(doc, fp))
-                self._stored.add((type_, key))
+            rows = conn.execute(query).all()  # decoded after: no transaction left idle
+        for type_, key, doc, fp in rows:
+            dict.__setitem__(self.table(type_), key, change_of(doc, fp))
+            self._stored.add((type_, key))
 
     # -- EntryStore ------------------------------------------------------------
 
@@ -350,24 +399,25 @@ class SQLStore:
         if not self._dirty and not told and (seq is None or seq <= self._seq):
             return
         now = time.time()
+        # Every row built before the transaction (see the module docstring).
         docs: dict[int, tuple[Change, str]] = {}  # id → (entry, its JSON): encoded once
+        rows = self._entry_rows(docs)
+        told_rows = [
+            {
+                "partition": self.partition,
+                "seq": c.seq,
+                "type": c.entity.type,
+                "committed": now,
+                "doc": doc_of(c, docs),
+            }
+            for c in told
+        ]
         with self.engine.begin() as conn:
+            self._bound(conn)
             self._fence(conn)
-            self._write_entries(conn, docs)
-            if told:
-                conn.execute(
-                    history.insert(),
-                    [
-                        {
-                            "partition": self.partition,
-                            "seq": c.seq,
-                            "type": c.entity.type,
-                            "committed": now,
-                            "doc": doc_of(c, docs),
-                        }
-                        for c in told
-                    ],
-                )
+            self._write_entries(conn, rows)
+            if told_rows:
+                conn.execute(history.insert(), told_rows)
             if seq is not None and seq > self._seq:
                 conn.execute(
                     partitions.update().where(partitions.c.name == self.partition).values(seq=seq)
@@ -378,17 +428,15 @@ class SQLStore:
         if now - self._trimmed_at >= 30.0:
             self.trim()
 
-    def _write_entries(
-        self, conn: sa.engine.Connection, docs: dict[int, tuple[Change, str]]
-    ) -> None:
-        """Write the entries changed since the last commit (updates, inserts, deletes).
+    def _entry_rows(self, docs: dict[int, tuple[Change, str]]) -> _Rows:
+        """The rows of the entries changed since the last commit: updates, inserts, deletes.
 
         Each entry's JSON is noted in ``docs``: the history takes the same text
         for a told change rather than encoding it again.
         """
-        if not self._dirty:
-            return
-        updates, inserts, gone = [], [], []
+        updates: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
+        gone: list[dict[str, Any]] = []
         for t, k in self._dirty:
             change = self._tables.get(t, {}).get(k)
             if change is None:
@@ -398,6 +446,11 @@ class SQLStore:
                 updates.append(self._row(t, k, change, docs, prefix="b_"))
             else:
                 inserts.append(self._row(t, k, change, docs))
+        return updates, inserts, gone
+
+    def _write_entries(self, conn: sa.engine.Connection, rows: _Rows) -> None:
+        """Write the rows of :meth:`_entry_rows`."""
+        updates, inserts, gone = rows
         this = sa.and_(
             entities.c.partition == self.partition,
             entities.c.type == sa.bindparam("b_type"),
@@ -502,6 +555,7 @@ class SQLStore:
     def save_position(self, name: str, seq: int) -> None:
         """Record how far the sink ``name`` got: fenced, as every write."""
         with self.engine.begin() as conn:
+            self._bound(conn)
             self._fence(conn)
             where = sa.and_(positions.c.partition == self.partition, positions.c.name == name)
             done = conn.execute(
@@ -532,6 +586,7 @@ class SQLStore:
         """Drop history beyond the bounds, never past a saved sink position."""
         self._trimmed_at = time.time()
         with self.engine.begin() as conn:
+            self._bound(conn)
             cut = self._seq - self.history_max_changes
             # The first change young enough to keep, in key order: the
             # primary key's walk reads only the aged rows (see durable.py).

@@ -53,7 +53,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy.exc
 from oslo_config import cfg
 
 from synchronizer import backend, clouds, opts, plugin_loader, wire
@@ -222,7 +221,7 @@ class Member:
         """
         try:
             stored: dict[str, tuple[str | None, int]] | None = sql.owners(self.engine)
-        except sqlalchemy.exc.SQLAlchemyError:
+        except sql.DATABASE_ERRORS:
             stored = None
         with self._lock:
             runs = dict(self._runs)
@@ -256,7 +255,7 @@ class Member:
         partition = self.partitions[name]
         try:
             run = self._open(partition)
-        except (sqlalchemy.exc.SQLAlchemyError, Fenced) as exc:
+        except (*sql.DATABASE_ERRORS, Fenced) as exc:
             # Retried every ownership cycle: said once a minute, not four times a period.
             now, level = time.monotonic(), logging.DEBUG
             if now - self._said.get(name, -LOG_AGAIN) >= LOG_AGAIN:
@@ -269,7 +268,7 @@ class Member:
             for feed in run.feeds:
                 feed.start()  # reads the sink's saved position
                 started.append(feed)
-        except (sqlalchemy.exc.SQLAlchemyError, Fenced) as exc:
+        except (*sql.DATABASE_ERRORS, Fenced) as exc:
             # Claimed, but the database went away before the sinks could start:
             # undo (a partition held and not run would stay dead) and retry later.
             LOG.error("Partition %s: cannot start its sinks (%s); retrying later", name, exc)
@@ -292,6 +291,8 @@ class Member:
             self.member_id,
             history_max_changes=self.conf.history_max_changes,
             history_max_age=self.conf.history_max_age,
+            # A frozen owner's open transaction is ended within its lease.
+            lease=self.conf.coordination.heartbeat_timeout,
         )
         if not self._tables_made:
             sql.create_tables_of(self.engine)
@@ -346,7 +347,7 @@ class Member:
         for feed in feeds:
             try:
                 feed.stop(timeout=2.0)
-            except (Fenced, sqlalchemy.exc.SQLAlchemyError) as exc:
+            except (Fenced, *sql.DATABASE_ERRORS) as exc:
                 # Its position stays the last saved one: the next owner
                 # re-sends from there (the same seqs, the same changes).
                 LOG.warning("Partition %s: sink %s's position not saved (%s)", name, feed.name, exc)
@@ -437,7 +438,7 @@ class Member:
                 continue
             try:
                 self._handle(run, name, message)
-            except (Fenced, sqlalchemy.exc.SQLAlchemyError) as exc:
+            except (Fenced, *sql.DATABASE_ERRORS) as exc:
                 LOG.error("Partition %s: a batch was refused (%s); giving it up", partition, exc)
                 self._drop(run)
             except Exception:

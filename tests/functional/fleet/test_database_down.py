@@ -8,16 +8,19 @@ having been told no delete (the cloud deleted nothing).
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 from synchronizer import opts
 from synchronizer.dispatch import sql
 from synchronizer.model import Action, Change
 from synchronizer.outputs import client
+from synchronizer_fakecloud import testbed
 from tests.functional.fleet.test_failover import MEMBERS, TIMEOUT, _cont, wait
 from tests.functional.fleet.test_rebalance import settle
 from tests.functional.fleet.test_stream import (
@@ -154,3 +157,80 @@ def _owners(engine) -> dict:
         return sql.owners(engine)
     except Exception:  # noqa: BLE001 - the tables are made by the first claim
         return {}
+
+
+def _cut_connections(admin, database: str) -> int:
+    """End every session of the member on its database (as a database restart does)."""
+    name = database.rsplit("/", 1)[1]
+    with admin.connect() as conn:
+        query = sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = :name AND pid <> pg_backend_pid()"
+        )
+        return len(conn.execute(query, {"name": name}).all())
+
+
+def _gaps(engine) -> list[str]:
+    """Each partition's history against its seq: the seqs missing from 1..seq."""
+    with engine.connect() as conn:
+        streams = dict(conn.execute(sa.select(sql.partitions.c.name, sql.partitions.c.seq)).all())
+        have: dict[str, set[int]] = {}
+        for p, s in conn.execute(sa.select(sql.history.c.partition, sql.history.c.seq)):
+            have.setdefault(p, set()).add(int(s))
+    return [
+        f"{p}: {len(missing)} missing, e.g. {sorted(missing)[:5]}"
+        for p, seq in sorted(streams.items())
+        if (missing := set(range(1, int(seq) + 1)) - have.get(p, set()))
+    ]
+
+
+def test_a_member_whose_connections_the_database_ends_opens_its_partitions_again(
+    cloud, redis, database, tmp_path
+):
+    """The database ends the member's sessions mid-commit (a restart, a proxy failing over).
+
+    oslo.db raises a lost connection as its own DBConnectionError, not
+    SQLAlchemy's: the batch that lost it must still drop the partition
+    (its store may hold the batch) and the partition be opened again from
+    the database, or the next batch is committed after a seq nobody wrote.
+    """
+    cloud.reset()
+    cloud.populate(servers=30, hosts=2, volumes=6)
+    periods = {"nova.instance": {"period": 0.1}, "cinder.volume": {"period": 0.1}}
+    text = testbed.member_config(
+        "m1", cloud, redis.url, database, TIMEOUT, periods, worker_restart_delay=0.2
+    )
+    daemon = Daemon(testbed.write_config(tmp_path / "m1.conf", text)).start()
+    engine = sql.create_engine(database, create_tables=False)
+    admin = sa.create_engine(database)
+    try:
+        wait(lambda: set(_owners(engine)) == {"nova", "cinder"}, 60, "both partitions owned")
+        cut = 0
+        deadline = time.monotonic() + 60
+        seed = 500
+        # Cut until a commit lost its connection (the partition was reopened), at most a minute.
+        while time.monotonic() < deadline and not _reopened(daemon):
+            seed += 1
+            cloud.change("servers", count=4, seed=seed)
+            cloud.change("volumes", count=1, seed=seed)
+            time.sleep(random.uniform(0.0, 0.15))
+            cut += _cut_connections(admin, database)
+        assert daemon.count_logs("Dispatcher failed on a message") == 0, _lines(daemon)
+        assert _reopened(daemon), f"no commit lost its connection in {cut} cut sessions"
+        wait(lambda: set(_owners(engine)) == {"nova", "cinder"}, 30, "both partitions owned")
+        cloud.change("servers", count=3, seed=seed + 1)
+        time.sleep(2.0)
+        assert _gaps(engine) == []
+        assert daemon.proc.poll() is None
+    finally:
+        daemon.stop(timeout=15)
+        engine.dispose()
+        admin.dispose()
+
+
+def _reopened(daemon: Daemon) -> bool:
+    return daemon.count_logs("a batch was refused") > 0
+
+
+def _lines(daemon: Daemon) -> str:
+    return "\n".join(line[:300] for line in daemon.logs if "Dispatcher failed" in line)
