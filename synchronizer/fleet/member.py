@@ -128,6 +128,11 @@ class Member:
         self._worker_partition: dict[str, str] = {}
         self._said: dict[str, float] = {}  # partition → when its failing open was last logged
         self._lock = threading.Lock()
+        # One gain or loss of a partition at a time: the ownership loop gains
+        # and loses, the lease watch loses, the dispatch thread drops; a loss
+        # still under way must not take a new term's run with it.
+        self._transitions = {name: threading.Lock() for name in self.partitions}
+        self._workers_lock = threading.Lock()  # the workers wanted, worked out and applied
         # Worker messages, a hand-over's marker (an Event), or None to stop.
         self._inbox: queue.Queue[tuple[str, wire.Message] | threading.Event | None] = queue.Queue(
             64
@@ -252,6 +257,15 @@ class Member:
     # -- gaining and losing partitions ---------------------------------------
 
     def _gain(self, name: str) -> bool:
+        with self._transitions[name]:
+            with self._lock:
+                stale = self._runs.get(name)
+            if stale is not None:
+                # Held under an earlier term that nobody stopped: end it first.
+                self._stop(stale, "it is taken again under a new term", planned=False)
+            return self._gain_now(name)
+
+    def _gain_now(self, name: str) -> bool:
         partition = self.partitions[name]
         try:
             run = self._open(partition)
@@ -308,25 +322,35 @@ class Member:
         ]
         return _Run(partition, term, dispatcher, feeds, built, self._specs(partition))
 
-    def _lose(self, name: str, why: str, planned: bool = False) -> None:
-        """Stop a partition; ``planned`` (a hand-over): dispatch what its workers had first.
+    def _lose(self, name: str, why: str, planned: bool = False, only: _Run | None = None) -> None:
+        """Stop a partition (``only``: if that is still its run); ``planned`` (a
+        hand-over): dispatch what its workers had first.
 
         Not ``planned`` when its lease or term is gone (what it dispatched
         would be refused), nor from the dispatch thread (it would wait on
-        itself).
+        itself).  Waits for a gain or loss of the partition under way on
+        another thread.
         """
+        with self._transitions[name]:
+            with self._lock:
+                run = self._runs.get(name)
+            if run is None or (only is not None and run is not only):
+                return  # not held, or held under a newer term than the one to drop
+            self._stop(run, why, planned)
+
+    def _stop(self, run: _Run, why: str, planned: bool) -> None:
+        """Stop one run of a partition (its transition lock held)."""
+        name = run.partition.name
         with self._lock:
-            run = self._runs.get(name)
-            if run is None or run.stopping:
-                return  # not held, or being stopped already (by the other thread)
             run.stopping, run.draining = True, planned
         self._ensure_workers(drain=planned)
         if planned:
             self._drain(name)
         with self._lock:
-            self._runs.pop(name, None)
-            for spec in run.specs:
-                self._worker_partition.pop(spec.name, None)
+            if self._runs.get(name) is run:
+                del self._runs[name]
+                for spec in run.specs:
+                    self._worker_partition.pop(spec.name, None)
         self._close(run, run.feeds, why)
 
     def _drain(self, name: str) -> None:
@@ -356,6 +380,13 @@ class Member:
         LOG.warning("Partition %s: stopped (term %d): %s", name, run.term, why)
 
     def _ensure_workers(self, drain: bool = False) -> None:
+        # Worked out and applied under one lock: two threads applying in the
+        # other order would leave the older wish (a partition's workers put
+        # on standby while it runs).
+        with self._workers_lock:
+            self._apply_workers(drain)
+
+    def _apply_workers(self, drain: bool) -> None:
         with self._lock:
             running = {name for name, run in self._runs.items() if not run.stopping}
             specs = [spec for name in running for spec in self._runs[name].specs]
@@ -452,7 +483,7 @@ class Member:
         partition is taken again (here or elsewhere) from the database.
         """
         try:
-            self._lose(run.partition.name, "its store refused a batch")
+            self._lose(run.partition.name, "its store refused a batch", only=run)
         except Exception:
             LOG.exception(
                 "Partition %s: stopping it failed; its lock is given back", run.partition.name

@@ -33,8 +33,11 @@ owner's partitions move within that timeout plus one period.  A member
 that cannot reach the coordinator at start owns nothing until it can
 (never "everything", as Aodh's evaluators fall back to).
 
-Threading: one thread of its own calls ``on_gain`` and ``on_lose``; another
-heart-beats; ``release(name)`` (a partition fenced or failed) from any thread.
+Threading: one thread of its own calls ``on_gain`` and ``on_lose``, the
+lease watch calls ``on_lose`` too (so the callbacks must serialize a
+partition's gain and loss: a loss under way when the loop gains it again);
+another thread heart-beats; ``release(name)`` (a partition fenced or
+failed) from any thread.
 """
 
 from __future__ import annotations
