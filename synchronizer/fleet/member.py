@@ -257,12 +257,8 @@ class Member:
     # -- gaining and losing partitions ---------------------------------------
 
     def _gain(self, name: str) -> bool:
+        # After any loss of it under way (which ends with its run gone).
         with self._transitions[name]:
-            with self._lock:
-                stale = self._runs.get(name)
-            if stale is not None:
-                # Held under an earlier term that nobody stopped: end it first.
-                self._stop(stale, "it is taken again under a new term", planned=False)
             return self._gain_now(name)
 
     def _gain_now(self, name: str) -> bool:
