@@ -32,7 +32,7 @@ FREEZE_TRIES = 500
 # The old owner: claims the partition, then commits small batches until its
 # writes are refused (exit 3) or its connection is ended (exit 4).
 OWNER = """
-import sys, time
+import sys
 from synchronizer import fingerprint, timeutil
 from synchronizer.dispatch import sql
 from synchronizer.dispatch.dispatcher import Dispatcher
