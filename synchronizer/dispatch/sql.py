@@ -22,8 +22,9 @@ raised, so nothing of a refused batch is visible to any reader.  The row
 lock orders a claim against an in-flight commit: a commit either
 finished before the new term (and the new owner reads it), or is refused.
 
-The lease bounds those transactions (``lease``: the fleet's
-``heartbeat_timeout``).  An owner frozen inside one (paused, its VM
+The lease bounds those transactions (:func:`create_engine`'s ``lease``:
+the fleet's ``heartbeat_timeout``, set on each of the engine's connections
+when it is made, so a transaction pays nothing for it).  An owner frozen inside one (paused, its VM
 stopped, its host cut off with the connection half open) still holds the
 row, and to the database it is only a client idle in its transaction: the
 database ends such a transaction once it has been idle for the lease
@@ -136,19 +137,21 @@ positions = sa.Table(
 #: ``DBConnectionError``, a deadlock ``DBDeadlock``), which are not SQLAlchemy's.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError, db_exc.DBError)
 CREATE_ATTEMPTS = 5  # tries at creating the tables (members starting together race)
-#: PostgreSQL: the bounds of one write transaction (local to it).
-_PG_BOUNDS = sa.text(
-    "SELECT set_config('lock_timeout', :wait, true), "
-    "set_config('idle_in_transaction_session_timeout', :idle, true)"
-)
-_MYSQL_BOUND = "synchronizer_bounded"  # a connection's info key: its session bounds are set
 _VALUES = ("seq", "action", "fingerprint", "observed", "doc", "cloud")
 
 
 def create_engine(
-    connection: str, *, create_tables: bool = True, **options: Any
+    connection: str,
+    *,
+    create_tables: bool = True,
+    lease: float | None = None,
+    **options: Any,
 ) -> sa.engine.Engine:
-    """An engine the oslo.db way (``[database]`` options), the tables created if asked."""
+    """An engine the oslo.db way (``[database]`` options), the tables created if asked.
+
+    ``lease`` (seconds; the fleet's ``heartbeat_timeout``) bounds every
+    transaction of the engine's connections (see the module docstring).
+    """
     from oslo_db.sqlalchemy import engines
 
     if options.get("max_retries") == 0:
@@ -156,9 +159,53 @@ def create_engine(
         # connects when it first claims a partition instead.
         options["_test_connection"] = lambda *a, **k: None
     engine = engines.create_engine(connection, **options)
+    if lease is not None:
+        _bound_connections(engine, lease)
     if create_tables:
         create_tables_of(engine)
     return engine
+
+
+def _bound_connections(engine: sa.engine.Engine, lease: float) -> None:
+    """Set the lease's bounds on each connection once, as it is made, and commit them.
+
+    Session settings, set outside any transaction: a transaction that
+    rolls back (a fenced commit) does not undo them, as it would undo a
+    ``SET`` made inside it on PostgreSQL, and no transaction pays a round
+    trip for them.
+    """
+    wait = max(1.0, lease / 3)
+    if engine.dialect.name == "postgresql":
+        required = [
+            f"SET lock_timeout = '{int(wait * 1000)}ms'",
+            f"SET idle_in_transaction_session_timeout = '{int(lease * 1000)}ms'",
+        ]
+        optional = []
+    elif engine.dialect.name == "mysql":
+        required = [f"SET SESSION innodb_lock_wait_timeout = {math.ceil(wait)}"]
+        optional = [f"SET SESSION idle_transaction_timeout = {math.ceil(lease)}"]  # MariaDB
+    else:
+        return
+    error = engine.dialect.dbapi.Error
+
+    @sa.event.listens_for(engine, "connect")
+    def _bound(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            for statement in required:
+                cursor.execute(statement)
+            for statement in optional:
+                try:
+                    cursor.execute(statement)
+                except error:
+                    LOG.debug("No idle_transaction_timeout (MySQL, not MariaDB)")
+        finally:
+            cursor.close()
+        dbapi_connection.commit()
+
+    # oslo.db tries a connection as it makes the engine, before this listener:
+    # that one is dropped from the pool rather than handed out unbounded.
+    engine.dispose()
 
 
 def create_tables_of(engine: sa.engine.Engine) -> None:
@@ -279,10 +326,8 @@ class SQLStore:
         *,
         history_max_changes: int = 500_000,
         history_max_age: float = 3600.0,
-        lease: float | None = None,
     ) -> None:
         self.engine = engine
-        self.lease = lease
         self.partition = partition
         self.owner = owner
         self.history_max_changes = history_max_changes
@@ -304,7 +349,6 @@ class SQLStore:
         From here on, any write by a store of an older term is refused.
         """
         with self.engine.begin() as conn:
-            self._bound(conn)
             row = self._lock_row(conn)
             if row is None:
                 self.epoch, self._seq, self.term = uuid.uuid4().hex[:16], 0, 1
@@ -329,24 +373,6 @@ class SQLStore:
         self._load()
         LOG.info("Partition %s: claimed term %d at seq %d", self.partition, self.term, self._seq)
         return self.term
-
-    def _bound(self, conn: sa.engine.Connection) -> None:
-        """Bound this write transaction by the lease (see the module docstring)."""
-        if self.lease is None:
-            return
-        wait = max(1.0, self.lease / 3)
-        if conn.dialect.name == "postgresql":
-            bounds = {"wait": f"{int(wait * 1000)}ms", "idle": f"{int(self.lease * 1000)}ms"}
-            conn.execute(_PG_BOUNDS, bounds)
-        elif conn.dialect.name == "mysql" and not conn.info.get(_MYSQL_BOUND):
-            # Session settings, once per connection (they outlive a transaction).
-            conn.execute(sa.text(f"SET SESSION innodb_lock_wait_timeout = {math.ceil(wait)}"))
-            try:
-                idle = math.ceil(self.lease)
-                conn.execute(sa.text(f"SET SESSION idle_transaction_timeout = {idle}"))
-            except DATABASE_ERRORS:
-                LOG.debug("No idle_transaction_timeout (MySQL, not MariaDB)")
-            conn.info[_MYSQL_BOUND] = True
 
     def _lock_row(self, conn: sa.engine.Connection) -> Any:
         query = sa.select(partitions).where(partitions.c.name == self.partition).with_for_update()
@@ -413,7 +439,6 @@ class SQLStore:
             for c in told
         ]
         with self.engine.begin() as conn:
-            self._bound(conn)
             self._fence(conn)
             self._write_entries(conn, rows)
             if told_rows:
@@ -555,7 +580,6 @@ class SQLStore:
     def save_position(self, name: str, seq: int) -> None:
         """Record how far the sink ``name`` got: fenced, as every write."""
         with self.engine.begin() as conn:
-            self._bound(conn)
             self._fence(conn)
             where = sa.and_(positions.c.partition == self.partition, positions.c.name == name)
             done = conn.execute(
@@ -586,7 +610,6 @@ class SQLStore:
         """Drop history beyond the bounds, never past a saved sink position."""
         self._trimmed_at = time.time()
         with self.engine.begin() as conn:
-            self._bound(conn)
             cut = self._seq - self.history_max_changes
             # The first change young enough to keep, in key order: the
             # primary key's walk reads only the aged rows (see durable.py).

@@ -119,6 +119,8 @@ class Member:
             max_pool_size=conf.database.max_pool_size,
             connection_recycle_time=conf.database.connection_recycle_time,
             mysql_sql_mode=conf.database.mysql_sql_mode,
+            # A frozen owner's open transaction is ended within its lease.
+            lease=conf.coordination.heartbeat_timeout,
         )
         self._tables_made = False
         self._on_output_closed = on_output_closed
@@ -301,8 +303,6 @@ class Member:
             self.member_id,
             history_max_changes=self.conf.history_max_changes,
             history_max_age=self.conf.history_max_age,
-            # A frozen owner's open transaction is ended within its lease.
-            lease=self.conf.coordination.heartbeat_timeout,
         )
         if not self._tables_made:
             sql.create_tables_of(self.engine)

@@ -22,8 +22,11 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from synchronizer import fingerprint, timeutil
 from synchronizer.dispatch import sql
 from synchronizer.dispatch.dispatcher import Dispatcher
+from synchronizer.errors import Fenced
+from synchronizer.model import Action, Change, Entity
 from tests.helpers import fleetparts
 
 LEASE = 3.0  # the fleet's heartbeat_timeout in these tests
@@ -39,8 +42,8 @@ from synchronizer.dispatch.dispatcher import Dispatcher
 from synchronizer.errors import Fenced
 from synchronizer.model import Action, Change, Entity, Source
 
-engine = sql.create_engine(sys.argv[1], create_tables=False)
-store = sql.SQLStore(engine, "nova", "m1", lease=float(sys.argv[2]))
+engine = sql.create_engine(sys.argv[1], create_tables=False, lease=float(sys.argv[2]))
+store = sql.SQLStore(engine, "nova", "m1")
 store.claim()
 dispatcher = Dispatcher(store=store)
 print("claimed", flush=True)
@@ -104,7 +107,7 @@ def test_a_claim_gets_through_an_owner_frozen_inside_its_commit(url):
         stdout=subprocess.PIPE,
         text=True,
     )
-    engine = sql.create_engine(url, create_tables=False)
+    engine = sql.create_engine(url, create_tables=False, lease=LEASE)
     claimed = threading.Event()
     waits: list[float] = []
     try:
@@ -115,7 +118,7 @@ def test_a_claim_gets_through_an_owner_frozen_inside_its_commit(url):
 
         def claim() -> None:
             # As the member's ownership loop does: try, and try again the next period.
-            store = sql.SQLStore(engine, "nova", "m2", lease=LEASE)
+            store = sql.SQLStore(engine, "nova", "m2")
             while time.monotonic() - frozen < 60:
                 t0 = time.monotonic()
                 try:
@@ -142,7 +145,7 @@ def test_a_claim_gets_through_an_owner_frozen_inside_its_commit(url):
         # Woken, the old owner's next write is refused or its connection is gone.
         assert proc.wait(20) in (3, 4), proc.stdout.read()
         # The new owner goes on from what the old one committed, gap-free.
-        store = sql.SQLStore(engine, "nova", "m3", lease=LEASE)
+        store = sql.SQLStore(engine, "nova", "m3")
         store.claim()
         new = Dispatcher(store=store)
         seqs = [c.seq for c in new.history(0)]
@@ -155,3 +158,45 @@ def test_a_claim_gets_through_an_owner_frozen_inside_its_commit(url):
         claimed.wait(30)  # on a store without the bound, the claim ends with the owner
         engine.dispose()
         probe.dispose()
+
+
+def session_bounds(conn: sa.engine.Connection) -> tuple[str, str]:
+    """The connection's row-lock wait and idle-transaction bounds, as the database reports them."""
+    if conn.dialect.name == "postgresql":
+        wait = conn.execute(sa.text("SHOW lock_timeout")).scalar_one()
+        idle = conn.execute(sa.text("SHOW idle_in_transaction_session_timeout")).scalar_one()
+        return wait, idle
+    wait = conn.execute(sa.text("SELECT @@SESSION.innodb_lock_wait_timeout")).scalar_one()
+    idle = conn.execute(sa.text("SELECT @@SESSION.idle_transaction_timeout")).scalar_one()
+    return str(wait), str(idle)
+
+
+def test_every_connection_is_bounded_once_and_a_fenced_commit_does_not_undo_it(url):
+    """The bounds are the connection's own: set when it is made, kept after a rollback.
+
+    A commit sends no statement of its own for them, and a fenced commit
+    (rolled back whole) leaves them in place for the next transaction.
+    """
+    engine = sql.create_engine(url, create_tables=False, lease=LEASE)
+    expected = {"postgresql": ("1s", "3s"), "mysql": ("1", "3")}[engine.dialect.name]
+    sent: list[str] = []
+    try:
+        old = sql.SQLStore(engine, "nova", "m1")
+        old.claim()
+        dispatcher = Dispatcher(store=old)
+        sql.SQLStore(engine, "nova", "m2").claim()  # m1's term is over
+        sa.event.listen(engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+        e = Entity("nova.instance", "u1", state="S1", timestamp=timeutil.now())
+        with pytest.raises(Fenced):
+            dispatcher.dispatch([Change(Action.CREATE, e, fingerprint.of(e))])
+        assert sent, "the fenced commit sent nothing"
+        assert not [s for s in sent if "timeout" in s.lower()], sent
+        # Every pooled connection, the fenced one among them, is still bounded.
+        conns = [engine.connect() for _ in range(3)]
+        try:
+            assert [session_bounds(c) for c in conns] == [expected] * 3
+        finally:
+            for c in conns:
+                c.close()
+    finally:
+        engine.dispose()
