@@ -27,7 +27,7 @@ from synchronizer.outputs import client
 from tests.e2e.conftest import RealCloud
 from tests.e2e.stream import Received, Stream, brief, of
 from tests.functional.conftest import QUEUE_PATTERNS, _delete_queues
-from tests.helpers.broker import cut_connections, process_tree
+from tests.helpers.broker import cut_connections, find_node, process_tree
 from tests.helpers.daemon import Daemon
 
 TYPES = ("nova.instance", "nova.host", "nova.zone")
@@ -378,16 +378,9 @@ def test_polling_alone_catches_up_without_notifications(stack: Stack):
 @functools.cache
 def rabbit_node() -> str | None:
     """The node name rabbitmqctl reaches the broker by (None: its default), found once."""
-    for node in (None, "rabbit@localhost"):
-        result = subprocess.run(
-            ["rabbitmqctl", *(["-n", node] if node else []), "-q", "status"],
-            capture_output=True,
-            check=False,
-            timeout=60,
-        )
-        if result.returncode == 0:
-            return node
-    raise AssertionError("rabbitmqctl reaches no broker node")
+    found, node, error = find_node()
+    assert found, f"rabbitmqctl reaches no broker node: {error}"
+    return node
 
 
 def rabbitmqctl(*args: str) -> str:

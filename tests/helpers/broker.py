@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 BIN = "/usr/lib/rabbitmq/bin"
@@ -122,18 +122,53 @@ def socket_inodes(pids: Iterable[int]) -> set[str]:
     return inodes
 
 
+def tcp_sockets(pids: Iterable[int]) -> Iterator[tuple[str, str, int, int]]:
+    """``(state, local address in hex, local port, remote port)`` of the TCP sockets of ``pids``.
+
+    From ``/proc/net/tcp`` and ``tcp6``; ``state`` as the kernel writes it
+    (``01`` ESTABLISHED, ``0A`` LISTEN).
+    """
+    inodes = socket_inodes(pids)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[9] in inodes:
+                local, local_port = fields[1].rsplit(":", 1)
+                remote_port = fields[2].rsplit(":", 1)[1]
+                yield fields[3], local, int(local_port, 16), int(remote_port, 16)
+
+
 def connected_ports(pids: Iterable[int], port: int) -> set[int]:
     """Local ports of the established TCP connections of ``pids`` to ``port``."""
-    inodes = socket_inodes(pids)
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                remote = int(fields[2].rsplit(":", 1)[1], 16)
-                if fields[3] == "01" and remote == port and fields[9] in inodes:  # 01: ESTABLISHED
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+    return {
+        local_port
+        for state, _, local_port, remote_port in tcp_sockets(pids)
+        if state == "01" and remote_port == port
+    }
+
+
+#: Node names rabbitmqctl may reach the local broker by (None: its default).
+NODES = (None, "rabbit@localhost", f"rabbit@{socket.gethostname()}")
+
+
+def find_node() -> tuple[bool, str | None, str]:
+    """``(found, node, error)``: the first of :data:`NODES` that rabbitmqctl reaches."""
+    error = ""
+    for node in NODES:
+        cmd = ["rabbitmqctl", *(["-n", node] if node else []), "-q", "status"]
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            error = str(exc)
+            continue
+        if result.returncode == 0:
+            return True, node, ""
+        error = "\n".join((result.stderr or result.stdout).strip().splitlines()[-1:])
+    return False, None, error
 
 
 def cut_connections(

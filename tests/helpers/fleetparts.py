@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ __all__ = [
     "create_database",
     "drop_database",
     "free_port",
+    "history_gaps",
     "reachable",
     "require",
 ]
@@ -66,6 +67,27 @@ def create_database(kind: str) -> str:
         conn.execute(sa.text(f"CREATE DATABASE {name}"))
     engine.dispose()
     return url
+
+
+def history_gaps(streams: Mapping[str, int], seqs: Iterable[tuple[str, int]]) -> list[str]:
+    """Each partition's history against its stream: what is not exactly seq 1..N, said.
+
+    ``streams``: partition → its last seq; ``seqs``: the ``(partition, seq)``
+    its history holds.  Empty when every partition holds each of 1..N once.
+    """
+    have: dict[str, list[int]] = {}
+    for partition, seq in seqs:
+        have.setdefault(partition, []).append(int(seq))
+    gaps = []
+    for partition, last in sorted(streams.items()):
+        held = sorted(have.get(partition, []))
+        if held != list(range(1, int(last) + 1)):
+            missing = sorted(set(range(1, int(last) + 1)) - set(held))
+            gaps.append(
+                f"{partition}: {len(held)} changes for seq {last}, "
+                f"{len(missing)} missing (e.g. {missing[:5]})"
+            )
+    return gaps
 
 
 def drop_database(url: str) -> None:

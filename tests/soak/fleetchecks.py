@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from synchronizer.model import Change
+from tests.helpers import fleetparts
 from tests.soak.checks import Check
 from tests.soak.consumers import digest
 from tests.soak.fleet import Sample
@@ -106,11 +107,8 @@ def wire_checks(f: dict[str, Any]) -> list[Check]:
     committed = {key: digest(Change.from_dict(orjson.loads(doc))) for key, doc in history.items()}
     uncommitted = sorted(k for k in wire.seen if k not in committed)
     other = sorted(k for k, d in wire.seen.items() if k in committed and committed[k] != d)
-    gaps = []
-    for partition, (_, seq) in sorted(f["streams"].items()):
-        have = sorted(s for p, s in committed if p == partition)
-        if have != list(range(1, seq + 1)):
-            gaps.append(f"{partition}: {len(have)} changes for seq {seq}")
+    streams = {partition: seq for partition, (_, seq) in f["streams"].items()}
+    gaps = fleetparts.history_gaps(streams, committed)
     fenced = [f"{p} seq {s}" for p, s in (uncommitted + other)[:EXAMPLES]]
     return [
         Check(

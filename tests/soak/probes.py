@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import socket
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -88,16 +86,11 @@ def _address(hex_addr: str) -> str:
 
 def listening(pids: Iterable[int]) -> list[tuple[str, int]]:
     """``(address, port)`` of every TCP socket in LISTEN state owned by ``pids``."""
-    inodes = broker.socket_inodes(pids)
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                    addr, port = fields[1].split(":")
-                    found.append((_address(addr), int(port, 16)))
-    return found
+    return [
+        (_address(address), port)
+        for state, address, port, _ in broker.tcp_sockets(pids)
+        if state == "0A"  # LISTEN
+    ]
 
 
 def is_loopback(address: str) -> bool:
@@ -107,30 +100,15 @@ def is_loopback(address: str) -> bool:
 class Broker:
     """The local RabbitMQ, driven with rabbitmqctl and read over AMQP."""
 
-    NODES = (None, "rabbit@localhost", f"rabbit@{socket.gethostname()}")
-
     def __init__(self, amqp_url: str = "amqp://guest:guest@127.0.0.1:5672//") -> None:
         self.amqp_url = amqp_url
         self.node: str | None = None
         self.ctl_error = ""
 
-    def _ctl(self, node: str | None, *args: str) -> subprocess.CompletedProcess[str]:
-        cmd = ["rabbitmqctl", *(["-n", node] if node else []), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-
     def find_node(self) -> bool:
         """Find a node name rabbitmqctl can reach; False (with ``ctl_error``) if none."""
-        for node in self.NODES:
-            try:
-                result = self._ctl(node, "-q", "status")
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                self.ctl_error = str(exc)
-                continue
-            if result.returncode == 0:
-                self.node = node
-                return True
-            self.ctl_error = (result.stderr or result.stdout).strip().splitlines()[-1:]
-        return False
+        found, self.node, self.ctl_error = broker.find_node()
+        return found
 
     def cut_connections(self, root: int) -> int:
         """Close the connections of ``root``'s process tree (the soak's own); how many.

@@ -171,17 +171,11 @@ def _cut_connections(admin, database: str) -> int:
 
 
 def _gaps(engine) -> list[str]:
-    """Each partition's history against its seq: the seqs missing from 1..seq."""
+    """Each partition's history against its seq (see :func:`fleetparts.history_gaps`)."""
     with engine.connect() as conn:
         streams = dict(conn.execute(sa.select(sql.partitions.c.name, sql.partitions.c.seq)).all())
-        have: dict[str, set[int]] = {}
-        for p, s in conn.execute(sa.select(sql.history.c.partition, sql.history.c.seq)):
-            have.setdefault(p, set()).add(int(s))
-    return [
-        f"{p}: {len(missing)} missing, e.g. {sorted(missing)[:5]}"
-        for p, seq in sorted(streams.items())
-        if (missing := set(range(1, int(seq) + 1)) - have.get(p, set()))
-    ]
+        seqs = conn.execute(sa.select(sql.history.c.partition, sql.history.c.seq)).all()
+    return fleetparts.history_gaps(streams, seqs)
 
 
 def test_a_member_whose_connections_the_database_ends_opens_its_partitions_again(
