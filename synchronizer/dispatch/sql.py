@@ -24,18 +24,20 @@ finished before the new term (and the new owner reads it), or is refused.
 
 The lease bounds those transactions (:func:`create_engine`'s ``lease``:
 the fleet's ``heartbeat_timeout``, set on each of the engine's connections
-when it is made, so a transaction pays nothing for it).  An owner frozen inside one (paused, its VM
-stopped, its host cut off with the connection half open) still holds the
-row, and to the database it is only a client idle in its transaction: the
-database ends such a transaction once it has been idle for the lease
-(PostgreSQL's ``idle_in_transaction_session_timeout``, MariaDB's
+when it is made, so a transaction pays nothing for it). An owner frozen
+inside one (paused, its VM stopped, its host cut off with the connection
+half open) still holds the row, and to the database it is only a client
+idle in its transaction: the database ends such a transaction once it has
+been idle for the lease (PostgreSQL's
+``idle_in_transaction_session_timeout``, MariaDB's
 ``idle_transaction_timeout``), and a claim or commit waits for the row at
-most a third of the lease (``lock_timeout``, ``innodb_lock_wait_timeout``),
-so that the ownership loop that claims goes on heart-beating and tries
-again.  A transaction therefore does no work of its own between its
-statements: the rows are built before it begins.  MySQL has no idle
-transaction timeout: there a frozen owner holds the row until its
-connection ends (``wait_timeout``), and the claim is retried each period.
+most a third of the lease (``lock_timeout``,
+``innodb_lock_wait_timeout``), so that the ownership loop that claims goes
+on heart-beating and tries again.  A transaction therefore does no work of
+its own between its statements: the rows are built before it begins.
+MySQL has no idle transaction timeout: there a frozen owner holds the row
+until its connection ends (``wait_timeout``), and the claim is retried
+each period.
 
 The owner is the only writer of its partition, so its entries are read
 once at open and kept in memory (``keeps_changes``: the entries are the
