@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -62,7 +63,37 @@ def reachable(address: tuple[str, int]) -> bool:
         return False
 
 
+#: Where :func:`free_port` picks from: below the kernel's ephemeral range, so
+#: no outgoing connection of any process takes the port between the pick and
+#: the server's bind (a port from ``bind(0)`` is in that range).
+PORT_RANGE = (20000, 32000)
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A loopback TCP port free now, for a server a test or benchmark starts next.
+
+    Chosen at random below the ephemeral range (see :data:`PORT_RANGE`)
+    and tried with a bind; the ephemeral range only where there is no room
+    below it.
+    """
+    low, high = PORT_RANGE[0], min(PORT_RANGE[1], _ephemeral_low() - 1)
+    rng = random.SystemRandom()
+    for _ in range(200 if high > low else 0):
+        port = rng.randint(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from synchronizer import Synchronizer, opts
+from synchronizer_fakecloud.testbed import free_port
 from tests.helpers.daemon import REPO
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fetch(url: str) -> tuple[int, str]:

@@ -27,6 +27,7 @@ import pytest
 
 from synchronizer_fakecloud.clock import Clock
 from synchronizer_fakecloud.server import FakeCloud
+from synchronizer_fakecloud.testbed import free_port
 from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import Daemon, settle
 
@@ -44,12 +45,6 @@ def cloud() -> Iterator[FakeCloud]:
 @pytest.fixture(autouse=True)
 def fresh(cloud: FakeCloud) -> None:
     cloud.reset()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(

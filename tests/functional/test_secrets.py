@@ -8,7 +8,6 @@ password, so that re-authentication and auth failures are logged too.
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 
 from synchronizer_fakecloud import Credentials
 from synchronizer_fakecloud.server import FakeCloud
+from synchronizer_fakecloud.testbed import free_port
 from tests.helpers.cloudconf import service_credentials
 from tests.helpers.daemon import Daemon
 from tests.soak import probes
@@ -27,12 +27,6 @@ WRONG_PASSWORD = "Wr0ng-test-pw-ABC"
 NAGIOS_PASSWORD = "N4gios-test-pw-QRS"
 TOKEN_PREFIX = "gAAAAATestTok"
 SECRETS = (PASSWORD, WRONG_PASSWORD, NAGIOS_PASSWORD, "TestTok")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

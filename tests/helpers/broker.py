@@ -18,13 +18,9 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from synchronizer_fakecloud.testbed import free_port
+
 BIN = "/usr/lib/rabbitmq/bin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PrivateBroker:

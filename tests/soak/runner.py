@@ -29,6 +29,7 @@ from synchronizer.model import Change
 from synchronizer.plugin_loader import shipped_plugins
 from synchronizer_fakecloud import Credentials
 from synchronizer_fakecloud.server import FakeCloud
+from synchronizer_fakecloud.testbed import free_port
 from tests.helpers.daemon import Daemon, script
 from tests.soak import probes, setup
 from tests.soak.chaos import COLLECTORS, Chaos, plan
@@ -44,12 +45,6 @@ _FULL = re.compile(r"(\S+): full cycle listed .* complete$")
 
 class SoakError(RuntimeError):
     """The run could not be carried out (not a failed check)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(what: str, predicate: Callable[[], bool], timeout: float) -> None:
