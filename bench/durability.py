@@ -83,8 +83,10 @@ def _churn_rounds(
     return per_change
 
 
-_KEYS = "SELECT key FROM entities WHERE type = ?"
-_DOCS = "SELECT rowid, doc FROM entities WHERE type = ? AND key IN (SELECT value FROM json_each(?))"
+_KEYS = "SELECT key FROM entity_rows WHERE type = ?"
+_DOCS = (
+    "SELECT rowid, doc FROM entity_rows WHERE type = ? AND key IN (SELECT value FROM json_each(?))"
+)
 
 
 def _sqlite_floor(db: Any, path: str, rounds: int, seed: int = 7) -> list[float]:

@@ -311,28 +311,6 @@ def test_the_sqlite_view_has_a_cloud_column_and_baselines_per_cloud(tmp_path):
         assert baseline == {"nova.instance": {e.key: fingerprint.of(e)}}
 
 
-def test_a_state_file_from_before_clouds_gets_the_cloud_column(tmp_path):
-    """A file made without the cloud column is given it (and the view), its rows kept."""
-    path = str(tmp_path / "state.db")
-    store = SQLiteStore(path)
-    store.table("nova.instance")[entity().key] = _told(entity(), 1)
-    store.commit([], 1)
-    store.close()
-    db = sqlite3.connect(path)
-    db.execute("DROP VIEW live_entities")
-    db.execute("ALTER TABLE entities DROP COLUMN cloud")
-    db.execute(
-        "CREATE VIEW live_entities AS SELECT type, key, state, project, parent, relations,"
-        " source, properties, observed, seq FROM entities WHERE action != 'delete'"
-    )
-    db.commit()
-    db.close()
-    SQLiteStore(path).close()
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT key, cloud FROM live_entities").fetchall() == [(entity().key, None)]
-    db.close()
-
-
 def test_the_fleet_store_has_a_cloud_column(tmp_path):
     """sync_entities gets the entity's cloud; a database from before is given the column."""
     sa = pytest.importorskip("sqlalchemy")

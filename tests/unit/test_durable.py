@@ -12,6 +12,7 @@ import pytest
 from synchronizer import fingerprint, timeutil
 from synchronizer.dispatch.dispatcher import Dispatcher
 from synchronizer.dispatch.durable import SCHEMA, SQLiteStore, read_baseline
+from synchronizer.dispatch.rows import signed
 from synchronizer.errors import StateLocked
 from synchronizer.model import Action, Change, Entity, Ref, Source
 
@@ -114,6 +115,78 @@ def test_the_entities_table_reads_with_sql(tmp_path):
     db.close()
     d.close()
     assert rows == [("t", "a", "up", None, "h1", "a", 1)]
+
+
+# Schema 1, as its daemons wrote it: the readers' columns were generated columns
+# of the table itself (cloud came later: files made before clouds lack it).
+_SCHEMA_1 = (
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE entities ("
+    " type TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, action TEXT NOT NULL,"
+    " fingerprint INTEGER NOT NULL, observed TEXT NOT NULL,"
+    " final_state_unknown INTEGER NOT NULL, doc TEXT NOT NULL,"
+    " state TEXT GENERATED ALWAYS AS (json_extract(doc, '$.state')) VIRTUAL,"
+    " project TEXT GENERATED ALWAYS AS (json_extract(doc, '$.project')) VIRTUAL,"
+    " parent TEXT GENERATED ALWAYS AS (json_extract(doc, '$.parent')) VIRTUAL,"
+    " relations TEXT GENERATED ALWAYS AS (json_extract(doc, '$.relations')) VIRTUAL,"
+    " source TEXT GENERATED ALWAYS AS (json_extract(doc, '$.source')) VIRTUAL,"
+    " properties TEXT GENERATED ALWAYS AS (json_extract(doc, '$.properties')) VIRTUAL,"
+    "{cloud} UNIQUE (type, key))",
+    "CREATE VIEW live_entities AS SELECT type, key, state, project, parent, relations,"
+    " source, properties, observed, seq{cloud_field} FROM entities WHERE action != 'delete'",
+    "CREATE TABLE history (seq INTEGER PRIMARY KEY, type TEXT NOT NULL,"
+    " committed REAL NOT NULL, doc TEXT NOT NULL)",
+    "CREATE TABLE positions (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated REAL)",
+)
+_CLOUD_1 = " cloud TEXT GENERATED ALWAYS AS (json_extract(doc, '$.cloud')) VIRTUAL,"
+
+
+@pytest.mark.parametrize("with_cloud", [True, False], ids=["schema 1", "schema 1 before clouds"])
+def test_a_schema_1_store_is_upgraded_with_its_rows_seq_epoch_and_history(
+    tmp_path, caplog, with_cloud
+):
+    """Its rows keep their order; the readers' columns (cloud too) come back in the views."""
+    path = tmp_path / "s.db"
+    told = [
+        dataclasses.replace(ch("a"), seq=1),
+        dataclasses.replace(ch("b", "down"), seq=2),
+        Change(Action.DELETE, ch("c", ts=timeutil.now()).entity, 0, True, 3),  # not yet pruned
+    ]
+    db = sqlite3.connect(path)
+    fields = {"cloud": _CLOUD_1 if with_cloud else "", "cloud_field": ", cloud" * with_cloud}
+    for ddl in _SCHEMA_1:
+        db.execute(ddl.format(**fields))
+    db.executemany(
+        "INSERT INTO meta VALUES (?, ?)", [("schema", "1"), ("epoch", "e1"), ("seq", "3")]
+    )
+    for c in told:
+        doc = c.to_json().decode()
+        e = c.entity
+        row = (e.type, e.key, c.seq, str(c.action), signed(c.fingerprint), e.timestamp)
+        fsu = int(c.final_state_unknown)
+        db.execute("INSERT INTO entities VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*row, fsu, doc))
+        db.execute("INSERT INTO history VALUES (?, ?, ?, ?)", (c.seq, "t", time.time(), doc))
+    db.commit()
+    db.close()
+    caplog.set_level(logging.INFO, logger="synchronizer.dispatch.durable")
+    d = reopen(path)
+    assert (d.epoch, d.last_seq(), d.tombstone_count()) == ("e1", 3, 1)
+    assert [(e.key, e.state) for e in d.get_all()] == [("a", "up"), ("b", "down")]
+    assert [c.seq for c in d.history(0)] == [1, 2, 3]
+    (update,) = d.dispatch([ch("a", "gone", action=Action.UPDATE, ts="2026-01-01T00:00:02Z")])
+    assert update.seq == 4
+    d.close()
+    assert any("upgraded from schema 1 to 2" in r.getMessage() for r in caplog.records)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == (str(SCHEMA),)
+    assert db.execute("SELECT key, state, cloud, seq FROM live_entities").fetchall() == [
+        ("a", "gone", None, 4),
+        ("b", "down", None, 2),
+    ]
+    assert db.execute(
+        "SELECT key, json_extract(source, '$.plugin') FROM entities WHERE action = 'delete'"
+    ).fetchall() == [("c", "p")]
+    db.close()
 
 
 def test_a_worker_reads_its_baseline_from_the_store(tmp_path):
