@@ -77,6 +77,10 @@ def test_a_partition_gained_while_its_last_term_is_being_stopped_is_served(
         cloud.change("servers", count=3, seed=77)
         wait(lambda: view(engine, "nova.instance") == cloud_view(cloud), 30, "the change committed")
         assert sql.owners(engine)["nova"][1] == term
+        # Stopping the member stops the run its ownership loop never held.
+        member.stop(timeout=10)
+        assert member.owned() == {}
+        assert [t.name for t in threading.enumerate() if t.name.startswith("feed-")] == []
     finally:
         cloud.clear_faults()
         member.stop(timeout=10)
