@@ -35,6 +35,7 @@ from synchronizer.model import Action, Change
 B9_TARGET = 1.2
 B10_TARGET = 0.8
 CHUNK = 1000  # changes per dispatch, as a worker's chunk_size
+PAIRED_ROUNDS = 3  # B10's dispatcher rounds per run: each is one 1,000-change batch a store
 SETTLE = 5.0  # seconds after the first listing, before the churn is measured
 
 
@@ -53,34 +54,45 @@ def _populated(n: int, store: Any) -> tuple[Dispatcher, list[Any]]:
     return dispatcher, entities
 
 
-def _churn_rounds(
-    dispatcher: Dispatcher, entities: list[Any], rounds: int, cpu: list[float] | None = None
-) -> list[float]:
-    """Seconds per change of dispatching each round's 1% churn (what a worker would send).
+def _churn_round(dispatcher: Dispatcher, entities: list[Any], seed: int) -> tuple[float, float]:
+    """Seconds per change of dispatching one round's 1% churn (what a worker would send).
 
-    ``cpu`` gets the same in CPU seconds of the dispatching thread: on a
-    machine shared with other work, wall time swings with the load, and
+    Returned in wall time and in CPU seconds of the dispatching thread: on
+    a machine shared with other work, wall time swings with the load, and
     this does far less (the store's checkpoint thread is in neither,
     unless it competes for the same core).
     """
-    per_change = []
+    new, _ = common.churn(entities, 0.01, seed=seed)
+    changed = [
+        Change(Action.UPDATE, e, fingerprint.of(e))
+        for e, old in zip(new, entities, strict=True)
+        if e is not old
+    ]
+    entities[:] = new
+    gc.collect()
+    t0, c0 = time.perf_counter(), time.thread_time()
+    told = 0
+    for i in range(0, len(changed), CHUNK):
+        told += len(dispatcher.dispatch(changed[i : i + CHUNK]))
+    return (time.perf_counter() - t0) / max(1, told), (time.thread_time() - c0) / max(1, told)
+
+
+def _paired_rounds(
+    stores: dict[str, tuple[Dispatcher, list[Any]]], rounds: int
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Each round's same churn on every store in turn, in alternating order.
+
+    Interleaved, so a change in the machine's load (a neighbour on the
+    host) falls on both stores alike rather than on whichever ran second.
+    """
+    timed: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in stores}
+    names = list(stores)
     for r in range(rounds):
-        new, _ = common.churn(entities, 0.01, seed=100 + r)
-        changed = [
-            Change(Action.UPDATE, e, fingerprint.of(e))
-            for e, old in zip(new, entities, strict=True)
-            if e is not old
-        ]
-        entities[:] = new
-        gc.collect()
-        t0, c0 = time.perf_counter(), time.thread_time()
-        told = 0
-        for i in range(0, len(changed), CHUNK):
-            told += len(dispatcher.dispatch(changed[i : i + CHUNK]))
-        per_change.append((time.perf_counter() - t0) / max(1, told))
-        if cpu is not None:
-            cpu.append((time.thread_time() - c0) / max(1, told))
-    return per_change
+        for name in names if r % 2 == 0 else names[::-1]:
+            wall, cpu = _churn_round(*stores[name], seed=100 + r)
+            timed[name][0].append(wall)
+            timed[name][1].append(cpu)
+    return timed
 
 
 _KEYS = "SELECT key FROM entity_rows WHERE type = ?"
@@ -183,17 +195,16 @@ def _cycle_cost(servers: int, rounds: int) -> dict[str, Any]:
 def b10(n: int, rounds: int, servers: int | None = None) -> dict[str, Any]:
     path = os.path.join(tempfile.mkdtemp(prefix="bench-state-"), "state.db")
     try:
-        cpu_memory: list[float] = []
-        cpu_sqlite: list[float] = []
-        mem, mem_entities = _populated(n, None)
-        in_memory = _churn_rounds(mem, mem_entities, rounds, cpu_memory)
-        del mem, mem_entities
-        durable, entities = _populated(n, SQLiteStore(path))
-        on_disk = _churn_rounds(durable, entities, rounds, cpu_sqlite)
+        stores = {"sqlite": _populated(n, SQLiteStore(path)), "memory": _populated(n, None)}
+        timed = _paired_rounds(stores, rounds * PAIRED_ROUNDS)
+        durable = stores["sqlite"][0]
         floor = _sqlite_floor(durable.store.db, path, rounds)
         durable.close()
+        del stores
     finally:
         shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    (on_disk, cpu_sqlite), (in_memory, cpu_memory) = timed["sqlite"], timed["memory"]
+    paired = sorted(m / d for d, m in zip(on_disk, in_memory, strict=True))
     disk, disk_spread = common.median_spread(on_disk)
     base, base_spread = common.median_spread(in_memory)
     throughput_ratio = base / disk
@@ -210,6 +221,8 @@ def b10(n: int, rounds: int, servers: int | None = None) -> dict[str, Any]:
         cpu_ratio=cpu_base / cpu_disk,
         sqlite_floor_us=common.median_spread(floor)[0] * 1e6,
         floor_ratio=base / common.median_spread(floor)[0],
+        paired_ratio=paired[len(paired) // 2],
+        paired_ratio_spread=[paired[0], paired[-1]],
         spread_us={
             "sqlite": [x * 1e6 for x in disk_spread],
             "memory": [x * 1e6 for x in base_spread],
@@ -220,8 +233,10 @@ def b10(n: int, rounds: int, servers: int | None = None) -> dict[str, Any]:
         whole_cycle=whole_cycle,
         note="dispatch (ledger rules, seq, commit with history, fan-out) of each round's "
         "1% churn in chunks of 1,000, after the first listing's checkpoint settled; "
-        "baseline: the same on the in-memory store; ratio = throughput with SQLite / "
-        "in memory; cpu_ratio: the same in CPU time of the dispatching thread; "
+        "baseline: the same on the in-memory store, the rounds of both interleaved in "
+        "alternating order; ratio = throughput with SQLite / in memory (medians); "
+        "paired_ratio: the median of the rounds' own ratios; cpu_ratio: the same in "
+        "CPU time of the dispatching thread; "
         "sqlite_floor_us: the store's SQL statements alone for the same batches, "
         "parameters built beforehand (no Python a change), and floor_ratio the "
         "ratio that a store with no cost of its own beyond them would reach; "
