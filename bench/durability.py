@@ -36,7 +36,13 @@ B9_TARGET = 1.2
 B10_TARGET = 0.8
 CHUNK = 1000  # changes per dispatch, as a worker's chunk_size
 PAIRED_ROUNDS = 3  # B10's dispatcher rounds per run: each is one 1,000-change batch a store
-SETTLE = 5.0  # seconds after the first listing, before the churn is measured
+# Seconds after the first listing, before the churn is measured: 5 s for
+# 100,000 entities (the WAL checkpoint of a first listing), in proportion below.
+SETTLE_PER_ENTITY = 5.0 / 100_000
+
+
+def _settle(n: int) -> None:
+    time.sleep(min(5.0, n * SETTLE_PER_ENTITY))
 
 
 # -- B10 --------------------------------------------------------------------------
@@ -50,7 +56,8 @@ def _populated(n: int, store: Any) -> tuple[Dispatcher, list[Any]]:
         dispatcher.dispatch([Change(Action.CREATE, e, fingerprint.of(e)) for e in chunk])
     # Steady state: the first listing's WAL checkpoint (on the store's own thread)
     # is over, as it is long before the next cycle in a daemon.
-    time.sleep(SETTLE if store is not None else 0.0)
+    if store is not None:
+        _settle(n)
     return dispatcher, entities
 
 
@@ -171,7 +178,7 @@ def _cycle_cost(servers: int, rounds: int) -> dict[str, Any]:
             }
             setups = {name: cycles._setup(cloud, d) for name, d in deliveries.items()}
             loops = {name: loop for name, (_, loop) in setups.items()}
-            time.sleep(SETTLE)  # the first listing's checkpoint, as in the dispatcher's figure
+            _settle(servers)  # the first listing's checkpoint, as in the dispatcher's figure
             for r in range(rounds):
                 cloud.age(-80000.0 + r)
                 cloud.change(fraction=0.01)
