@@ -43,10 +43,15 @@ SNAPSHOT_TTL = 60.0
 HISTORY_READ = 10_000  # history rows read per store call
 
 
-def server_name(conf: cfg.ConfigOpts) -> str:
-    """``<host>-<hash>``: stable for one daemon's state, distinct between daemons."""
+def server_name(conf: cfg.ConfigOpts, epoch: str) -> str:
+    """``<host>-<hash>``: stable for one daemon's state, distinct between daemons.
+
+    A durable state is named by its file: a restarted daemon finds its
+    queue again.  ``state = memory`` is new every run and named by its
+    epoch: two such daemons on one configuration each get their own.
+    """
     path = store.state_path(conf) if conf.state == "sqlite" else None
-    identity = path or "\0".join(conf.config_file or ()) or "memory"
+    identity = path or f"memory\0{epoch}"
     digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
     return f"{socket.gethostname()}-{digest}"
 
@@ -159,7 +164,7 @@ def build_server(
 ) -> oslo_messaging.MessageHandlingServer:
     oslo_messaging = backend.messaging()
     transport = oslo_messaging.get_rpc_transport(conf)
-    endpoint = ViewEndpoint(dispatcher, conf.chunk_size, server_name(conf))
+    endpoint = ViewEndpoint(dispatcher, conf.chunk_size, server_name(conf, dispatcher.epoch))
     # No executor argument: oslo.messaging deprecates it and picks the
     # threading executor by itself when eventlet is not monkey-patched.
     return oslo_messaging.get_rpc_server(transport, target(conf, endpoint.server), [endpoint])

@@ -435,6 +435,26 @@ def test_rpc_server_names_are_stable_per_state_and_distinct_between_daemons(tmp_
     one = bus_conf(tmp_path, f"state_path = {tmp_path / 'one.db'}")
     again = bus_conf(tmp_path, f"state_path = {tmp_path / 'one.db'}")
     other = bus_conf(tmp_path, f"state_path = {tmp_path / 'other.db'}")
-    assert rpc.server_name(one) == rpc.server_name(again)
-    assert rpc.server_name(one) != rpc.server_name(other)
-    assert rpc.server_name(one).startswith(socket.gethostname() + "-")
+    # The epoch does not name a durable state's daemon: its file does.
+    assert rpc.server_name(one, "e1") == rpc.server_name(again, "e2")
+    assert rpc.server_name(one, "e1") != rpc.server_name(other, "e1")
+    assert rpc.server_name(one, "e1").startswith(socket.gethostname() + "-")
+
+
+def test_two_memory_state_daemons_on_one_config_each_answer_for_their_own_view(tmp_path):
+    """``state = memory`` has no file to name a daemon by: its direct queue is its own.
+
+    Two such daemons on one configuration used to share a server name, so
+    a snapshot's chunks, pinned to the daemon that took it, were consumed
+    by either: a view came back mixed, or a chunk of a snapshot the other
+    daemon never took failed.
+    """
+    conf = bus_conf(tmp_path, "state = memory", "chunk_size = 1")
+    sides = [Daemonside(conf, seeded({"a.x": [f"{name}{i}" for i in range(6)]})) for name in "pq"]
+    try:
+        for _ in range(4):
+            keys = sorted(e.key for e in client.get_all(conf, ["a.x"], timeout=5).entities)
+            assert keys in ([f"p{i}" for i in range(6)], [f"q{i}" for i in range(6)])
+    finally:
+        for side in sides:
+            side.stop()
