@@ -180,6 +180,7 @@ def status_line(d: Daemon, contains: str, timeout: float = 15.0) -> str:
             sock.recv(4096)
     sock.settimeout(0.5)
     deadline = time.monotonic() + timeout
+    others: list[str] = []  # what came instead, for the failure's message
     while time.monotonic() < deadline:
         try:
             text = d.notify.recv(4096).decode()  # type: ignore[attr-defined]
@@ -187,7 +188,8 @@ def status_line(d: Daemon, contains: str, timeout: float = 15.0) -> str:
             continue
         if text.startswith("STATUS=") and contains in text:
             return text
-    raise AssertionError(f"no STATUS= with {contains!r} within {timeout} s")
+        others.append(text)
+    raise AssertionError(f"no STATUS= with {contains!r} within {timeout} s; came: {others}")
 
 
 def check_operations(daemons: dict[str, Daemon], engine) -> None:
