@@ -192,8 +192,26 @@ def status_line(d: Daemon, contains: str, timeout: float = 15.0) -> str:
     raise AssertionError(f"no STATUS= with {contains!r} within {timeout} s; came: {others}")
 
 
-def check_operations(daemons: dict[str, Daemon], engine) -> None:
-    """/healthz, /metrics and STATUS= name each partition's one holder and its term."""
+def check_operations(daemons: dict[str, Daemon], engine, attempts: int = 3) -> None:
+    """/healthz, /metrics and STATUS= name each partition's one holder and its term.
+
+    On a loaded machine the assignment can still move once after the
+    spread (a member gives a partition up to one that joined later): when
+    the database names other owners after a failed check, the new ones are
+    checked; a check that fails with the owners unchanged fails the test.
+    """
+    for attempt in range(attempts):
+        stored = _agreed_owners(daemons, engine)
+        try:
+            _check_owners(daemons, stored)
+            return
+        except AssertionError:
+            if attempt == attempts - 1 or sql.owners(engine) == stored:
+                raise
+
+
+def _agreed_owners(daemons: dict[str, Daemon], engine) -> dict[str, tuple[str, int]]:
+    """The database's owners, once every member's /healthz says the same."""
     seen: list[dict] = []
 
     def agree() -> bool:
@@ -201,7 +219,10 @@ def check_operations(daemons: dict[str, Daemon], engine) -> None:
         return holders(daemons) == {p: [o] for p, o in seen[0].items()}
 
     wait(agree, 20, "/healthz to name the database's owners")
-    stored = seen[0]
+    return seen[0]
+
+
+def _check_owners(daemons: dict[str, Daemon], stored: dict[str, tuple[str, int]]) -> None:
     for p, (owner, term) in stored.items():
         d = daemons[owner]
         url = f"http://127.0.0.1:{d.metrics_port}/metrics"  # type: ignore[attr-defined]
