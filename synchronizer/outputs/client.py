@@ -387,10 +387,12 @@ class _Gate:
 
     # -- opening ------------------------------------------------------------
 
-    def open(self, since: Position | None) -> None:
+    def open(self, since: Position | dict[str, int] | None) -> None:
         with self.lock:
             if since is None:
                 self._relist(None)
+            elif isinstance(since, dict):  # saved from a fleet's watcher
+                self._relist("the saved position is a fleet's, one per partition")
             else:
                 self._resume(since)
             self.opened = True

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -283,6 +285,170 @@ def test_stopped_watchers_leave_no_queue_behind(message_daemon):
         watch.send_signal(signal.SIGTERM)
         assert watch.wait(15) == 0
     assert _queues(f"synchronizer-client-{socket.gethostname()}-{watch.pid}") == {}
+
+
+class _Lines:
+    """A command's stdout lines, read on a thread of their own (``next`` waits for one)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self._lines.put(line.rstrip("\n"))
+
+    def next(self, timeout: float = 30.0) -> dict:
+        try:
+            return json.loads(self._lines.get(timeout=timeout))
+        except queue.Empty:
+            raise AssertionError(f"no line within {timeout} s") from None
+
+    def until(self, action: str, timeout: float = 30.0) -> list[dict]:
+        """The items up to and with the first of ``action``."""
+        items = [self.next(timeout)]
+        while items[-1]["action"] != action:
+            items.append(self.next(timeout))
+        return items
+
+    def quiet(self, seconds: float) -> list[str]:
+        """What comes within ``seconds`` (nothing, when the stream is idle)."""
+        time.sleep(seconds)
+        got = []
+        while not self._lines.empty():
+            got.append(self._lines.get())
+        return got
+
+
+def _watcher(conf: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [script("synchronizer-watch"), "--config-file", str(conf), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
+def _file_daemon_conf(tmp_path: Path, transport_url: str, unique: str, extra: str = "") -> Path:
+    conf = tmp_path / "w.conf"
+    conf.write_text(
+        "[DEFAULT]\nplugins = tests.helpers.plugins:FileCollector\nsinks = message\n"
+        f"transport_url = {transport_url}\nmessage_topic = synchronizer_{unique}\n"
+        f"rpc_topic = view_{unique}\nnotification_pool = pool-{unique}\n{extra}"
+        f"[filecollector]\npath = {tmp_path / 'things.json'}\nperiod = 0.3\n"
+    )
+    return conf
+
+
+def _states(items: list[dict]) -> dict[str, str]:
+    """The view a consumer builds from snapshot and change items."""
+    view: dict[str, str] = {}
+    for item in items:
+        if item["action"] in ("snapshot", "create", "update"):
+            view[item["key"]] = item["state"]
+        elif item["action"] == "delete":
+            view.pop(item["key"], None)
+    return view
+
+
+@pytest.mark.broker
+def test_watch_relists_when_the_daemon_comes_back_with_another_epoch(
+    tmp_path, transport_url, unique
+):
+    """A daemon restarted on ``state = memory`` starts a new epoch: synchronizer-watch
+    prints a relist marker, the new view and ``synced``, then follows the live stream."""
+    things = tmp_path / "things.json"
+    things.write_text(json.dumps({"w1": "up", "w2": "down"}))
+    conf = _file_daemon_conf(tmp_path, transport_url, unique, "state = memory\n")
+    watch = None
+    try:
+        with Daemon(conf) as d:
+            d.wait_log("complete", timeout=30)
+            watch = _watcher(conf)
+            lines = _Lines(watch)
+            assert _states(lines.until("synced")) == {"w1": "up", "w2": "down"}
+        things.write_text(json.dumps({"w1": "down", "w3": "up"}))
+        with Daemon(conf) as d:
+            d.wait_log("complete", timeout=30)
+            relist = lines.until("relist")
+            assert "epoch" in relist[-1]["reason"]
+            after = lines.until("synced")
+            things.write_text(json.dumps({"w1": "down", "w3": "down"}))
+            after += lines.until("update")
+            assert _states(after) == {"w1": "down", "w3": "down"}
+        watch.send_signal(signal.SIGTERM)
+        assert watch.wait(15) == 0
+        assert "Traceback" not in watch.stderr.read()
+    finally:
+        if watch is not None and watch.poll() is None:
+            watch.kill()
+            print(watch.stderr.read())  # what the watcher said, for a failure's report
+        _delete_queues([f"synchronizer_{unique}.info", f"view_{unique}", f"pool-{unique}"])
+
+
+def _shows(conf: Path, key: str, state: str, timeout: float = 30.0) -> None:
+    """Wait until the daemon's view has ``key`` in ``state`` (committed, so published)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = _run(script("synchronizer-show"), "--config-file", str(conf), "test.thing", key)
+        if out.returncode == 0 and json.loads(out.stdout)["state"] == state:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the daemon never showed {key} {state}")
+
+
+@pytest.mark.broker
+def test_watch_resumes_from_its_position_file_with_what_it_missed(tmp_path, transport_url, unique):
+    """Stopped, then started again on its --position-file: exactly the changes made
+    meanwhile, no view; a position from another store relists."""
+    things = tmp_path / "things.json"
+    things.write_text(json.dumps({"w1": "up", "w2": "down"}))
+    conf = _file_daemon_conf(tmp_path, transport_url, unique)
+    position = tmp_path / "watch.position"
+    watch = None
+    try:
+        with Daemon(conf) as d:
+            d.wait_log("complete", timeout=30)
+            watch = _watcher(conf, "--position-file", str(position))
+            assert _states(_Lines(watch).until("synced")) == {"w1": "up", "w2": "down"}
+            watch.send_signal(signal.SIGTERM)
+            assert watch.wait(15) == 0, watch.stderr.read()
+            saved = json.loads(position.read_text())
+            assert saved["seq"] == 2
+            things.write_text(json.dumps({"w1": "down", "w2": "down"}))
+            _shows(conf, "w1", "down")
+            things.write_text(json.dumps({"w1": "down", "w2": "up", "w3": "up"}))
+            _shows(conf, "w3", "up")
+            watch = _watcher(conf, "--position-file", str(position))
+            lines = _Lines(watch)
+            missed = [lines.next(), lines.next(), lines.next()]
+            assert [(m["key"], m["state"], m["action"], m["seq"]) for m in missed] == [
+                ("w1", "down", "update", 3),
+                ("w2", "up", "update", 4),
+                ("w3", "up", "create", 5),
+            ]
+            assert lines.quiet(2.0) == []  # no view, no synced: nothing else
+            watch.send_signal(signal.SIGTERM)
+            assert watch.wait(15) == 0
+            assert "Traceback" not in watch.stderr.read()
+            assert json.loads(position.read_text()) == {"epoch": saved["epoch"], "seq": 5}
+            # A position of another store (another epoch): the watcher relists.
+            position.write_text(json.dumps({"epoch": "0000000000000000", "seq": 5}))
+            watch = _watcher(conf, "--position-file", str(position))
+            lines = _Lines(watch)
+            relist = lines.next()
+            assert relist["action"] == "relist"
+            assert _states(lines.until("synced")) == {"w1": "down", "w2": "up", "w3": "up"}
+            watch.send_signal(signal.SIGTERM)
+            assert watch.wait(15) == 0
+            assert json.loads(position.read_text()) == {"epoch": saved["epoch"], "seq": 5}
+    finally:
+        if watch is not None and watch.poll() is None:
+            watch.kill()
+            print(watch.stderr.read())  # what the watcher said, for a failure's report
+        _delete_queues([f"synchronizer_{unique}.info", f"view_{unique}", f"pool-{unique}"])
 
 
 @pytest.mark.broker
