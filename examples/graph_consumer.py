@@ -86,12 +86,30 @@ class TopologyGraph:
         self.graph = nx.MultiDiGraph()
         self.lock = threading.Lock()
         self.synced = threading.Event()
+        self._relisted: set[Node] | None = None  # what a relist's view named so far
 
     # -- writing ---------------------------------------------------------
 
-    def apply(self, item: Change | Synced) -> None:
-        """Take one item of :func:`synchronizer.outputs.client.watch` (a change or the marker)."""
+    def apply(self, item: Change | Synced | client.Relist) -> None:
+        """Take one item of :func:`synchronizer.outputs.client.watch` (a change or a marker).
+
+        A ``Relist`` marker says the stream could not tell what changed (the
+        daemon came back with another epoch, or changes were lost past its
+        history): the view follows, and at its ``Synced`` every entity it did
+        not name is removed, of the types it covered (``Synced.types``: in a
+        fleet a partition relists alone).  Until then the graph keeps what it
+        had.
+        """
+        if isinstance(item, client.Relist):
+            with self.lock:
+                self._relisted = set()
+            self.synced.clear()
+            return
         if isinstance(item, Synced):
+            with self.lock:
+                relisted, self._relisted = self._relisted, None
+                if relisted is not None:
+                    self._sweep(relisted, item.types)
             self.synced.set()
             return
         with self.lock:
@@ -99,6 +117,8 @@ class TopologyGraph:
                 self._remove((item.entity.type, item.entity.key))
             else:
                 self._put(item.entity)
+                if self._relisted is not None:
+                    self._relisted.add((item.entity.type, item.entity.key))
 
     def load(self, entities: Iterable[Entity]) -> TopologyGraph:
         """Add entities as they are (e.g. a :func:`synchronizer.outputs.client.get_all` view)."""
@@ -123,6 +143,19 @@ class TopologyGraph:
                 self._add_placeholder(target)
             self.graph.add_edge(node, target, key=relation, relation=relation)
         self._prune(before)
+
+    def _sweep(self, named: set[Node], types: Iterable[str] | None) -> None:
+        """Remove the entities of ``types`` (None: all) that a relist's view did not name."""
+        covered = None if types is None else set(types)
+        gone = [
+            node
+            for node, data in self.graph.nodes(data=True)
+            if not data["placeholder"]
+            and node not in named
+            and (covered is None or node[0] in covered)
+        ]
+        for node in gone:
+            self._remove(node)
 
     def _remove(self, node: Node) -> None:
         if node not in self.graph:

@@ -90,3 +90,40 @@ def test_summary_counts_states_and_instances_on_down_hosts():
     ]
     apply(graph, ("update", host(state="up")))
     assert graph.summary()[-1] == "instances on down hosts: 0"
+
+
+def test_a_relist_rebuilds_the_graph_from_the_new_view():
+    """After a Relist marker, what the new view leaves out is gone from the graph at Synced.
+
+    The stream could not say what changed (the daemon came back with another
+    epoch, or changes were lost past its history): the view is the truth, and
+    the graph stays readable, as it was, until that view is complete.
+    """
+    from synchronizer.outputs.client import Relist
+
+    graph = example.TopologyGraph()
+    apply(graph, ("snapshot", host()), ("snapshot", host("h2")), ("snapshot", vm(volumes=("v1",))))
+    graph.apply(Synced(None, 3))
+    graph.apply(Relist("the daemon's state changed epoch"))
+    assert not graph.synced.is_set()  # the graph is being rebuilt
+    apply(graph, ("snapshot", host(state="down")), ("snapshot", vm()))
+    assert graph.states()[("nova.host", "h2")] == "up"  # the old view until the new one is in
+    graph.apply(Synced(None, 2))
+    assert graph.synced.is_set()
+    assert graph.states(placeholders=True) == {HOST: "down", VM: "ACTIVE"}
+    assert graph.edges() == {(VM, HOST, "parent")}
+    apply(graph, ("create", host("h3")))  # live again
+    assert graph.states()[("nova.host", "h3")] == "up"
+
+
+def test_a_relist_of_some_types_leaves_the_others_alone():
+    """A fleet's partition relists alone: its Synced names its types, the sweep keeps to them."""
+    from synchronizer.outputs.client import Relist
+
+    graph = example.TopologyGraph()
+    apply(graph, ("snapshot", host()), ("snapshot", host("h2")), ("snapshot", vm()))
+    graph.apply(Synced(None, 3))
+    graph.apply(Relist("the stream lost changes after seq 3, no longer kept"))
+    apply(graph, ("snapshot", host("h2")))
+    graph.apply(Synced(("nova.host",), 1))
+    assert graph.states(placeholders=True) == {VM: "ACTIVE", HOST: None, ("nova.host", "h2"): "up"}
