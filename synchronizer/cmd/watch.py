@@ -15,8 +15,8 @@ or the stream lost changes its history no longer holds) it prints a
 
 ``--position-file P`` keeps the watcher's position (``epoch`` and ``seq``:
 every change up to ``seq`` was printed) in ``P``, saved at most a second
-apart and when it stops, so that the next run resumes where this one
-ended: it prints only the changes made meanwhile (from the daemon's
+apart and when it stops (with ``--once``, the view's), so that the next
+run resumes where this one ended: it prints only the changes made meanwhile (from the daemon's
 history), with no view, or relists as above when the position is outside
 the history.  Changes printed after the last save may be printed again
 (same ``seq``, same content).  A file that holds no position is refused
@@ -83,10 +83,20 @@ def _print(line: str) -> bool:
 
 
 def _once(conf: cfg.ConfigOpts) -> int:
+    path = conf.position_file
+    if path:
+        read_position(path)  # refused now, before the view, if it is not a position file
     view = client.get_all(conf, conf.type or None, timeout=conf.timeout)
     for entity in view.entities:
         if not _print(render(Change(Action.SNAPSHOT, entity), conf.human)):
             return 0
+    if path and view.epoch:  # the view covers every change up to its seq: follow from there
+        _save(path, (view.epoch, view.seq), None, threading.Event())
+    elif path:
+        print(
+            f"{PROG}: a fleet's whole view has no one position; {path} is left as it was",
+            file=sys.stderr,
+        )
     return 0
 
 

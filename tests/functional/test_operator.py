@@ -388,6 +388,10 @@ def test_watch_relists_when_the_daemon_comes_back_with_another_epoch(
         _delete_queues([f"synchronizer_{unique}.info", f"view_{unique}", f"pool-{unique}"])
 
 
+def _brief(item: dict) -> tuple:
+    return item["key"], item["state"], item["action"], item["seq"]
+
+
 def _shows(conf: Path, key: str, state: str, timeout: float = 30.0) -> None:
     """Wait until the daemon's view has ``key`` in ``state`` (committed, so published)."""
     deadline = time.monotonic() + timeout
@@ -401,8 +405,9 @@ def _shows(conf: Path, key: str, state: str, timeout: float = 30.0) -> None:
 
 @pytest.mark.broker
 def test_watch_resumes_from_its_position_file_with_what_it_missed(tmp_path, transport_url, unique):
-    """Stopped, then started again on its --position-file: exactly the changes made
-    meanwhile, no view; a position from another store relists."""
+    """--once saves the view's position, the next run follows from it, a third resumes
+    where the second stopped: each prints exactly the changes made meanwhile, no
+    view; a position from another store relists."""
     things = tmp_path / "things.json"
     things.write_text(json.dumps({"w1": "up", "w2": "down"}))
     conf = _file_daemon_conf(tmp_path, transport_url, unique)
@@ -411,24 +416,31 @@ def test_watch_resumes_from_its_position_file_with_what_it_missed(tmp_path, tran
     try:
         with Daemon(conf) as d:
             d.wait_log("complete", timeout=30)
-            watch = _watcher(conf, "--position-file", str(position))
-            assert _states(_Lines(watch).until("synced")) == {"w1": "up", "w2": "down"}
-            watch.send_signal(signal.SIGTERM)
-            assert watch.wait(15) == 0, watch.stderr.read()
+            once = _run(
+                script("synchronizer-watch"),
+                *("--config-file", str(conf), "--once", "--position-file", str(position)),
+            )
+            assert once.returncode == 0, once.stderr
+            assert _states([json.loads(line) for line in once.stdout.splitlines()]) == {
+                "w1": "up",
+                "w2": "down",
+            }
             saved = json.loads(position.read_text())
             assert saved["seq"] == 2
             things.write_text(json.dumps({"w1": "down", "w2": "down"}))
             _shows(conf, "w1", "down")
+            watch = _watcher(conf, "--position-file", str(position))
+            lines = _Lines(watch)
+            assert _brief(lines.next()) == ("w1", "down", "update", 3)
+            watch.send_signal(signal.SIGTERM)
+            assert watch.wait(15) == 0, watch.stderr.read()
+            assert json.loads(position.read_text()) == {"epoch": saved["epoch"], "seq": 3}
             things.write_text(json.dumps({"w1": "down", "w2": "up", "w3": "up"}))
             _shows(conf, "w3", "up")
             watch = _watcher(conf, "--position-file", str(position))
             lines = _Lines(watch)
-            missed = [lines.next(), lines.next(), lines.next()]
-            assert [(m["key"], m["state"], m["action"], m["seq"]) for m in missed] == [
-                ("w1", "down", "update", 3),
-                ("w2", "up", "update", 4),
-                ("w3", "up", "create", 5),
-            ]
+            missed = [_brief(lines.next()), _brief(lines.next())]
+            assert missed == [("w2", "up", "update", 4), ("w3", "up", "create", 5)]
             assert lines.quiet(2.0) == []  # no view, no synced: nothing else
             watch.send_signal(signal.SIGTERM)
             assert watch.wait(15) == 0
