@@ -255,9 +255,18 @@ class Member:
         return report
 
     def health(self) -> dict[str, Any]:
-        """The status's health (the held partitions' collectors), the member, its partitions."""
+        """The status's health (the held partitions' collectors), the member, its partitions.
+
+        ``coordinator``: whether its last call answered, and the fleet's
+        members as it last read them (this member's view of the membership,
+        from which it computes who owns what).
+        """
         report = self.status.health()
         report["member"] = self.member_id
+        report["coordinator"] = {
+            "connected": self.ownership.connected,
+            "members": list(self.ownership.members),
+        }
         report["partitions"] = self.partition_report()
         return report
 

@@ -8,8 +8,10 @@
               within 3 of its periods (and none is hung), 503 otherwise;
               per plugin also ``hung`` (why, or null), ``held_deletes``
               and ``unconvertible_records``; a fleet member adds
-              ``partitions``: each one's owner and term in the database,
-              whether this member holds it, its ``seq`` and each sink's lag
+              ``coordinator`` (``connected``, and the ``members`` it last
+              read) and ``partitions``: each one's owner and term in the
+              database, whether this member holds it, its ``seq`` and each
+              sink's lag
 
 A fleet member (:class:`~synchronizer.fleet.member.Member`) serves the
 plugin and notification families and, per partition,

@@ -155,6 +155,15 @@ def healthz(d: Daemon) -> dict:
         return json.loads(exc.read())
 
 
+def joined(daemons: dict[str, Daemon]) -> bool:
+    """Every member's /healthz names them all, through a coordinator that answers."""
+    for d in daemons.values():
+        coordinator = healthz(d)["coordinator"]
+        if not coordinator["connected"] or coordinator["members"] != sorted(daemons):
+            return False
+    return True
+
+
 def holders(daemons: dict[str, Daemon]) -> dict[str, list[tuple[str, int]]]:
     """partition → the (member, term) of every live member whose /healthz says it holds it."""
     found: dict[str, list[tuple[str, int]]] = {}
@@ -245,6 +254,7 @@ def test_a_watcher_sees_one_stream_through_a_failover(fleet, cloud, database, tm
         assert watcher.synced.wait(30)
         wait(lambda: diff(watcher.view("nova.instance"), servers(cloud)) == CLEAN, 60, "synced")
         # The first member up owns both until the others join; then they spread.
+        wait(lambda: joined(fleet), 30, "every member to see the three members")
         wait(lambda: len({o for o, _ in sql.owners(engine).values()}) == 2, 30, "a spread")
         check_operations(fleet, engine)
         owner, term = sql.owners(engine)["nova"]
