@@ -318,7 +318,8 @@ def watch(
 
     partitions = fleet_client.fleet_streams(conf, timeout)
     if partitions is not None:  # a fleet: a position per partition, hidden in one
-        resume = since if isinstance(since, dict) else None
+        # A single daemon's position names no partition's epoch: each relists.
+        resume = since if isinstance(since, dict) or since is None else {}
         return fleet_client.watch(
             conf, entity_types, callback, partitions, pool=pool, since=resume, timeout=timeout
         )
@@ -387,10 +388,12 @@ class _Gate:
 
     # -- opening ------------------------------------------------------------
 
-    def open(self, since: Position | dict[str, int] | None) -> None:
+    def open(self, since: Position | dict[str, int] | None, *, relist: str | None = None) -> None:
+        """From the view (``since`` None; ``relist``: why, for a Relist marker first), or
+        resumed from ``since``."""
         with self.lock:
             if since is None:
-                self._relist(None)
+                self._relist(relist)
             elif isinstance(since, dict):  # saved from a fleet's watcher
                 self._relist("the saved position is a fleet's, one per partition")
             else:

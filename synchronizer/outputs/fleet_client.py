@@ -78,9 +78,14 @@ class Streams:
     """Routes stream items to the gate of their epoch; one position per partition.
 
     Items of an epoch no gate watches (a partition whose types are not
-    watched) are dropped.  The first ``Synced`` of each gate is held back
-    until every gate has delivered its view, then one ``Synced`` for all
-    is delivered.
+    watched) are dropped.  On a first start the first ``Synced`` of each
+    gate is held back until every gate has delivered its view, then one
+    ``Synced`` for all is delivered.  On a resume, the partitions the
+    position covers resume from their history, and each one it does not
+    cover (its stream started anew while the consumer was away) relists as
+    a live relist does: a ``Relist`` marker, its view, a ``Synced`` of its
+    types, so that a consumer drops what that view left out, of those
+    types only.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class Streams:
         self.types = types
         self.lock = threading.RLock()
         self._opened = False
+        self._merging = True  # a first start: the gates' Synced are held for one
         self._held = 0
         self.gates: dict[str, _Gate] = {}  # by the epoch each started from
         # (cloud, entity type) → its partition's gate: two clouds' partitions hold
@@ -161,7 +167,7 @@ class Streams:
 
     def _deliver(self, item: Item) -> None:
         with self.lock:
-            if isinstance(item, Synced) and not self._opened:
+            if isinstance(item, Synced) and not self._opened and self._merging:
                 self._held += item.count
                 return
             self.callback(item)
@@ -186,12 +192,18 @@ class Streams:
         return self._types.get((cloud, type_)) or self._discover(cloud, type_)
 
     def open(self, since: Mapping[str, int] | None) -> None:
+        """From the views (``since`` None), or resumed from ``{epoch: seq}``."""
         with self.lock:
+            self._merging = since is None
             for epoch, gate in self.gates.items():
-                seq = None if since is None else since.get(epoch)
-                gate.open(None if seq is None else (epoch, int(seq)))
+                if since is None:
+                    gate.open(None)
+                elif epoch in since:
+                    gate.open((epoch, int(since[epoch])))
+                else:
+                    gate.open(None, relist=f"the saved position has none for epoch {epoch}")
             self._opened = True
-            if since is None or self._held:
+            if since is None:
                 self.callback(Synced(self.types, self._held))
 
     @property

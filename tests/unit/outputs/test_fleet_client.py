@@ -154,3 +154,54 @@ def test_two_clouds_partitions_of_the_same_types_relist_apart():
     assert isinstance(got[3], client.Relist)
     assert [i.entity.key for i in got[4:5]] == ["east/b"]
     assert streams.position == {"e2": 1, "w1": 1}
+
+
+class History(Fleet):
+    """A fleet whose partitions keep a history: nova's has two changes after seq 1."""
+
+    def gate(self, epoch, held, deliver):
+        kept = {"n1": [change("nova.instance", "a", 2, "SHUTOFF")], "c1": []}
+
+        def history(position):
+            if position[0] not in kept:
+                return None
+            missed = [c for c in kept[position[0]] if c.seq > position[1]]
+            return missed, max([position[1], *(c.seq for c in missed)])
+
+        return client._Gate(deliver, held, view=lambda: self.views[held[0]], history=history)
+
+
+def describe(item) -> tuple:
+    if isinstance(item, Synced):
+        return ("synced", item.types)
+    if isinstance(item, client.Relist):
+        return ("relist",)
+    return (str(item.action), item.entity.key)
+
+
+def test_a_resume_relists_with_a_marker_the_partitions_its_position_does_not_cover():
+    """A saved fleet position without a partition's epoch (its stream started anew while
+    the consumer was away): that partition relists as a live relist does, a Relist marker,
+    its view and a Synced of its types only, so a consumer drops just what that view
+    left out; the others resume from their history, with no view and no Synced."""
+    got: list = []
+    streams = fleet_client.Streams(got.append, None, History().gate, PARTITIONS)
+    streams.open({"n1": 1, "c0": 5})  # c0: cinder's epoch before it started anew
+    assert [describe(i) for i in got] == [
+        ("update", "a"),
+        ("relist",),
+        ("snapshot", "v"),
+        ("synced", ("cinder.volume",)),
+    ]
+    assert streams.position == {"n1": 2, "c1": 1}
+
+
+def test_a_single_daemons_position_given_to_a_fleet_relists_every_partition_with_a_marker():
+    """Moved from one daemon to a fleet: no partition's epoch is in the position."""
+    got: list = []
+    streams = fleet_client.Streams(got.append, None, History().gate, PARTITIONS)
+    streams.open({})
+    assert [describe(i) for i in got].count(("relist",)) == 2
+    assert ("synced", ("nova.instance",)) in [describe(i) for i in got]
+    assert ("synced", ("cinder.volume",)) in [describe(i) for i in got]
+    assert ("synced", None) not in [describe(i) for i in got]
