@@ -79,7 +79,11 @@ class Relist:
 
     ``reason`` says why: the saved position was from another epoch or older
     than the daemon's history, or the stream lost changes the history no
-    longer holds.  ``action`` reads ``"relist"``.
+    longer holds.  ``action`` reads ``"relist"``.  What changed meanwhile is
+    unknown, deletes included: at the ``Synced`` that ends the view, a
+    consumer that keeps state drops what the view did not name, of the
+    types that ``Synced`` covers (``Synced.types``; None: all; in a fleet
+    one partition relists alone).
     """
 
     reason: str
