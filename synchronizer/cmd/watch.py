@@ -172,7 +172,9 @@ def read_position(path: str) -> tuple[str, int] | dict[str, int] | None:
         if not isinstance(data, dict):
             raise TypeError("not an object")
         return str(data["epoch"]), _seq(data["seq"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except KeyError as exc:
+        cmd.fail(PROG, f"--position-file {path} holds no position (no {exc}); remove it to relist")
+    except (TypeError, ValueError) as exc:
         cmd.fail(PROG, f"--position-file {path} holds no position ({exc}); remove it to relist")
     return None  # not reached: fail() exits
 
