@@ -16,11 +16,11 @@ or the stream lost changes its history no longer holds) it prints a
 ``--position-file P`` keeps the watcher's position (``epoch`` and ``seq``:
 every change up to ``seq`` was printed) in ``P``, saved at most a second
 apart and when it stops (with ``--once``, the view's), so that the next
-run resumes where this one ended: it prints only the changes made meanwhile (from the daemon's
-history), with no view, or relists as above when the position is outside
-the history.  Changes printed after the last save may be printed again
-(same ``seq``, same content).  A file that holds no position is refused
-(exit 2); it is only ever replaced whole.
+run resumes where this one ended: it prints only the changes made
+meanwhile (from the daemon's history), with no view, or relists as above
+when the position is outside the history.  Changes printed after the
+last save may be printed again (same ``seq``, same content).  A file that
+holds no position is refused (exit 2); it is only ever replaced whole.
 """
 
 from __future__ import annotations
@@ -196,15 +196,18 @@ def _save(path: str | None, position: Any, saved: Any, broken: threading.Event) 
         data: dict[str, Any] = {"partitions": position}
     else:
         data = {"epoch": position[0], "seq": position[1]}
-    directory = os.path.dirname(os.path.abspath(path))
+    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".position-")
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".position-")
         with os.fdopen(fd, "wb") as f:
             f.write(orjson.dumps(data) + b"\n")
+            f.flush()
+            os.fsync(f.fileno())  # a crash leaves the old file or the new one, never an empty one
         os.replace(tmp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         print(f"{PROG}: could not save the position in {path}: {exc}", file=sys.stderr)
         return saved
     return position

@@ -73,3 +73,12 @@ def test_a_position_file_in_a_missing_directory_is_refused_at_start(tmp_path, ca
         watch.read_position(str(tmp_path / "nowhere" / "watch.position"))
     assert exit_.value.code == 2
     assert "its directory does not exist" in capsys.readouterr().err
+
+
+def test_a_position_that_cannot_be_saved_is_said_and_the_last_one_kept(tmp_path, capsys):
+    """The watcher goes on printing; the next save tries again from the last saved position."""
+    (tmp_path / "a-file").write_text("")
+    path = str(tmp_path / "a-file" / "watch.position")  # its directory is a file
+    assert watch._save(path, ("e", 9), ("e", 5), threading.Event()) == ("e", 5)
+    assert "could not save the position in" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["a-file"]
